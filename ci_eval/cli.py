@@ -1,0 +1,126 @@
+"""click commands: parse, delegate, print. Exit 0 done, 1 failures remain, 2 bad input,
+130/143 interrupted by SIGINT/SIGTERM (resumable)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ci_eval import __version__
+from ci_eval.config import Settings, load_settings
+from ci_eval.errors import InputError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_options(func: F) -> F:
+    """The flags that become Settings; unset flags fall through to env, file, defaults."""
+    options = [
+        click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file of settings."),
+        click.option("--dataset", help="Hub dataset name or a .json/.jsonl/.parquet file."),
+        click.option("--split", help="Dataset split (Hub datasets)."),
+        click.option("--instance-ids", multiple=True, help="Only these instances (repeatable)."),
+        click.option("--timings", type=click.Path(path_type=Path, exists=True), help="JSON id->seconds cost prior."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def run_options(func: F) -> F:
+    options = [
+        click.option("--predictions", help="'gold' or an official predictions .json/.jsonl file."),
+        click.option("--output", type=click.Path(path_type=Path), help="The shard's folder [ci-eval-results/shard-I]."),
+        click.option("--workers", type=int, help="Concurrent instances [4]."),
+        click.option("--sandbox", type=click.Choice(["auto", "docker", "local"]), help="Where commands run [auto]."),
+        click.option("--repos-dir", type=click.Path(path_type=Path), help="Source trees for the local sandbox."),
+        click.option("--samples", type=int, help="Independent attempts per instance [1]."),
+        click.option("--max-attempts", type=int, help="Tries per instance for infrastructure failures [3]."),
+        click.option("--instance-timeout", type=float, help="Wall-clock seconds per instance [3600]."),
+        click.option("--eval-timeout", type=float, help="Seconds for the tests [1800]."),
+        click.option("--command-timeout", type=float, help="Seconds per agent command [120]."),
+        click.option("--memory-limit", help="Container memory limit [4g]."),
+        click.option("--model", help="Model name on the server [granite4:tiny-h]."),
+        click.option("--base-url", help="OpenAI-compatible server [http://localhost:11434/v1]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def friendly(func: F) -> F:
+    """Turn InputError into one line on stderr and exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except InputError as exc:
+            click.echo(f"ci-eval: error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(config_file: Path | None, **flags: Any) -> Settings:
+    flags["instance_ids"] = list(flags.get("instance_ids") or []) or None
+    return load_settings(flags, config_file)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="ci-eval")
+def main() -> None:
+    """Evaluate a bash-only coding agent on SWE-bench Verified, one shard per CI job."""
+
+
+@main.command("plan")
+@click.option("--of", "of", type=int, required=True, help="Number of shards.")
+@click.option("--output", "plan_file", type=click.Path(path_type=Path), help="Also write the plan to this file.")
+@settings_options
+@friendly
+def plan_command(of: int, plan_file: Path | None, config_file: Path | None, timings: Path | None, **flags: Any) -> None:
+    """Print the GitHub Actions matrix for N shards."""
+    from ci_eval.instances import fingerprint
+    from ci_eval.shard import plan_for
+    from ci_eval.sharding import matrix
+
+    settings = _settings(config_file, **flags)
+    dataset, shards = plan_for(settings, of, timings)
+    if plan_file is not None:
+        plan = {"of": of, "dataset": settings.dataset, "split": settings.split,
+                "dataset_fingerprint": fingerprint(dataset), "shards": shards}
+        plan_file.parent.mkdir(parents=True, exist_ok=True)
+        plan_file.write_text(json.dumps(plan, indent=2) + "\n")
+    click.echo(json.dumps(matrix(shards)))
+
+
+@main.command("shard")
+@click.option("--index", type=int, required=True, help="This shard's index, 0-based.")
+@click.option("--of", "of", type=int, required=True, help="Number of shards.")
+@settings_options
+@run_options
+@friendly
+def shard_command(index: int, of: int, config_file: Path | None, timings: Path | None, **flags: Any) -> None:
+    """Run one shard: solve (or take predictions for) each instance, grade it, record it."""
+    from ci_eval.runner import Interrupted
+    from ci_eval.shard import run_shard
+
+    settings = _settings(config_file, **flags)
+    try:
+        result = run_shard(settings, index, of, timings)
+    except Interrupted as exc:
+        click.echo(f"ci-eval: interrupted by {exc}; run the same command again to resume", err=True)
+        sys.exit(128 + exc.signum)
+    counts = result.counts
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    click.echo(f"ci-eval: shard {index}/{of} done: {summary or 'nothing planned'} ({result.folder})", err=True)
+    infra = counts["error"] + counts["timeout"]
+    if infra:
+        click.echo(f"ci-eval: {infra} instance(s) ended in infrastructure failures; rerun to retry them", err=True)
+        sys.exit(1)

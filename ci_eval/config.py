@@ -1,0 +1,109 @@
+"""Settings: flags > env `CI_EVAL_*` > a TOML file > defaults, validated once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ci_eval.errors import InputError
+
+DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
+
+# Settings that only change how fast or where a run goes, not what it measures: they stay out
+# of the config hash, so shards run with different worker counts still merge.
+_NOT_IDENTITY = {"workers", "output", "repos_dir", "max_attempts", "api_key", "instance_ids"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CI_EVAL_", extra="forbid")
+
+    # what to evaluate
+    dataset: str = DEFAULT_DATASET
+    split: str = "test"
+    instance_ids: list[str] = Field(default_factory=list)
+    predictions: str | None = None  # "gold", a predictions file, or None to run the agent
+    samples: int = Field(default=1, ge=1)
+
+    # where and how
+    output: Path = Path("ci-eval-results")
+    workers: int = Field(default=4, ge=1, le=64)
+    sandbox: Literal["auto", "docker", "local"] = "auto"
+    repos_dir: Path | None = None
+    max_attempts: int = Field(default=3, ge=1)
+
+    # limits
+    instance_timeout: float = Field(default=3600, gt=0)
+    eval_timeout: float = Field(default=1800, gt=0)
+    command_timeout: float = Field(default=120, gt=0)
+    memory_limit: str = "4g"
+    pids_limit: int = Field(default=1024, ge=16)
+
+    # the model (any OpenAI-compatible server)
+    model: str = "granite4:tiny-h"
+    base_url: str = "http://localhost:11434/v1"
+    api_key: SecretStr = SecretStr("")
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    seed: int = 0
+    request_timeout: float = 300
+    context_window: int = 8192
+    step_limit: int = 40
+    token_budget: int = 400_000
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def identity(self) -> dict[str, Any]:
+        """What a result depends on, secrets removed: recorded in every manifest."""
+        data = self.model_dump(mode="json", exclude=_NOT_IDENTITY)
+        data["base_url"] = redact_url(self.base_url)
+        return data
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Settings:
+    """Build settings from CLI flags (None means "not given") over env, file and defaults."""
+    given = {k: v for k, v in flags.items() if v is not None and v != ()}
+
+    class FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=config_file)
+
+    if config_file is not None and not config_file.is_file():
+        raise InputError(f"config file {config_file} does not exist")
+    try:
+        return FromFile(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InputError(f"bad setting {where!r}: {err['msg']}") from None
+
+
+def redact_url(url: str) -> str:
+    """Drop credentials and query string from a URL before it is written anywhere."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -1,0 +1,97 @@
+"""Grade a patch as the official harness does: fresh sandbox, its apply chain, its parsers."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci_eval.errors import InfraError
+from ci_eval.instances import Instance
+from ci_eval.results import ErrorInfo, Outcome, Status, Tests
+from ci_eval.sandbox import SCRATCH, Backend, Sandbox
+
+PATCH_PATH = f"{SCRATCH}/patch.diff"
+EVAL_PATH = f"{SCRATCH}/eval.sh"
+TEST_LOG = "test_output.txt"
+_SHORT = 60  # seconds for a git command
+
+
+@dataclass
+class Graded:
+    status: Status
+    tests: Tests = field(default_factory=Tests)
+    error: ErrorInfo | None = None
+    eval_seconds: float = 0.0
+
+
+async def grade(instance: Instance, patch: str, backend: Backend, log_dir: Path, eval_timeout: float) -> Graded:
+    """Apply `patch` in a fresh sandbox without network, run the eval script, grade the log."""
+    if not patch.strip():
+        return Graded("empty_patch")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / "patch.diff").write_text(patch, encoding="utf-8")
+    async with backend.open(instance, network=False) as sandbox:
+        applied, apply_log = await apply_patch(sandbox, patch)
+        (log_dir / "apply.log").write_text(apply_log, encoding="utf-8")
+        if not applied:
+            return Graded("patch_failed")
+        spec = _test_spec(instance)
+        await sandbox.write_file(EVAL_PATH, spec.eval_script)
+        run = await sandbox.execute(f"/bin/bash {EVAL_PATH}", eval_timeout)
+    log_path = log_dir / TEST_LOG
+    if run.timed_out:
+        log_path.write_text(run.output + f"\n\nTimeout error: {eval_timeout:g} seconds exceeded.\n", encoding="utf-8")
+        message = f"tests ran longer than --eval-timeout {eval_timeout:g}s"
+        return Graded("timeout", error=ErrorInfo(kind="timeout", message=message), eval_seconds=run.seconds)
+    log_path.write_text(run.output, encoding="utf-8")
+    report = await asyncio.to_thread(_report, spec, instance, patch, log_path)
+    return _graded(report, run.seconds)
+
+
+async def apply_patch(sandbox: Sandbox, patch: str) -> tuple[bool, str]:
+    """The official chain: git apply, --3way, --reject, then patch --fuzz; a clean tree each try."""
+    from swebench.harness.run_evaluation import GIT_APPLY_CMDS
+
+    await sandbox.write_file(PATCH_PATH, patch)
+    log = []
+    for attempt, command in enumerate(GIT_APPLY_CMDS):
+        if attempt:
+            await sandbox.execute("git checkout -- . ; git clean -fdq", _SHORT)
+        out = await sandbox.execute(f"{command} {PATCH_PATH}", _SHORT)
+        log.append(f"$ {command}\n{out.output}")
+        if out.returncode == 0:
+            return True, "\n".join(log)
+    # The chain can leave the patch fully applied while every command exited non-zero.
+    check = await sandbox.execute(f"git apply --check --reverse {PATCH_PATH}", _SHORT)
+    return check.returncode == 0, "\n".join(log)
+
+
+def _test_spec(instance: Instance) -> Any:
+    from swebench.harness.utils import make_test_spec
+
+    return make_test_spec(instance.model_dump())
+
+
+def _report(spec: Any, instance: Instance, patch: str, log_path: Path) -> dict[str, Any]:
+    from swebench.harness.grading import get_eval_report
+
+    prediction = {"instance_id": instance.instance_id, "model_patch": patch, "model_name_or_path": "ci-eval"}
+    report: dict[str, Any] = get_eval_report(spec, prediction, str(log_path), include_tests_status=True)
+    return report[instance.instance_id]
+
+
+def _graded(report: dict[str, Any], seconds: float) -> Graded:
+    if not report["patch_successfully_applied"]:
+        # No parseable test output. swebench marks environment faults; those are ours to retry.
+        if report.get("infra_failure"):
+            reason = report.get("infra_failure_reason", "the test environment failed")
+            raise InfraError(f"tests did not run: {reason}", kind="environment")
+        return Graded("unresolved", eval_seconds=seconds)
+    status = report.get("tests_status", {})
+    tests = Tests(
+        FAIL_TO_PASS=Outcome.model_validate(status.get("FAIL_TO_PASS", {})),
+        PASS_TO_PASS=Outcome.model_validate(status.get("PASS_TO_PASS", {})),
+    )
+    return Graded("resolved" if report["resolved"] else "unresolved", tests=tests, eval_seconds=seconds)

@@ -1,0 +1,149 @@
+"""The Instance model; loaded from the Hub (`datasets`) or a local .json/.jsonl/.parquet file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from ci_eval.errors import InputError
+
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
+
+
+class Instance(BaseModel):
+    """One SWE-bench row, in the shape `swebench.harness.utils.make_test_spec` expects."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    instance_id: str
+    repo: str
+    base_commit: str
+    problem_statement: str
+    patch: str
+    test_patch: str
+    FAIL_TO_PASS: list[str]
+    PASS_TO_PASS: list[str]
+    version: str
+    image: str
+    eval_script: str
+    log_parser: str
+    eval_type: str = "pass_and_fail"
+    difficulty: str | None = None
+
+    @field_validator("FAIL_TO_PASS", "PASS_TO_PASS", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> Any:
+        # The Hub ships these as JSON strings; local files often as lists.
+        return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
+
+    @property
+    def family(self) -> tuple[str, str]:
+        """Instances of one repo and version share an environment image family."""
+        return (self.repo, self.version)
+
+
+def load_instances(source: str, split: str = "test") -> list[Instance]:
+    """Load and validate every row of a local file or a Hub dataset."""
+    rows = _read_rows(source, split)
+    instances = [_validate(row, n, source) for n, row in enumerate(rows, start=1)]
+    seen: set[str] = set()
+    for inst in instances:
+        if inst.instance_id in seen:
+            raise InputError(f"{source}: instance {inst.instance_id} appears twice")
+        seen.add(inst.instance_id)
+    return instances
+
+
+def select(instances: Sequence[Instance], ids: Iterable[str]) -> list[Instance]:
+    """Keep the named instances (all when none are named); unknown ids are an error."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return list(instances)
+    known = {inst.instance_id for inst in instances}
+    unknown = [i for i in wanted if i not in known]
+    if unknown:
+        raise InputError(
+            f"unknown instance ids: {', '.join(unknown)} (not in the dataset; check --instance-ids)"
+        )
+    keep = set(wanted)
+    return [inst for inst in instances if inst.instance_id in keep]
+
+
+def fingerprint(instances: Sequence[Instance]) -> str:
+    """A short hash of the rows: shards of one run must have graded the same data."""
+    digest = hashlib.sha256()
+    for inst in sorted(instances, key=lambda i: i.instance_id):
+        digest.update(inst.model_dump_json().encode())
+    return digest.hexdigest()[:16]
+
+
+def _validate(row: Any, number: int, source: str) -> Instance:
+    if not isinstance(row, dict):
+        raise InputError(f"{source}: row {number} is not an object")
+    try:
+        return Instance.model_validate(row)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "?"
+        name = row.get("instance_id", "?")
+        raise InputError(
+            f"{source}: row {number} ({name}) field {field!r}: {err['msg']}; fix or remove the row"
+        ) from None
+
+
+def _read_rows(source: str, split: str) -> list[Any]:
+    path = Path(source)
+    if source.endswith(LOCAL_SUFFIXES):
+        if not path.is_file():
+            raise InputError(f"dataset file {source} does not exist")
+        return _read_file(path)
+    return _read_hub(source, split)
+
+
+def _read_file(path: Path) -> list[Any]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq  # comes with `datasets`
+
+        return list(pq.read_table(path).to_pylist())
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".jsonl":
+            rows = []
+            for number, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise InputError(f"{path}: line {number} is not JSON: {exc.msg}") from None
+            return rows
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a JSON list of instances")
+    return data
+
+
+def _read_hub(name: str, split: str) -> list[Any]:
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets comes with swebench
+        raise InputError("loading from the Hub needs `datasets`: pip install datasets") from None
+    try:
+        return list(datasets.load_dataset(name, split=split))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(
+            f"cannot load dataset {name!r} split {split!r} from the Hub ({reason}); "
+            "check the name and network, or pass --dataset FILE.jsonl"
+        ) from None

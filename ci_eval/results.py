@@ -1,0 +1,149 @@
+"""The per-instance record, its append-only store, and the shard manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ci_eval.errors import InputError
+
+Status = Literal["resolved", "unresolved", "empty_patch", "patch_failed", "error", "timeout"]
+MODEL_FAILURES = ("unresolved", "empty_patch", "patch_failed")
+INFRA_FAILURES = ("error", "timeout")
+
+RESULTS_FILE = "results.jsonl"
+MANIFEST_FILE = "manifest.json"
+
+
+class ErrorInfo(BaseModel):
+    kind: str
+    message: str
+
+
+class Outcome(BaseModel):
+    success: list[str] = Field(default_factory=list)
+    failure: list[str] = Field(default_factory=list)
+
+
+class Tests(BaseModel):
+    FAIL_TO_PASS: Outcome = Field(default_factory=Outcome)
+    PASS_TO_PASS: Outcome = Field(default_factory=Outcome)
+
+
+class AgentStats(BaseModel):
+    steps: int = 0
+    exit_reason: str | None = None
+    format_errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model_seconds: float = 0.0
+
+
+class Timings(BaseModel):
+    image: float = 0.0
+    agent: float = 0.0
+    eval: float = 0.0  # the eval script itself: what is left of `total` is ci-eval's overhead
+    total: float = 0.0
+
+
+class Record(BaseModel):
+    instance_id: str
+    repo: str
+    sample: int = 0
+    status: Status
+    error: ErrorInfo | None = None
+    patch: str = ""
+    tests: Tests = Field(default_factory=Tests)
+    agent: AgentStats = Field(default_factory=AgentStats)
+    timings: Timings = Field(default_factory=Timings)
+    attempt: int = 1
+    started_at: str
+    finished_at: str
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.instance_id, self.sample)
+
+    @property
+    def is_infra_failure(self) -> bool:
+        return self.status in INFRA_FAILURES
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class ResultStore:
+    """results.jsonl: one line per finished attempt, flushed and fsynced as it ends.
+
+    The newest line for an (instance, sample) is its result. A run killed mid-write can leave a
+    torn last line; opening the store cuts it off so that appends start on a clean line.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / RESULTS_FILE
+        self._repair()
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def latest(self) -> dict[tuple[str, int], Record]:
+        return latest_records(self.path)
+
+    def append(self, record: Record) -> None:
+        self._file.write(record.model_dump_json() + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _repair(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut != len(data):
+            with self.path.open("r+b") as f:
+                f.truncate(cut)
+
+
+def read_records(path: Path) -> list[Record]:
+    """Every complete line of a results file, oldest first (a torn last line is skipped)."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(Record.model_validate_json(line))
+        except ValueError:
+            continue  # only a torn last line can fail: every line is written whole
+    return records
+
+
+def latest_records(path: Path) -> dict[tuple[str, int], Record]:
+    return {r.key: r for r in read_records(path)}
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write manifest.json atomically, refusing to mix two configurations in one folder."""
+    path = folder / MANIFEST_FILE
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("identity", {}).get("config_hash") != manifest["identity"]["config_hash"]:
+            raise InputError(
+                f"{folder} holds results of another configuration "
+                f"(config hash {old.get('identity', {}).get('config_hash')}); "
+                "use another --output or delete the folder"
+            )
+        if old.get("planned") != manifest["planned"]:
+            raise InputError(f"{folder} holds results of another shard plan; use another --output")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, path)

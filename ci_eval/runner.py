@@ -1,0 +1,177 @@
+"""The async pool: schedule, time out, checkpoint, resume, shut down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from ci_eval.errors import InfraError
+from ci_eval.grading import grade
+from ci_eval.instances import Instance
+from ci_eval.progress import Display
+from ci_eval.results import AgentStats, ErrorInfo, Record, ResultStore, Timings, now
+from ci_eval.sandbox import Backend
+
+
+@dataclass(frozen=True)
+class Job:
+    instance: Instance
+    sample: int = 0
+    attempt: int = 1
+
+
+@dataclass
+class Solution:
+    patch: str
+    agent: AgentStats = field(default_factory=AgentStats)
+
+
+# How a job gets its patch: a predictions lookup, or the agent in a sandbox of its own.
+Solver = Callable[[Job, Backend, Path], Awaitable[Solution]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    instance_timeout: float
+    eval_timeout: float
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived: running jobs were cancelled and their sandboxes removed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def pending_jobs(
+    instances: Sequence[Instance], samples: int, done: Mapping[tuple[str, int], Record], max_attempts: int
+) -> list[Job]:
+    """What is left: never run, or ended by an infrastructure failure with attempts to spare."""
+    jobs = []
+    for inst in instances:
+        for sample in range(samples):
+            last = done.get((inst.instance_id, sample))
+            if last is None:
+                jobs.append(Job(inst, sample))
+            elif last.is_infra_failure and last.attempt < max_attempts:
+                jobs.append(Job(inst, sample, last.attempt + 1))
+    return jobs
+
+
+def log_dir(root: Path, job: Job) -> Path:
+    return root / "logs" / job.instance.instance_id / f"sample-{job.sample}"
+
+
+async def run_jobs(
+    jobs: Sequence[Job],
+    *,
+    backend: Backend,
+    solve: Solver,
+    store: ResultStore,
+    root: Path,
+    limits: Limits,
+    workers: int,
+    show: Display,
+    prefetch: Callable[[Sequence[Instance]], None] | None = None,
+) -> list[Record]:
+    """Run jobs on `workers` concurrent tasks; each result is stored the moment it ends.
+
+    On SIGINT/SIGTERM no new job starts, running ones are cancelled (their sandboxes are
+    removed on the way out) and Interrupted is raised; the store already holds every
+    finished job, so running again resumes.
+    """
+    queue = deque(jobs)
+    finished: list[Record] = []
+    upcoming = [j.instance for j in jobs]
+    if prefetch:
+        prefetch(upcoming[: 2 * workers])
+
+    async def worker() -> None:
+        while queue:
+            job = queue.popleft()
+            if prefetch:  # keep the image of the job after the current wave coming
+                ahead = len(jobs) - len(queue) + workers
+                prefetch(upcoming[ahead : ahead + 1])
+            record = await run_one(job, backend, solve, log_dir(root, job), limits)
+            store.append(record)
+            finished.append(record)
+            show.update(record)
+
+    loop = asyncio.get_running_loop()
+    tasks = [asyncio.create_task(worker()) for _ in range(min(workers, len(jobs)))]
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        queue.clear()
+        for task in tasks:
+            task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    if received:
+        raise Interrupted(received[0])
+    for outcome in results:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return finished
+
+
+async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits: Limits) -> Record:
+    """One attempt at one job, always ending in a record: infrastructure trouble becomes
+    `error` or `timeout`, never a wrong answer."""
+    inst = job.instance
+    started, t0 = now(), time.monotonic()
+    timings = Timings()
+    agent = AgentStats()
+    patch = ""
+
+    def record(**fields: object) -> Record:
+        timings.total = time.monotonic() - t0
+        return Record.model_validate({
+            "instance_id": inst.instance_id, "repo": inst.repo, "sample": job.sample,
+            "attempt": job.attempt, "patch": patch, "agent": agent, "timings": timings,
+            "started_at": started, "finished_at": now(), **fields,
+        })
+
+    try:
+        async with asyncio.timeout(limits.instance_timeout):
+            t = time.monotonic()
+            await backend.ensure_image(inst)
+            timings.image = time.monotonic() - t
+            t = time.monotonic()
+            solution = await solve(job, backend, logs)
+            timings.agent = time.monotonic() - t
+            patch, agent = solution.patch, solution.agent
+            async for try_ in AsyncRetrying(
+                retry=retry_if_exception(lambda e: isinstance(e, InfraError) and e.transient),
+                stop=stop_after_attempt(2), wait=wait_exponential(multiplier=1, max=10), reraise=True,
+            ):
+                with try_:
+                    graded = await grade(inst, patch, backend, logs, limits.eval_timeout)
+            timings.eval = graded.eval_seconds
+            return record(status=graded.status, tests=graded.tests, error=graded.error)
+    except TimeoutError:
+        message = f"instance ran longer than --instance-timeout {limits.instance_timeout:g}s"
+        return record(status="timeout", error=ErrorInfo(kind="instance_timeout", message=message))
+    except InfraError as exc:
+        return record(status="error", error=ErrorInfo(kind=exc.kind, message=str(exc)))
+    except Exception as exc:  # a bug of ours must not take the other instances down
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / "traceback.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        return record(status="error", error=ErrorInfo(kind="internal", message=message))

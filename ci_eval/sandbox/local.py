@@ -1,0 +1,151 @@
+"""A sandbox without Docker: a process in a temp dir holding a snapshot of the repository.
+
+It is for demos and development on machines without a Docker engine: commands run as the
+current user with the current Python first on PATH, and nothing isolates them. SWE-bench's
+eval scripts name the container paths /testbed and /tmp/ci-eval; this sandbox rewrites
+those to its own temp dirs in every command and file path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+
+from ci_eval.errors import InfraError, InputError
+from ci_eval.instances import Instance
+from ci_eval.sandbox import SCRATCH, WORKDIR, Output
+
+# A fixed author and date make the snapshot's commit id depend on the files alone, so the
+# same tree gives the same base_commit here, in a fixture image and on any machine.
+SNAPSHOT_ENV = {
+    "GIT_AUTHOR_NAME": "ci-eval",
+    "GIT_AUTHOR_EMAIL": "fixtures@ci-eval.invalid",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00+00:00",
+    "GIT_COMMITTER_NAME": "ci-eval",
+    "GIT_COMMITTER_EMAIL": "fixtures@ci-eval.invalid",
+    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00+00:00",
+}
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".git")
+
+
+def repo_dir(repos_dir: Path, repo: str) -> Path:
+    """Where the local sandbox finds a repository: `owner__name`, as in SWE-bench ids."""
+    return repos_dir / repo.replace("/", "__")
+
+
+def snapshot(src: Path, dst: Path) -> str:
+    """Copy a source tree to dst, commit it deterministically, return the commit id."""
+    shutil.copytree(src, dst, ignore=_IGNORED)
+    env = {**os.environ, **SNAPSHOT_ENV}
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "commit.gpgsign=false", *args],
+            cwd=dst, env=env, check=True, capture_output=True, text=True,
+        ).stdout.strip()
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "base")
+    return git("rev-parse", "HEAD")
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, repos_dir: Path) -> None:
+        if not repos_dir.is_dir():
+            raise InputError(f"--repos-dir {repos_dir} is not a directory (the local sandbox needs the repositories)")
+        self.repos_dir = repos_dir
+
+    async def ensure_image(self, instance: Instance) -> None:
+        if not repo_dir(self.repos_dir, instance.repo).is_dir():
+            raise InfraError(
+                f"no source for {instance.repo} at {repo_dir(self.repos_dir, instance.repo)}",
+                kind="image", transient=False,
+            )
+
+    @asynccontextmanager
+    async def open(self, instance: Instance, *, network: bool) -> AsyncIterator[LocalSandbox]:
+        # `network` cannot be enforced without a container; the local sandbox is not isolation.
+        root = Path(tempfile.mkdtemp(prefix="ci-eval-"))
+        try:
+            commit = await asyncio.to_thread(snapshot, repo_dir(self.repos_dir, instance.repo), root / "testbed")
+            if commit != instance.base_commit:
+                raise InfraError(
+                    f"{repo_dir(self.repos_dir, instance.repo)} snapshots to {commit[:12]}, "
+                    f"but {instance.instance_id} needs base_commit {instance.base_commit[:12]}",
+                    kind="image", transient=False,
+                )
+            yield LocalSandbox(root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    async def close(self) -> None:
+        return None
+
+
+class LocalSandbox:
+    def __init__(self, root: Path) -> None:
+        self.testbed = root / "testbed"
+        self.scratch = root / "scratch"
+        self.scratch.mkdir(parents=True, exist_ok=True)
+
+    def localize(self, text: str) -> str:
+        return text.replace(SCRATCH, str(self.scratch)).replace(WORKDIR, str(self.testbed))
+
+    async def write_file(self, path: str, content: str) -> None:
+        target = Path(self.localize(path))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(self.localize(content), encoding="utf-8")
+
+    async def execute(self, command: str, timeout: float) -> Output:
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            # eval scripts run `git config --global`: keep that out of the user's ~/.gitconfig
+            "GIT_CONFIG_GLOBAL": str(self.scratch / "gitconfig"),
+        }
+        start = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            "bash", "-c", self.localize(command),
+            cwd=self.testbed, env=env, start_new_session=True,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        assert proc.stdout is not None
+        chunks: list[bytes] = []
+
+        async def drain() -> None:
+            assert proc.stdout is not None
+            while chunk := await proc.stdout.read(65536):
+                chunks.append(chunk)
+
+        reader = asyncio.create_task(drain())
+        timed_out = False
+        try:
+            await asyncio.wait_for(asyncio.shield(reader), timeout)
+        except TimeoutError:
+            timed_out = True
+            _kill_group(proc.pid)
+        except BaseException:
+            _kill_group(proc.pid)  # cancelled: leave no process behind
+            raise
+        finally:
+            await reader
+            returncode = await proc.wait()
+        text = b"".join(chunks).decode("utf-8", errors="replace")
+        return Output(returncode, text, timed_out, time.monotonic() - start)
+
+
+def _kill_group(pid: int) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,160 @@
+"""One shard end to end: load, plan, pick the sandbox, run the pool, write the manifest."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ci_eval import __version__
+from ci_eval.config import Settings, redact_url
+from ci_eval.errors import InputError
+from ci_eval.instances import Instance, fingerprint, load_instances, select
+from ci_eval.predictions import load_predictions
+from ci_eval.progress import Display, display
+from ci_eval.results import Record, ResultStore, now, write_manifest
+from ci_eval.runner import Job, Limits, Solution, Solver, pending_jobs, run_jobs
+from ci_eval.sandbox import Backend
+from ci_eval.sandbox.local import LocalBackend, repo_dir
+from ci_eval.sharding import costs_for, plan, shard_ids
+
+
+@dataclass
+class ShardResult:
+    folder: Path
+    records: dict[tuple[str, int], Record]
+    ran: int
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(r.status for r in self.records.values())
+
+
+def plan_for(settings: Settings, of: int, timings: Path | None = None) -> tuple[list[Instance], list[list[str]]]:
+    """The whole dataset (for its fingerprint) and the shard plan of the selected instances."""
+    instances = load_instances(settings.dataset, settings.split)
+    chosen = select(instances, settings.instance_ids)
+    return instances, plan(chosen, of, costs_for(chosen, timings))
+
+
+def run_shard(settings: Settings, index: int, of: int, timings: Path | None = None) -> ShardResult:
+    dataset, shards = plan_for(settings, of, timings)
+    planned_ids = set(shard_ids(shards, index))
+    planned = [inst for inst in dataset if inst.instance_id in planned_ids]
+    folder = settings.output or Path("ci-eval-results") / f"shard-{index}"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    solve = _solver(settings, planned)
+    backend = choose_backend(settings, planned, owner=_owner(folder))
+    write_manifest(folder, manifest(settings, dataset, planned, index, of, backend.name))
+    store = ResultStore(folder)
+    jobs = pending_jobs(planned, settings.samples, store.latest(), settings.max_attempts)
+    total = len(planned) * settings.samples
+    _say(f"shard {index}/{of}: {len(planned)} instances, {len(jobs)} to run, "
+         f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
+    show = display(total, total - len(jobs))
+    try:
+        asyncio.run(_run(jobs, backend, solve, store, folder, settings, show))
+    finally:
+        show.close()
+        store.close()
+    return ShardResult(folder, store.latest(), len(jobs))
+
+
+async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, store: ResultStore, folder: Path,
+               settings: Settings, show: Display) -> None:
+    from ci_eval.sandbox.docker import DockerBackend
+
+    try:
+        await run_jobs(
+            jobs, backend=backend, solve=solve, store=store, root=folder,
+            limits=Limits(settings.instance_timeout, settings.eval_timeout), workers=settings.workers,
+            show=show, prefetch=backend.prefetch if isinstance(backend, DockerBackend) else None,
+        )
+    finally:
+        await backend.close()
+
+
+def manifest(settings: Settings, dataset: Sequence[Instance], planned: Sequence[Instance], index: int,
+             of: int, sandbox: str) -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "identity": {
+            "ci_eval_version": __version__,
+            "model": settings.model if settings.predictions is None else f"predictions:{settings.predictions}",
+            "base_url": redact_url(settings.base_url) if settings.predictions is None else None,
+            "dataset": settings.dataset,
+            "split": settings.split,
+            "dataset_fingerprint": fingerprint(dataset),
+            "config_hash": settings.config_hash(),
+        },
+        "config": settings.identity(),
+        "shard": {"index": index, "of": of, "attempt": int(os.environ.get("GITHUB_RUN_ATTEMPT", "1"))},
+        "sandbox": sandbox,
+        "samples": settings.samples,
+        "planned": [inst.instance_id for inst in planned],
+        "written_at": now(),
+    }
+
+
+def choose_backend(settings: Settings, planned: Sequence[Instance], owner: str) -> Backend:
+    """`docker` and `local` are what they say; `auto` takes Docker when it can run the shard."""
+    from ci_eval.sandbox.docker import DockerBackend, connect
+
+    repos = settings.repos_dir or _repos_beside(settings.dataset)
+    if settings.sandbox == "local":
+        if repos is None:
+            raise InputError("--sandbox local needs --repos-dir (a folder of owner__name source trees)")
+        return LocalBackend(repos)
+    try:
+        client = connect()
+    except InputError as exc:
+        if settings.sandbox == "docker" or repos is None:
+            raise
+        _say(f"no Docker engine ({exc}); using the local sandbox with {repos}")
+        return LocalBackend(repos)
+    if settings.sandbox == "auto" and repos is not None:
+        missing = sorted({i.image for i in planned} - _local_images(client))
+        if missing and all(repo_dir(repos, i.repo).is_dir() for i in planned):
+            _say(f"{len(missing)} image(s) not built here ({missing[0]}, …); using the local sandbox with {repos}")
+            client.close()
+            return LocalBackend(repos)
+    backend = DockerBackend(client, owner, settings.memory_limit, settings.pids_limit)
+    swept = backend.sweep()
+    if swept:
+        _say(f"removed {swept} container(s) left by an interrupted run")
+    return backend
+
+
+def _local_images(client: Any) -> set[str]:
+    return {tag for image in client.images.list() for tag in image.tags}
+
+
+def _repos_beside(dataset: str) -> Path | None:
+    candidate = Path(dataset).parent / "repos"
+    return candidate if Path(dataset).is_file() and candidate.is_dir() else None
+
+
+def _owner(folder: Path) -> str:
+    return hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+
+
+def _solver(settings: Settings, planned: Sequence[Instance]) -> Solver:
+    if settings.predictions is None:
+        raise InputError("the agent is not available yet: pass --predictions gold or --predictions FILE")
+    patches = load_predictions(settings.predictions, planned)
+
+    async def from_predictions(job: Job, backend: Backend, logs: Path) -> Solution:
+        return Solution(patch=patches[job.instance.instance_id])
+
+    return from_predictions
+
+
+def _say(message: str) -> None:
+    print(f"ci-eval: {message}", file=sys.stderr, flush=True)
