@@ -79,7 +79,8 @@ def _report(spec: Any, instance: Instance, patch: str, log_path: Path) -> dict[s
 
     prediction = {"instance_id": instance.instance_id, "model_patch": patch, "model_name_or_path": "ci-eval"}
     report: dict[str, Any] = get_eval_report(spec, prediction, str(log_path), include_tests_status=True)
-    return report[instance.instance_id]
+    mine: dict[str, Any] = report[instance.instance_id]
+    return mine
 
 
 def _graded(report: dict[str, Any], seconds: float) -> Graded:

@@ -91,10 +91,16 @@ class DockerBackend:
 
     @asynccontextmanager
     async def open(self, instance: Instance, *, network: bool) -> AsyncIterator[DockerSandbox]:
+        creating = asyncio.ensure_future(asyncio.to_thread(self._create, instance, network))
         try:
-            container = await asyncio.to_thread(self._create, instance, network)
+            container = await asyncio.shield(creating)
         except _FAILURES as exc:
             raise _infra(f"could not start a container for {instance.instance_id}", exc) from None
+        except asyncio.CancelledError:
+            # The thread goes on and makes the container anyway: take it down before leaving.
+            with suppress(*_FAILURES):
+                await asyncio.to_thread(_remove, await creating)
+            raise
         try:
             yield DockerSandbox(self.client, container)
         finally:
@@ -102,6 +108,7 @@ class DockerBackend:
             await asyncio.shield(asyncio.to_thread(_remove, container))
 
     async def close(self) -> None:
+        await asyncio.to_thread(self.sweep)  # a backstop: nothing of this shard outlives it
         for task in self._images.values():
             task.cancel()
         await asyncio.gather(*self._images.values(), return_exceptions=True)

@@ -1,0 +1,66 @@
+"""Shared fixtures. Tests that need the Docker engine skip without one, and fail instead
+when CI_EVAL_REQUIRE_DOCKER=1 (as .ci/run sets it)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci_eval.config import Settings, load_settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+INSTANCES = FIXTURES / "instances.jsonl"
+
+
+def need(what: str, env: str, why: str) -> None:
+    if os.environ.get(env) == "1":
+        pytest.fail(f"{what} is required here ({env}=1) but {why}")
+    pytest.skip(f"{what} not available: {why}")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    import docker
+    import docker.errors
+
+    from tests.fixtures import images
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        need("a Docker engine", "CI_EVAL_REQUIRE_DOCKER", str(exc).splitlines()[0])
+    try:
+        images.build(client)
+    except docker.errors.DockerException as exc:
+        need("the fixture images", "CI_EVAL_REQUIRE_DOCKER", f"they could not be built: {exc}")
+    yield client
+    client.close()
+
+
+def ours(client: Any) -> list[Any]:
+    """Containers made by ci-eval that still exist."""
+    return list(client.containers.list(all=True, filters={"label": "ci-eval"}))
+
+
+def rows() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in INSTANCES.read_text().splitlines() if line]
+
+
+def settings(tmp_path: Path, **overrides: Any) -> Settings:
+    flags: dict[str, Any] = {"dataset": str(INSTANCES), "output": tmp_path / "out", "workers": 3}
+    flags.update(overrides)
+    return load_settings(flags)
+
+
+def write_predictions(path: Path, patches: dict[str, str]) -> Path:
+    path.write_text("".join(
+        json.dumps({"instance_id": iid, "model_name_or_path": "test", "model_patch": patch}) + "\n"
+        for iid, patch in patches.items()
+    ))
+    return path

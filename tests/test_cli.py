@@ -1,0 +1,56 @@
+"""Bad input ends in one line on stderr that says what to do, and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import INSTANCES, rows
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "ci_eval", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ci-eval: error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_unknown_instance_id(tmp_path: Path) -> None:
+    one_line_error(run("shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--predictions", "gold",
+                       "--instance-ids", "nope__x-1", "--output", str(tmp_path)), "nope__x-1")
+
+
+def test_index_out_of_range(tmp_path: Path) -> None:
+    one_line_error(run("shard", "--index", "5", "--of", "3", "--dataset", str(INSTANCES), "--predictions", "gold",
+                       "--output", str(tmp_path)), "out of range")
+
+
+def test_malformed_row(tmp_path: Path) -> None:
+    bad = rows()[:1]
+    bad[0]["FAIL_TO_PASS"] = 7
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(bad[0]) + "\n")
+    one_line_error(run("plan", "--of", "2", "--dataset", str(path)), "row 1", "FAIL_TO_PASS")
+
+
+def test_missing_docker_engine(tmp_path: Path) -> None:
+    result = run("shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--predictions", "gold",
+                 "--sandbox", "docker", "--output", str(tmp_path),
+                 env={"DOCKER_HOST": f"unix://{tmp_path}/no-such.sock"})
+    one_line_error(result, "cannot reach the Docker engine", "--sandbox local")
+    assert not (tmp_path / "results.jsonl").exists()  # no work started
+
+
+def test_bad_setting(tmp_path: Path) -> None:
+    one_line_error(run("shard", "--index", "0", "--of", "1", "--workers", "0", "--dataset", str(INSTANCES)),
+                   "workers")

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ci_eval.errors import InputError
+from ci_eval.instances import fingerprint, load_instances, select
+from ci_eval.predictions import load_predictions
+from tests.conftest import INSTANCES, rows
+
+
+def test_jsonl_json_and_parquet_load_the_same(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    as_json = tmp_path / "d.json"
+    as_json.write_text(json.dumps(rows()))
+    as_parquet = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_pylist(rows()), as_parquet)
+    loaded = [load_instances(str(p)) for p in (INSTANCES, as_json, as_parquet)]
+    assert len(loaded[0]) == 6
+    assert loaded[0] == loaded[1] == loaded[2]
+    assert loaded[0][0].FAIL_TO_PASS == ["tests/test_stats.py::test_median_even"]  # JSON string decoded
+    assert fingerprint(loaded[0]) == fingerprint(loaded[2])
+
+
+def test_bad_row_names_the_row_and_the_field(tmp_path: Path) -> None:
+    bad = rows()
+    del bad[2]["base_commit"]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in bad))
+    with pytest.raises(InputError) as err:
+        load_instances(str(path))
+    message = str(err.value)
+    assert "row 3" in message and "ci-eval-fixtures__calc-3" in message and "'base_commit'" in message
+    assert "\n" not in message
+
+
+def test_malformed_json_line_and_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "broken.jsonl"
+    path.write_text(json.dumps(rows()[0]) + "\n{not json\n")
+    with pytest.raises(InputError, match="line 2 is not JSON"):
+        load_instances(str(path))
+    path.write_text(json.dumps(rows()[0]) + "\n" + json.dumps(rows()[0]) + "\n")
+    with pytest.raises(InputError, match="appears twice"):
+        load_instances(str(path))
+
+
+def test_unknown_instance_ids_are_listed() -> None:
+    instances = load_instances(str(INSTANCES))
+    with pytest.raises(InputError, match="unknown instance ids: nope-1, nope-2"):
+        select(instances, ["ci-eval-fixtures__calc-1", "nope-1", "nope-2"])
+    assert [i.instance_id for i in select(instances, ["ci-eval-fixtures__calc-2"])] == ["ci-eval-fixtures__calc-2"]
+
+
+def test_unreachable_hub_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(InputError) as err:
+        load_instances("SWE-bench/SWE-bench_Verified-not-cached", "test")
+    assert "--dataset FILE" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_predictions_official_formats(tmp_path: Path) -> None:
+    instances = load_instances(str(INSTANCES))[:2]
+    preds = [{"instance_id": i.instance_id, "model_name_or_path": "m", "model_patch": f"p{n}"}
+             for n, i in enumerate(instances)]
+    as_list = tmp_path / "p.json"
+    as_list.write_text(json.dumps(preds))
+    as_dict = tmp_path / "d.json"
+    as_dict.write_text(json.dumps({p["instance_id"]: p for p in preds}))
+    expected = {instances[0].instance_id: "p0", instances[1].instance_id: "p1"}
+    assert load_predictions(str(as_list), instances) == expected == load_predictions(str(as_dict), instances)
+    assert load_predictions("gold", instances)[instances[0].instance_id] == instances[0].patch
+    with pytest.raises(InputError, match="no prediction for 1 planned instance"):
+        load_predictions(str(as_list), load_instances(str(INSTANCES))[:3])

@@ -1,0 +1,33 @@
+"""The Docker-free path: the bundled demo works with Python alone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from ci_eval.sandbox.local import LocalSandbox
+from ci_eval.shard import run_shard
+from tests.conftest import FIXTURES, rows, settings, write_predictions
+
+
+def test_gold_and_wrong_patches_locally(tmp_path: Path) -> None:
+    result = run_shard(settings(tmp_path, predictions="gold", sandbox="local", repos_dir=FIXTURES / "repos"), 0, 1)
+    assert {r.instance_id: r.status for r in result.records.values()} == {
+        row["instance_id"]: "resolved" for row in rows()}
+    textkit_fix = rows()[3]["patch"]  # a patch for the other repository cannot apply
+    preds = write_predictions(tmp_path / "p.jsonl", {"ci-eval-fixtures__calc-2": textkit_fix})
+    other = settings(tmp_path / "b", predictions=str(preds), sandbox="local", instance_ids=["ci-eval-fixtures__calc-2"],
+                     repos_dir=FIXTURES / "repos", eval_timeout=60)
+    assert run_shard(other, 0, 1).records[("ci-eval-fixtures__calc-2", 0)].status == "patch_failed"
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    (tmp_path / "testbed").mkdir()
+    box = LocalSandbox(tmp_path)
+    marker = tmp_path / "child-survived"
+    start = time.monotonic()
+    out = asyncio.run(box.execute(f"(sleep 3; touch {marker}) & echo started; sleep 60", timeout=1))
+    assert out.timed_out and "started" in out.output and time.monotonic() - start < 10
+    time.sleep(3.5)
+    assert not marker.exists()

@@ -1,0 +1,114 @@
+"""`ci-eval shard` on the real Docker engine: every status the grader can give, and cleanup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci_eval.results import read_records
+from ci_eval.shard import run_shard
+from tests.conftest import ours, rows, settings, write_predictions
+
+pytestmark = pytest.mark.docker
+
+CALC_1 = "ci-eval-fixtures__calc-1"
+CALC_3 = "ci-eval-fixtures__calc-3"  # its failing test hangs until fixed
+
+# Changes the code but not the behaviour under test: applies, and the tests still fail.
+WRONG_CALC_1 = """\
+diff --git a/calc/stats.py b/calc/stats.py
+--- a/calc/stats.py
++++ b/calc/stats.py
+@@ -1,4 +1,5 @@
+ def median(xs):
+     \"\"\"The median of a non-empty sequence of numbers.\"\"\"
++    # TODO: even-length input
+     ordered = sorted(xs)
+     middle = len(ordered) // 2
+"""
+NOT_A_FIX_CALC_3 = """\
+diff --git a/calc/roots.py b/calc/roots.py
+--- a/calc/roots.py
++++ b/calc/roots.py
+@@ -1,5 +1,6 @@
+ def isqrt(n):
+     \"\"\"The largest integer r with r * r <= n, for n >= 0.\"\"\"
++    # a comment does not stop the loop
+     x = n
+     while x * x != n:
+         x = (x + n // x) // 2
+"""
+# Context that exists nowhere in the file: no strategy of the official chain can apply it.
+DOES_NOT_APPLY = """\
+diff --git a/calc/stats.py b/calc/stats.py
+--- a/calc/stats.py
++++ b/calc/stats.py
+@@ -10,3 +10,3 @@ def mode(xs):
+     counts = {}
+-    for x in xs:
++    for x in sorted(xs):
+         counts[x] = counts.get(x, 0) + 1
+"""
+
+
+def statuses(folder: Path) -> dict[str, str]:
+    return {r.instance_id: r.status for r in read_records(folder / "results.jsonl")}
+
+
+def test_gold_patches_all_resolve(docker_client: Any, tmp_path: Path) -> None:
+    result = run_shard(settings(tmp_path, predictions="gold", sandbox="docker"), 0, 1)
+    assert statuses(result.folder) == {row["instance_id"]: "resolved" for row in rows()}
+    for record in result.records.values():
+        assert record.tests.FAIL_TO_PASS.failure == [] and record.tests.FAIL_TO_PASS.success
+        assert (result.folder / "logs" / record.instance_id / "sample-0" / "test_output.txt").stat().st_size > 0
+    assert ours(docker_client) == []
+
+
+def test_large_non_utf8_output_is_kept_and_graded(docker_client: Any, tmp_path: Path) -> None:
+    iid = "ci-eval-fixtures__textkit-6"
+    result = run_shard(settings(tmp_path, predictions="gold", sandbox="docker", instance_ids=[iid]), 0, 1)
+    log = result.folder / "logs" / iid / "sample-0" / "test_output.txt"
+    assert log.stat().st_size > 4_000_000
+    assert "\ufffd" in log.read_text(encoding="utf-8")  # bad bytes replaced, not fatal
+    assert statuses(result.folder) == {iid: "resolved"}
+
+
+def test_empty_predictions_are_empty_patch(docker_client: Any, tmp_path: Path) -> None:
+    preds = write_predictions(tmp_path / "empty.jsonl", {row["instance_id"]: "" for row in rows()})
+    result = run_shard(settings(tmp_path, predictions=str(preds), sandbox="docker"), 0, 1)
+    assert set(statuses(result.folder).values()) == {"empty_patch"}
+
+
+def test_wrong_and_unappliable_and_hanging_patches(docker_client: Any, tmp_path: Path) -> None:
+    preds = write_predictions(tmp_path / "p.jsonl", {CALC_1: WRONG_CALC_1, CALC_3: NOT_A_FIX_CALC_3,
+                                                     "ci-eval-fixtures__calc-2": DOES_NOT_APPLY})
+    cfg = settings(tmp_path, predictions=str(preds), sandbox="docker", eval_timeout=8, max_attempts=1,
+                   instance_ids=[CALC_1, CALC_3, "ci-eval-fixtures__calc-2"])
+    result = run_shard(cfg, 0, 1)
+    assert statuses(result.folder) == {CALC_1: "unresolved", CALC_3: "timeout",
+                                       "ci-eval-fixtures__calc-2": "patch_failed"}
+    wrong = result.records[(CALC_1, 0)]
+    assert wrong.tests.FAIL_TO_PASS.failure == ["tests/test_stats.py::test_median_even"]
+    assert wrong.tests.PASS_TO_PASS.success == ["tests/test_stats.py::test_median_odd"]
+    hung = result.records[(CALC_3, 0)]
+    assert hung.error is not None and hung.error.kind == "timeout"
+    assert 8 <= hung.timings.eval < 30
+    assert ours(docker_client) == []
+
+
+def test_missing_image_is_an_infra_error_retried_on_resume(docker_client: Any, tmp_path: Path) -> None:
+    row = {**rows()[0], "instance_id": "ghost__repo-1", "image": "ci-eval-fixtures/absent:0"}
+    dataset = tmp_path / "ghost.jsonl"
+    dataset.write_text(__import__("json").dumps(row) + "\n")
+    cfg = settings(tmp_path, dataset=str(dataset), predictions="gold", sandbox="docker", max_attempts=2)
+    first = run_shard(cfg, 0, 1).records[("ghost__repo-1", 0)]
+    assert first.status == "error" and first.error is not None and first.error.kind == "image"
+    assert "ci-eval-fixtures/absent:0" in first.error.message
+    second = run_shard(cfg, 0, 1)
+    assert second.ran == 1 and second.records[("ghost__repo-1", 0)].attempt == 2
+    third = run_shard(cfg, 0, 1)  # attempts used up: reported as an error, not retried forever
+    assert third.ran == 0
+    lines = read_records(tmp_path / "out" / "results.jsonl")
+    assert [r.attempt for r in lines] == [1, 2]
