@@ -124,3 +124,40 @@ def shard_command(index: int, of: int, config_file: Path | None, timings: Path |
     if infra:
         click.echo(f"ci-eval: {infra} instance(s) ended in infrastructure failures; rerun to retry them", err=True)
         sys.exit(1)
+
+
+@main.command("aggregate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), default=Path("ci-eval-report"), show_default=True,
+              help="Where report.json, junit.xml and summary.md go.")
+@click.option("--allow-partial", is_flag=True, help="Missing shards are a warning; their instances not attempted.")
+@click.option("--baseline", type=click.Path(path_type=Path), help="A report.json to compare against.")
+@click.option("--fail-under", type=click.FloatRange(0, 1), help="Regression when the resolve rate is below this.")
+@click.option("--max-new-failures", type=click.IntRange(0), help="Regression when more instances newly fail.")
+@friendly
+def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool, baseline: Path | None,
+                      fail_under: float | None, max_new_failures: int | None) -> None:
+    """Merge shard artifacts into a report, JUnit XML and a job summary; exit 1 on a regression."""
+    from ci_eval.report.aggregate import aggregate
+    from ci_eval.report.markdown import headline
+
+    result = aggregate(paths, output, allow_partial=allow_partial, baseline=baseline, fail_under=fail_under,
+                       max_new_failures=max_new_failures)
+    for warning in result.report["warnings"]:
+        click.echo(f"ci-eval: warning: {warning}", err=True)
+    click.echo(headline(result.report).splitlines()[0].lstrip("# "))
+    click.echo(f"verdict: {result.verdict.word}" + "".join(f"; {r}" for r in result.verdict.reasons))
+    if result.verdict.regression:
+        sys.exit(1)
+
+
+@main.command("compare")
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@friendly
+def compare_command(base: Path, new: Path) -> None:
+    """Print the paired comparison of two report.json files (two models, two prompts…)."""
+    from ci_eval.report.compare import compare, load_report
+    from ci_eval.report.markdown import comparison_section
+
+    click.echo(comparison_section(compare(load_report(base), load_report(new))))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from typing import Any
 from ci_eval import __version__
 from ci_eval.config import Settings, redact_url
 from ci_eval.errors import InputError
+from ci_eval.github import run_attempt
 from ci_eval.instances import Instance, fingerprint, load_instances, select
 from ci_eval.predictions import load_predictions
 from ci_eval.progress import Display, display
@@ -52,7 +52,7 @@ def run_shard(settings: Settings, index: int, of: int, timings: Path | None = No
 
     solve = _solver(settings, planned)
     backend = choose_backend(settings, planned, owner=_owner(folder))
-    write_manifest(folder, manifest(settings, dataset, planned, index, of, backend.name))
+    write_manifest(folder, manifest(settings, dataset, shards, index, backend.name))
     store = ResultStore(folder)
     jobs = pending_jobs(planned, settings.samples, store.latest(), settings.max_attempts)
     total = len(planned) * settings.samples
@@ -81,8 +81,10 @@ async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, store: Resu
         await backend.close()
 
 
-def manifest(settings: Settings, dataset: Sequence[Instance], planned: Sequence[Instance], index: int,
-             of: int, sandbox: str) -> dict[str, Any]:
+def manifest(settings: Settings, dataset: Sequence[Instance], shards: list[list[str]], index: int,
+             sandbox: str) -> dict[str, Any]:
+    """The shard's identity; the whole plan rides along so that aggregation can name the
+    instances of a shard whose artifact never arrived."""
     return {
         "schema": 1,
         "identity": {
@@ -95,10 +97,11 @@ def manifest(settings: Settings, dataset: Sequence[Instance], planned: Sequence[
             "config_hash": settings.config_hash(),
         },
         "config": settings.identity(),
-        "shard": {"index": index, "of": of, "attempt": int(os.environ.get("GITHUB_RUN_ATTEMPT", "1"))},
+        "shard": {"index": index, "of": len(shards), "attempt": run_attempt()},
         "sandbox": sandbox,
         "samples": settings.samples,
-        "planned": [inst.instance_id for inst in planned],
+        "planned": shards[index],
+        "plan": shards,
         "written_at": now(),
     }
 

@@ -1,0 +1,44 @@
+"""GITHUB_OUTPUT, GITHUB_STEP_SUMMARY, run attempts and artifact names: the only GitHub-aware code."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def run_attempt() -> int:
+    """Which attempt of the workflow run this is ("re-run failed jobs" increments it)."""
+    return int(os.environ.get("GITHUB_RUN_ATTEMPT") or 1)
+
+
+def artifact_name(index: int, attempt: int | None = None) -> str:
+    """One artifact per shard attempt, so a re-run never overwrites the first attempt's."""
+    return f"ci-eval-shard-{index}-attempt-{attempt or run_attempt()}"
+
+
+def write_outputs(values: Mapping[str, object]) -> bool:
+    """Append step outputs to $GITHUB_OUTPUT (heredoc form, safe for any value)."""
+    target = os.environ.get("GITHUB_OUTPUT")
+    if not target:
+        return False
+    with open(target, "a", encoding="utf-8") as f:
+        for key, value in values.items():
+            text = str(value)
+            if "\n" in text:
+                marker = f"ghadelim_{uuid.uuid4().hex}"
+                f.write(f"{key}<<{marker}\n{text}\n{marker}\n")
+            else:
+                f.write(f"{key}={text}\n")
+    return True
+
+
+def write_summary(markdown: str) -> bool:
+    """Append Markdown to the job summary ($GITHUB_STEP_SUMMARY), when there is one."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return False
+    with Path(target).open("a", encoding="utf-8") as f:
+        f.write(markdown)
+    return True

@@ -1,0 +1,49 @@
+"""`ci-eval aggregate`: shard folders in; report.json, junit.xml, summary.md and a verdict out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ci_eval.github import write_outputs, write_summary
+from ci_eval.report.build import build_report
+from ci_eval.report.compare import Comparison, Verdict, compare, load_report, verdict
+from ci_eval.report.junit import to_junit
+from ci_eval.report.markdown import to_markdown
+from ci_eval.report.merge import find_shards, merge
+
+
+@dataclass
+class Aggregated:
+    report: dict[str, Any]
+    comparison: Comparison | None
+    verdict: Verdict
+    summary: str
+
+
+def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, baseline: Path | None = None,
+              fail_under: float | None = None, max_new_failures: int | None = None) -> Aggregated:
+    base = load_report(baseline) if baseline else None  # bad input fails before any work
+    report = build_report(merge(find_shards(paths), allow_partial))
+    comparison = compare(base, report) if base else None
+    judged = verdict(report, comparison, fail_under, max_new_failures)
+    summary = to_markdown(report, comparison, judged)
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "junit.xml").write_text(to_junit(report))
+    (out / "summary.md").write_text(summary)
+    write_summary(summary)
+    rate = report["resolve_rate"]
+    write_outputs({
+        "resolved": rate["resolved"], "planned": rate["planned"], "rate": rate["rate"],
+        "ci_low": rate["ci95"][0], "ci_high": rate["ci95"][1],
+        "infrastructure_failures": report["infrastructure_failures"]["count"],
+        "newly_failing": len(comparison.newly_failing) if comparison else "",
+        "newly_resolved": len(comparison.newly_resolved) if comparison else "",
+        "verdict": judged.word, "report": str(out / "report.json"),
+    })
+    return Aggregated(report, comparison, judged, summary)

@@ -1,0 +1,99 @@
+"""report.json: what a merged run amounts to, in one versioned document."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from ci_eval.report import REPORT_SCHEMA_VERSION
+from ci_eval.report.merge import Merged
+from ci_eval.report.stats import pass_at_k, wilson
+from ci_eval.results import INFRA_FAILURES, MODEL_FAILURES, Record
+
+NOT_ATTEMPTED = "not_attempted"
+
+
+def repo_from_id(instance_id: str) -> str:
+    """SWE-bench ids are owner__name-number; used where no record names the repo."""
+    return instance_id.rsplit("-", 1)[0].replace("__", "/")
+
+
+def build_report(merged: Merged) -> dict[str, Any]:
+    instances = {iid: _instance(iid, merged) for iid in merged.planned}
+    statuses = Counter(entry["status"] for entry in instances.values())
+    planned = len(instances)
+    resolved = statuses["resolved"]
+    low, high = wilson(resolved, planned)
+
+    per_repo: dict[str, Counter[str]] = defaultdict(Counter)
+    for entry in instances.values():
+        per_repo[entry["repo"]][entry["status"]] += 1
+    records = list(merged.records.values())
+    report: dict[str, Any] = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "identity": merged.identity,
+        "shards": {
+            "of": merged.of,
+            "present": sorted(merged.shards),
+            "missing": merged.missing,
+            "attempts": {str(n): run.attempt for n, run in sorted(merged.shards.items())},
+        },
+        "totals": {
+            "planned": planned,
+            "attempted": planned - statuses[NOT_ATTEMPTED],
+            "by_status": dict(sorted(statuses.items())),
+        },
+        "resolve_rate": {"resolved": resolved, "planned": planned, "rate": _rate(resolved, planned),
+                         "ci95": [round(low, 4), round(high, 4)]},
+        "model_failures": {s: statuses[s] for s in MODEL_FAILURES},
+        "infrastructure_failures": {
+            "count": sum(statuses[s] for s in INFRA_FAILURES),
+            "instances": sorted(i for i, e in instances.items() if e["status"] in INFRA_FAILURES),
+        },
+        "per_repo": {
+            repo: {"planned": sum(c.values()), "resolved": c["resolved"],
+                   "rate": _rate(c["resolved"], sum(c.values()))}
+            for repo, c in sorted(per_repo.items())
+        },
+        "usage": {
+            "prompt_tokens": sum(r.agent.prompt_tokens for r in records),
+            "completion_tokens": sum(r.agent.completion_tokens for r in records),
+            "model_seconds": round(sum(r.agent.model_seconds for r in records), 3),
+            "agent_seconds": round(sum(r.timings.agent for r in records), 3),
+            "eval_seconds": round(sum(r.timings.eval for r in records), 3),
+            "total_seconds": round(sum(r.timings.total for r in records), 3),
+        },
+        "samples": merged.samples,
+        "warnings": merged.warnings,
+        "instances": instances,
+    }
+    if merged.samples > 1:
+        report["pass_at_k"] = {
+            str(k): round(sum(pass_at_k(merged.samples, e["resolved_samples"], k) for e in instances.values())
+                          / max(planned, 1), 4)
+            for k in range(1, merged.samples + 1)
+        }
+    return report
+
+
+def _instance(iid: str, merged: Merged) -> dict[str, Any]:
+    tries = [r for s in range(merged.samples) if (r := merged.records.get((iid, s))) is not None]
+    first: Record | None = merged.records.get((iid, 0)) or (tries[0] if tries else None)
+    if first is None:
+        return {"repo": repo_from_id(iid), "status": NOT_ATTEMPTED, "samples": 0, "resolved_samples": 0,
+                "time": 0.0, "error": None, "failing_tests": []}
+    failing = first.tests.FAIL_TO_PASS.failure + first.tests.PASS_TO_PASS.failure
+    return {
+        "repo": first.repo,
+        "status": first.status,
+        "samples": len(tries),
+        "resolved_samples": sum(r.status == "resolved" for r in tries),
+        "time": round(first.timings.total, 3),
+        "error": first.error.model_dump() if first.error else None,
+        "failing_tests": failing,
+        "attempt": first.attempt,
+    }
+
+
+def _rate(k: int, n: int) -> float:
+    return round(k / n, 4) if n else 0.0

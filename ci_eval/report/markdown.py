@@ -1,0 +1,89 @@
+"""The Markdown job summary: headline, verdict, comparison, breakdowns, never over 1 MiB."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ci_eval.report.compare import Comparison, Verdict
+
+SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses step summaries above 1 MiB
+_LISTED = 50
+_SLOWEST = 10
+
+
+def to_markdown(report: dict[str, Any], comparison: Comparison | None = None, verdict: Verdict | None = None,
+                limit: int = SUMMARY_LIMIT) -> str:
+    parts = [headline(report)]
+    if verdict is not None:
+        parts.append(f"**Verdict: {verdict.word}**" + "".join(f"\n- {r}" for r in verdict.reasons) + "\n")
+    if report["warnings"]:
+        parts.append("".join(f"> [!WARNING]\n> {w}\n\n" for w in report["warnings"]))
+    if comparison is not None:
+        parts.append(comparison_section(comparison))
+    parts += [status_section(report), repo_section(report), slowest_section(report)]
+    return truncate("\n".join(parts), limit)
+
+
+def headline(report: dict[str, Any]) -> str:
+    rate = report["resolve_rate"]
+    low, high = rate["ci95"]
+    ident = report["identity"]
+    infra = report["infrastructure_failures"]["count"]
+    lines = [
+        f"## ci-eval: {rate['resolved']} of {rate['planned']} resolved "
+        f"({rate['rate']:.1%}, 95% CI {low:.1%} to {high:.1%})",
+        "",
+        f"`{ident.get('model')}` on `{ident.get('dataset')}` ({ident.get('split')}), "
+        f"{report['shards']['of']} shard(s), config `{ident.get('config_hash')}`"
+        + (f", **{infra} infrastructure failure(s)** (not counted as wrong answers)" if infra else ""),
+        "",
+    ]
+    if "pass_at_k" in report:
+        lines.append(" · ".join(f"pass@{k} {v:.1%}" for k, v in report["pass_at_k"].items()) + "\n")
+    return "\n".join(lines)
+
+
+def comparison_section(c: Comparison) -> str:
+    out = [
+        "### Against the baseline",
+        "",
+        "| | baseline | this run | change |",
+        "| --- | ---: | ---: | ---: |",
+        f"| resolve rate | {c.base_rate:.1%} | {c.new_rate:.1%} | {c.delta * 100:+.1f} pp |",
+        "",
+        f"{len(c.newly_failing)} newly failing, {len(c.newly_resolved)} newly resolved of {c.common} "
+        f"instances in both runs (exact McNemar test, p = {c.p_value:.3g}).",
+        "",
+    ]
+    for title, ids in (("Newly failing", c.newly_failing), ("Newly resolved", c.newly_resolved)):
+        if ids:
+            shown = ", ".join(f"`{i}`" for i in ids[:_LISTED]) + (" …" if len(ids) > _LISTED else "")
+            out += [f"**{title}:** {shown}", ""]
+    return "\n".join(out)
+
+
+def status_section(report: dict[str, Any]) -> str:
+    rows = [f"| {status} | {n} |" for status, n in report["totals"]["by_status"].items()]
+    return "\n".join(["### Status", "", "| status | instances |", "| --- | ---: |", *rows, ""])
+
+
+def repo_section(report: dict[str, Any]) -> str:
+    rows = [f"| {repo} | {r['resolved']} | {r['planned']} | {r['rate']:.1%} |"
+            for repo, r in report["per_repo"].items()]
+    return "\n".join(["### Per repository", "", "| repository | resolved | planned | rate |",
+                      "| --- | ---: | ---: | ---: |", *rows, ""])
+
+
+def slowest_section(report: dict[str, Any]) -> str:
+    slow = sorted(report["instances"].items(), key=lambda kv: -kv[1]["time"])[:_SLOWEST]
+    rows = [f"| `{iid}` | {e['status']} | {e['time']:.1f} s |" for iid, e in slow if e["time"] > 0]
+    return "\n".join(["### Slowest instances", "", "| instance | status | time |", "| --- | --- | ---: |", *rows, ""])
+
+
+def truncate(text: str, limit: int) -> str:
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    note = "\n\n_… summary truncated to stay under GitHub's 1 MiB limit; see report.json for everything._\n"
+    cut = data[: limit - len(note.encode())].decode(errors="ignore")
+    return cut[: cut.rfind("\n") + 1] + note

@@ -1,0 +1,119 @@
+"""Merge shard folders, however download-artifact laid them out, into one set of results."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci_eval.errors import InputError
+from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, Record, latest_records
+
+
+@dataclass
+class ShardRun:
+    folder: Path
+    manifest: dict[str, Any]
+    records: dict[tuple[str, int], Record]
+
+    @property
+    def index(self) -> int:
+        return int(self.manifest["shard"]["index"])
+
+    @property
+    def attempt(self) -> int:
+        return int(self.manifest["shard"]["attempt"])
+
+
+@dataclass
+class Merged:
+    identity: dict[str, Any]
+    plan: list[list[str]]
+    samples: int
+    shards: dict[int, ShardRun]  # the newest attempt of each shard that arrived
+    missing: list[int]
+    records: dict[tuple[str, int], Record]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def of(self) -> int:
+        return len(self.plan)
+
+    @property
+    def planned(self) -> list[str]:
+        return [iid for ids in self.plan for iid in ids]
+
+
+def find_shards(paths: Iterable[Path]) -> list[ShardRun]:
+    """Every shard folder below the paths: one folder per artifact, or all merged into one."""
+    runs = []
+    for root in paths:
+        if not root.exists():
+            raise InputError(f"{root} does not exist")
+        for manifest in sorted(root.rglob(MANIFEST_FILE)):
+            try:
+                data = json.loads(manifest.read_text())
+                data["identity"], data["shard"], data["plan"]
+            except (ValueError, KeyError) as exc:
+                raise InputError(f"{manifest} is not a ci-eval manifest ({exc}); remove it or fix it") from None
+            runs.append(ShardRun(manifest.parent, data, latest_records(manifest.parent / RESULTS_FILE)))
+    return runs
+
+
+def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
+    if not runs:
+        raise InputError("no shard results found (no manifest.json below the given folders)")
+    first = runs[0]
+    for run in runs[1:]:
+        _same_run(first, run)
+
+    newest: dict[int, ShardRun] = {}
+    for run in runs:  # a re-run's newer attempt replaces the older; shards not re-run stay
+        kept = newest.get(run.index)
+        if kept is None or (run.attempt, run.manifest.get("written_at", "")) > (
+            kept.attempt, kept.manifest.get("written_at", "")
+        ):
+            newest[run.index] = run
+
+    plan: list[list[str]] = first.manifest["plan"]
+    missing = [n for n in range(len(plan)) if n not in newest]
+    warnings = []
+    if missing:
+        names = ", ".join(str(n) for n in missing)
+        if not allow_partial:
+            raise InputError(
+                f"missing shard(s) {names} of {len(plan)}; wait for them, or pass --allow-partial "
+                "to count their instances as not attempted"
+            )
+        warnings.append(f"shard(s) {names} of {len(plan)} missing: their instances count as not attempted")
+
+    records: dict[tuple[str, int], Record] = {}
+    seen_in: dict[str, list[int]] = {}
+    for index, run in sorted(newest.items()):
+        own = set(plan[index])
+        for key, record in run.records.items():
+            seen_in.setdefault(record.instance_id, [])
+            if index not in seen_in[record.instance_id]:
+                seen_in[record.instance_id].append(index)
+            if record.instance_id in own:
+                records[key] = record
+    for iid, shards in sorted(seen_in.items()):
+        if len(shards) > 1:
+            warnings.append(f"duplicate instance {iid} in shards {', '.join(map(str, shards))}: "
+                            "kept the result of the shard that planned it")
+    samples = int(first.manifest.get("samples", 1))
+    return Merged(first.manifest["identity"], plan, samples, newest, missing, records, warnings)
+
+
+def _same_run(a: ShardRun, b: ShardRun) -> None:
+    for key in sorted(set(a.manifest["identity"]) | set(b.manifest["identity"])):
+        va, vb = a.manifest["identity"].get(key), b.manifest["identity"].get(key)
+        if va != vb:
+            raise InputError(
+                f"shards are from different runs: {key} is {va!r} in {a.folder} but {vb!r} in {b.folder}; "
+                "aggregate the shards of one configuration at a time"
+            )
+    if a.manifest["plan"] != b.manifest["plan"]:
+        raise InputError(f"shards {a.folder} and {b.folder} were planned differently (another --of or instance set)")

@@ -1,0 +1,222 @@
+"""Aggregation over shard sets built here, laid out as download-artifact lays them out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci_eval.errors import InputError
+from ci_eval.report.aggregate import aggregate
+from ci_eval.report.markdown import truncate
+from ci_eval.report.stats import mcnemar_exact, pass_at_k, wilson
+from ci_eval.results import Record, now
+
+IDENTITY = {"ci_eval_version": "0.1.0", "model": "m", "base_url": "http://localhost:11434/v1",
+            "dataset": "d", "split": "test", "dataset_fingerprint": "f", "config_hash": "h"}
+PLAN = [[f"org__repo{n % 2}-{n}" for n in range(k * 4, k * 4 + 4)] for k in range(3)]  # 3 shards of 4
+STATUSES = ["resolved", "unresolved", "resolved", "error"]
+
+
+def record(iid: str, status: str, sample: int = 0, seconds: float = 10.0) -> Record:
+    error = {"kind": "docker", "message": "daemon went away"} if status in ("error", "timeout") else None
+    tests = {"FAIL_TO_PASS": {"success": [], "failure": ["t.py::test_x"]}} if status == "unresolved" else {}
+    return Record.model_validate({
+        "instance_id": iid, "repo": iid.rsplit("-", 1)[0].replace("__", "/"), "sample": sample, "status": status,
+        "error": error, "tests": tests, "timings": {"total": seconds, "eval": seconds / 2},
+        "agent": {"prompt_tokens": 100, "completion_tokens": 10}, "started_at": now(), "finished_at": now(),
+    })
+
+
+def shard(folder: Path, index: int, statuses: list[str], attempt: int = 1, identity: dict[str, Any] | None = None,
+          plan: list[list[str]] = PLAN, samples: int = 1, extra: list[Record] = ()) -> Path:  # type: ignore[assignment]
+    folder.mkdir(parents=True)
+    manifest = {"schema": 1, "identity": identity or IDENTITY, "shard": {"index": index, "of": len(plan),
+                "attempt": attempt}, "planned": plan[index], "plan": plan, "samples": samples,
+                "written_at": now()}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    records = [record(iid, status, s) for iid, status in zip(plan[index], statuses, strict=False)
+               for s in range(samples)]
+    (folder / "results.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in [*records, *extra]))
+    return folder
+
+
+def per_artifact(root: Path, index: int, statuses: list[str], attempt: int = 1, **kw: Any) -> Path:
+    """download-artifact without merge-multiple: one folder per artifact, named as the action names it."""
+    return shard(root / f"ci-eval-shard-{index}-attempt-{attempt}" / f"shard-{index}-attempt-{attempt}", index,
+                 statuses, attempt, **kw)
+
+
+def complete(root: Path) -> Path:
+    for n in range(3):
+        per_artifact(root, n, STATUSES)
+    return root
+
+
+@pytest.fixture(scope="session")
+def junit_schema() -> Any:
+    """Jenkins' junit-10.xsd, the schema pytest validates its own JUnit XML against, from its sdist."""
+    import xmlschema
+
+    version = pytest.__version__
+    cache = Path.home() / ".cache" / "ci-eval" / f"junit-10-{version}.xsd"
+    if not cache.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            got = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                                  "-d", tmp, f"pytest=={version}"], capture_output=True, text=True)
+            if got.returncode != 0:
+                pytest.fail(f"could not fetch the pytest sdist for its JUnit schema: {got.stderr[-500:]}")
+            with tarfile.open(next(Path(tmp).glob("pytest-*.tar.gz"))) as tar:
+                member = next(m for m in tar.getmembers() if m.name.endswith("junit-10.xsd"))
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_bytes(data)
+    return xmlschema.XMLSchema(str(cache))
+
+
+def test_complete_set(tmp_path: Path, junit_schema: Any) -> None:
+    out = tmp_path / "report"
+    result = aggregate([complete(tmp_path / "artifacts")], out)
+    report = result.report
+    assert report["totals"] == {"planned": 12, "attempted": 12,
+                                "by_status": {"error": 3, "resolved": 6, "unresolved": 3}}
+    assert report["resolve_rate"]["rate"] == 0.5
+    low, high = report["resolve_rate"]["ci95"]
+    assert low < 0.5 < high
+    assert report["infrastructure_failures"]["count"] == 3 and report["model_failures"]["unresolved"] == 3
+    assert report["per_repo"]["org/repo0"]["planned"] == 6
+    assert report["usage"]["prompt_tokens"] == 1200
+    assert result.verdict.word == "pass" and report["warnings"] == []
+
+    xml = (out / "junit.xml").read_text()
+    junit_schema.validate(xml)
+    from junitparser import Error, Failure, JUnitXml, Skipped
+
+    cases = [case for suite in JUnitXml.fromfile(str(out / "junit.xml")) for case in suite]
+    assert Counter(c.name for c in cases) == {iid: 1 for ids in PLAN for iid in ids}
+    kinds = Counter(type(c.result[0]).__name__ if c.result else "passed" for c in cases)
+    assert kinds == {"passed": 6, Failure.__name__: 3, Error.__name__: 3}
+    failure = next(c for c in cases if c.result and isinstance(c.result[0], Failure))
+    assert "t.py::test_x" in failure.result[0].message and failure.classname.startswith("org/repo")
+    assert not any(isinstance(c.result[0], Skipped) for c in cases if c.result)
+    assert "## ci-eval: 6 of 12 resolved (50.0%" in (out / "summary.md").read_text()
+
+
+def test_missing_shard_refused_unless_partial(tmp_path: Path, junit_schema: Any) -> None:
+    root = tmp_path / "artifacts"
+    per_artifact(root, 0, STATUSES)
+    per_artifact(root, 2, STATUSES)
+    with pytest.raises(InputError, match=r"missing shard\(s\) 1 of 3.*--allow-partial"):
+        aggregate([root], tmp_path / "r")
+    result = aggregate([root], tmp_path / "r", allow_partial=True)
+    assert result.report["totals"]["by_status"]["not_attempted"] == 4
+    assert result.report["resolve_rate"]["planned"] == 12  # the rate is over everything planned
+    assert any("missing" in w for w in result.report["warnings"])
+    xml = (tmp_path / "r" / "junit.xml").read_text()
+    junit_schema.validate(xml)
+    assert xml.count("<skipped") == 4
+
+
+def test_duplicate_instance_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    per_artifact(root, 0, STATUSES)
+    per_artifact(root, 1, STATUSES, extra=[record(PLAN[0][0], "unresolved")])  # shard 1 also ran shard 0's
+    per_artifact(root, 2, STATUSES)
+    report = aggregate([root], tmp_path / "r").report
+    assert any(PLAN[0][0] in w and "duplicate" in w for w in report["warnings"])
+    assert report["instances"][PLAN[0][0]]["status"] == "resolved"  # its own shard's result wins
+
+
+def test_mismatched_identity_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    per_artifact(root, 0, STATUSES)
+    per_artifact(root, 1, STATUSES, identity={**IDENTITY, "model": "other-model"})
+    with pytest.raises(InputError, match=r"model is 'm' in .* but 'other-model'"):
+        aggregate([root], tmp_path / "r")
+
+
+@pytest.mark.parametrize("layout", ["per-artifact", "merged"])
+def test_rerun_keeps_newest_attempt_of_rerun_shard_only(tmp_path: Path, layout: str) -> None:
+    root = tmp_path / "artifacts"
+    if layout == "per-artifact":
+        per_artifact(root, 0, STATUSES)
+        per_artifact(root, 1, STATUSES)
+        per_artifact(root, 2, ["error"] * 2, attempt=1)  # died half-way on the first attempt
+        per_artifact(root, 2, ["resolved"] * 4, attempt=2)
+    else:  # merge-multiple: true puts every artifact's contents side by side
+        for n in range(2):
+            shard(root / f"shard-{n}-attempt-1", n, STATUSES)
+        shard(root / "shard-2-attempt-1", 2, ["error"] * 2, attempt=1)
+        shard(root / "shard-2-attempt-2", 2, ["resolved"] * 4, attempt=2)
+    report = aggregate([root], tmp_path / "r").report
+    assert report["shards"]["attempts"] == {"0": 1, "1": 1, "2": 2}
+    assert all(report["instances"][iid]["status"] == "resolved" for iid in PLAN[2])
+    assert report["totals"]["by_status"] == {"error": 2, "resolved": 8, "unresolved": 2}
+
+
+def test_samples_give_pass_at_k(tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    for n in range(3):
+        per_artifact(root, n, STATUSES, samples=3)
+    report = aggregate([root], tmp_path / "r").report
+    assert set(report["pass_at_k"]) == {"1", "2", "3"}
+    assert report["pass_at_k"]["1"] == 0.5 and report["instances"][PLAN[0][0]]["resolved_samples"] == 3
+
+
+def test_baseline_verdict_and_github_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = aggregate([complete(tmp_path / "base")], tmp_path / "base-report").report
+    assert base["resolve_rate"]["resolved"] == 6
+    worse = tmp_path / "worse"
+    for n in range(3):
+        per_artifact(worse, n, ["unresolved", "unresolved", "resolved", "error"])  # 3 newly failing
+    summary, outputs = tmp_path / "summary.md", tmp_path / "output.txt"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    result = aggregate([worse], tmp_path / "r", baseline=tmp_path / "base-report" / "report.json",
+                       max_new_failures=2)
+    assert result.comparison is not None and len(result.comparison.newly_failing) == 3
+    assert result.verdict.regression and "3 newly failing" in result.verdict.reasons[0]
+    assert "Newly failing" in summary.read_text() and "McNemar" in summary.read_text()
+    out = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert out["verdict"] == "fail" and out["newly_failing"] == "3" and out["resolved"] == "3"
+    ok = aggregate([worse], tmp_path / "r2", baseline=tmp_path / "base-report" / "report.json",
+                   max_new_failures=3, fail_under=0.2)
+    assert not ok.verdict.regression
+
+
+def test_cli_exit_codes_and_compare(tmp_path: Path) -> None:
+    complete(tmp_path / "a")
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ci_eval", *args], capture_output=True, text=True)
+    ok = cli("aggregate", str(tmp_path / "a"), "--output", str(tmp_path / "ra"), "--fail-under", "0.4")
+    assert ok.returncode == 0 and "6 of 12 resolved" in ok.stdout, ok.stderr
+    bad = cli("aggregate", str(tmp_path / "a"), "--output", str(tmp_path / "rb"), "--fail-under", "0.6")
+    assert bad.returncode == 1 and "under --fail-under" in bad.stdout
+    wrong = cli("aggregate", str(tmp_path / "nowhere"), "--output", str(tmp_path / "rc"))
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1
+    shown = cli("compare", str(tmp_path / "ra" / "report.json"), str(tmp_path / "ra" / "report.json"))
+    assert shown.returncode == 0 and "0 newly failing, 0 newly resolved of 12" in shown.stdout
+
+
+def test_statistics() -> None:
+    low, high = wilson(0, 10)
+    assert low == 0.0 and 0.27 < high < 0.31  # the textbook 0.2775
+    assert wilson(50, 100) == pytest.approx((0.4038, 0.5962), abs=1e-3)
+    assert pass_at_k(10, 0, 3) == 0.0 and pass_at_k(10, 10, 1) == 1.0
+    assert pass_at_k(5, 2, 1) == pytest.approx(0.4) and pass_at_k(5, 2, 2) == pytest.approx(0.7)
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(10, 0) == pytest.approx(2 / 1024)
+    assert mcnemar_exact(3, 3) == 1.0
+
+
+def test_summary_truncates_under_a_mebibyte() -> None:
+    text = "".join(f"| row {n} | {'x' * 100} |\n" for n in range(20000))
+    cut = truncate(text, 1024 * 1024)
+    assert len(cut.encode()) <= 1024 * 1024 and cut.endswith("see report.json for everything._\n")
+    assert truncate("short\n", 1024) == "short\n"
