@@ -48,6 +48,16 @@ def run_options(func: F) -> F:
         click.option("--memory-limit", help="Container memory limit [4g]."),
         click.option("--model", help="Model name on the server [granite4:tiny-h]."),
         click.option("--base-url", help="OpenAI-compatible server [http://localhost:11434/v1]."),
+        click.option("--context-window", type=int, help="Tokens the whole request must fit in [8192]."),
+        click.option("--max-tokens", type=int, help="Tokens per model reply [1024]."),
+        click.option("--temperature", type=float, help="Sampling temperature [0]."),
+        click.option("--seed", type=int, help="Model seed; sample k uses seed + k [0]."),
+        click.option("--step-limit", type=int, help="Model calls per attempt [40]."),
+        click.option("--token-budget", type=int, help="Tokens per attempt [400000]."),
+        click.option("--agent-timeout", type=float, help="Wall-clock seconds for the agent per attempt [1800]."),
+        click.option("--request-timeout", type=float, help="Seconds per model request [300]."),
+        click.option("--local-model/--no-local-model", default=None,
+                     help="Start llama.cpp with Gemma 3 270M (extra: local-model) and use it."),
     ]
     for option in reversed(options):
         func = option(func)

@@ -58,8 +58,11 @@ class Settings(BaseSettings):
     seed: int = 0
     request_timeout: float = 300
     context_window: int = 8192
-    step_limit: int = 40
-    token_budget: int = 400_000
+    step_limit: int = Field(default=40, ge=1)
+    token_budget: int = Field(default=400_000, ge=1)
+    agent_timeout: float = Field(default=1800, gt=0)
+    observation_chars: int = Field(default=6000, ge=200)
+    local_model: bool = False  # start the bundled llama.cpp server with a small model and use it
 
     @classmethod
     def settings_customise_sources(
@@ -75,7 +78,8 @@ class Settings(BaseSettings):
     def identity(self) -> dict[str, Any]:
         """What a result depends on, secrets removed: recorded in every manifest."""
         data = self.model_dump(mode="json", exclude=_NOT_IDENTITY)
-        data["base_url"] = redact_url(self.base_url)
+        # The local model listens on a new port each run; the port is not part of what it is.
+        data["base_url"] = "local" if self.local_model else redact_url(self.base_url)
         return data
 
     def config_hash(self) -> str:

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci_eval import __version__
+from ci_eval import __version__, agent
+from ci_eval.agent import Limits as AgentLimits
 from ci_eval.config import Settings, redact_url
 from ci_eval.errors import InputError
 from ci_eval.github import run_attempt
 from ci_eval.instances import Instance, fingerprint, load_instances, select
+from ci_eval.model import OpenAIModel
 from ci_eval.predictions import load_predictions
 from ci_eval.progress import Display, display
 from ci_eval.results import Record, ResultStore, now, write_manifest
@@ -49,29 +51,42 @@ def run_shard(settings: Settings, index: int, of: int, timings: Path | None = No
     planned = [inst for inst in dataset if inst.instance_id in planned_ids]
     folder = settings.output or Path("ci-eval-results") / f"shard-{index}"
     folder.mkdir(parents=True, exist_ok=True)
+    if settings.local_model and settings.predictions is None:
+        from ci_eval import localmodel
 
-    solve = _solver(settings, planned)
+        with localmodel.serve(settings.context_window, folder / "local-model.log") as url:
+            local = settings.model_copy(update={"base_url": url, "model": localmodel.MODEL_ALIAS})
+            return _run_shard(local, dataset, shards, index, planned, folder)
+    return _run_shard(settings, dataset, shards, index, planned, folder)
+
+
+def _run_shard(settings: Settings, dataset: Sequence[Instance], shards: list[list[str]], index: int,
+               planned: Sequence[Instance], folder: Path) -> ShardResult:
+    model = OpenAIModel(settings) if settings.predictions is None else None
+    solve = _agent(settings, model) if model else _predictions(settings, planned)
     backend = choose_backend(settings, planned, owner=_owner(folder))
     write_manifest(folder, manifest(settings, dataset, shards, index, backend.name))
     store = ResultStore(folder)
     jobs = pending_jobs(planned, settings.samples, store.latest(), settings.max_attempts)
     total = len(planned) * settings.samples
-    _say(f"shard {index}/{of}: {len(planned)} instances, {len(jobs)} to run, "
+    _say(f"shard {index}/{len(shards)}: {len(planned)} instances, {len(jobs)} to run, "
          f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
     show = display(total, total - len(jobs))
     try:
-        asyncio.run(_run(jobs, backend, solve, store, folder, settings, show))
+        asyncio.run(_run(jobs, backend, solve, model, store, folder, settings, show))
     finally:
         show.close()
         store.close()
     return ShardResult(folder, store.latest(), len(jobs))
 
 
-async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, store: ResultStore, folder: Path,
-               settings: Settings, show: Display) -> None:
+async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, model: OpenAIModel | None,
+               store: ResultStore, folder: Path, settings: Settings, show: Display) -> None:
     from ci_eval.sandbox.docker import DockerBackend
 
     try:
+        if model is not None and jobs:
+            await model.check()  # a server that is down is one clear line before any work
         await run_jobs(
             jobs, backend=backend, solve=solve, store=store, root=folder,
             limits=Limits(settings.instance_timeout, settings.eval_timeout), workers=settings.workers,
@@ -79,6 +94,8 @@ async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, store: Resu
         )
     finally:
         await backend.close()
+        if model is not None:
+            await model.close()
 
 
 def manifest(settings: Settings, dataset: Sequence[Instance], shards: list[list[str]], index: int,
@@ -148,15 +165,31 @@ def _owner(folder: Path) -> str:
     return hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
 
 
-def _solver(settings: Settings, planned: Sequence[Instance]) -> Solver:
-    if settings.predictions is None:
-        raise InputError("the agent is not available yet: pass --predictions gold or --predictions FILE")
+def _predictions(settings: Settings, planned: Sequence[Instance]) -> Solver:
+    assert settings.predictions is not None
     patches = load_predictions(settings.predictions, planned)
 
     async def from_predictions(job: Job, backend: Backend, logs: Path) -> Solution:
         return Solution(patch=patches[job.instance.instance_id])
 
     return from_predictions
+
+
+def _agent(settings: Settings, model: OpenAIModel) -> Solver:
+    limits = AgentLimits(
+        step_limit=settings.step_limit, token_budget=settings.token_budget, time_limit=settings.agent_timeout,
+        command_timeout=settings.command_timeout, context_window=settings.context_window,
+        max_tokens=settings.max_tokens, observation_chars=settings.observation_chars,
+    )
+
+    async def with_agent(job: Job, backend: Backend, logs: Path) -> Solution:
+        # The agent works in a container of its own; grading later starts a fresh one.
+        async with backend.open(job.instance, network=True) as sandbox:
+            attempt = await agent.solve(job.instance, sandbox, model, limits, settings.seed + job.sample,
+                                        logs / "trajectory.json")
+        return Solution(attempt.patch, attempt.stats)
+
+    return with_agent
 
 
 def _say(message: str) -> None:

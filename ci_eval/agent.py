@@ -1,0 +1,183 @@
+"""The bash-only agent: the model proposes one command, the sandbox runs it, until it submits."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from ci_eval.errors import InfraError
+from ci_eval.instances import Instance
+from ci_eval.model import Message, Model, Usage
+from ci_eval.results import AgentStats
+from ci_eval.sandbox import Sandbox
+
+SUBMIT = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
+BASH_BLOCK = re.compile(r"```bash[ \t]*\n(.*?)```", re.DOTALL)
+ELIDED = "[this output was removed to keep the conversation inside the model's context window]"
+_PER_MESSAGE_TOKENS = 8  # what a chat template adds around each message
+
+
+@dataclass(frozen=True)
+class Limits:
+    step_limit: int = 40
+    token_budget: int = 400_000
+    time_limit: float = 1800.0
+    command_timeout: float = 120.0
+    context_window: int = 8192
+    max_tokens: int = 1024
+    observation_chars: int = 6000
+    max_format_errors: int = 3
+
+
+@dataclass
+class Attempt:
+    patch: str
+    stats: AgentStats
+    messages: list[Message] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prompt(name: str, **values: object) -> str:
+    """A template from ci_eval/prompts/, filled with $name placeholders."""
+    text = resources.files("ci_eval.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8")
+    return Template(text).safe_substitute({k: str(v) for k, v in values.items()})
+
+
+class TokenCounter:
+    """Estimates prompt tokens without the model's tokenizer. It counts UTF-8 bytes at 2.5 bytes
+    per token, pessimistic for code and prose, and grows more pessimistic, never less, when the
+    usage a server reports shows a denser tokenizer (CJK text, say)."""
+
+    def __init__(self, bytes_per_token: float = 2.5, margin: float = 0.9) -> None:
+        self.bytes_per_token = bytes_per_token
+        self.margin = margin
+
+    def estimate(self, messages: list[Message]) -> int:
+        return int(_bytes(messages) / self.bytes_per_token) + _PER_MESSAGE_TOKENS * len(messages)
+
+    def observe(self, messages: list[Message], prompt_tokens: int) -> None:
+        text_tokens = prompt_tokens - _PER_MESSAGE_TOKENS * len(messages)
+        if text_tokens > 0:
+            self.bytes_per_token = min(self.bytes_per_token, _bytes(messages) / text_tokens * self.margin)
+
+
+def _bytes(messages: list[Message]) -> int:
+    return sum(len(m["content"].encode()) for m in messages)
+
+
+def fit(messages: list[Message], budget: int, counter: TokenCounter) -> list[Message]:
+    """The conversation cut to `budget` tokens: the oldest observations go first, then the oldest
+    replies; the system prompt, the issue and the last exchange stay unless nothing else is left."""
+    out = [dict(m) for m in messages]
+    if counter.estimate(out) <= budget:
+        return out
+    middle = range(2, len(out) - 2)
+    for role in ("user", "assistant"):
+        for i in middle:
+            if out[i]["role"] == role and out[i]["content"] != ELIDED:
+                out[i]["content"] = ELIDED
+                if counter.estimate(out) <= budget:
+                    return out
+    while (over := counter.estimate(out) - budget) > 0:
+        longest = max(range(len(out)), key=lambda k: len(out[k]["content"]))
+        content = out[longest]["content"]
+        keep = len(content) - int(over * counter.bytes_per_token) - 200
+        if keep < 200:
+            raise InfraError(f"--context-window leaves {budget} prompt tokens: too few for the system prompt and "
+                             "the issue", kind="context", transient=False)
+        out[longest]["content"] = cut_middle(content, keep)
+    return out
+
+
+def cut_middle(text: str, limit: int) -> str:
+    """Keep the head and the tail of a long text, saying how much was cut between them."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
+
+
+async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Limits, seed: int,
+                trajectory: Path) -> Attempt:
+    """Run the loop to a submission or a limit; the trajectory is written whatever happens."""
+    messages: list[Message] = [
+        {"role": "system", "content": prompt("system")},
+        {"role": "user", "content": prompt("instance", problem_statement=instance.problem_statement)},
+    ]
+    attempt = Attempt("", AgentStats(), messages)
+    usage = Usage()
+    counter = TokenCounter()
+    budget = limits.context_window - limits.max_tokens
+    start = time.monotonic()
+    in_a_row = 0
+    try:
+        while attempt.stats.exit_reason is None:
+            attempt.stats.exit_reason = _limit_hit(attempt.stats, usage, limits, time.monotonic() - start)
+            if attempt.stats.exit_reason:
+                break
+            request = fit(messages, budget, counter)
+            reply = await model.complete(request, seed)
+            counter.observe(request, reply.prompt_tokens)
+            usage.add(reply)
+            attempt.stats.steps += 1
+            messages.append({"role": "assistant", "content": reply.content})
+            commands = BASH_BLOCK.findall(reply.content)
+            if len(commands) != 1:
+                attempt.stats.format_errors += 1
+                in_a_row += 1
+                if in_a_row >= limits.max_format_errors:
+                    attempt.stats.exit_reason = "format_errors"
+                else:
+                    messages.append({"role": "user", "content": prompt("format_error", found=len(commands))})
+                continue
+            in_a_row = 0
+            out = await sandbox.execute(commands[0].strip(), limits.command_timeout)
+            attempt.steps.append({"step": attempt.stats.steps, "command": commands[0].strip(),
+                                  "returncode": out.returncode, "timed_out": out.timed_out,
+                                  "seconds": round(out.seconds, 3), "model_seconds": round(reply.seconds, 3),
+                                  "output": cut_middle(out.output, limits.observation_chars)})
+            if out.output.lstrip().startswith(SUBMIT):
+                attempt.stats.exit_reason = "submitted"
+                break
+            shown = cut_middle(out.output, limits.observation_chars)
+            text = (prompt("timeout", seconds=f"{limits.command_timeout:g}", output=shown) if out.timed_out
+                    else prompt("observation", returncode=out.returncode, output=shown))
+            messages.append({"role": "user", "content": text})
+        if attempt.stats.exit_reason == "submitted":
+            attempt.patch = await diff(sandbox, instance.base_commit)
+    finally:
+        attempt.stats.exit_reason = attempt.stats.exit_reason or "interrupted"
+        attempt.stats.prompt_tokens = usage.prompt_tokens
+        attempt.stats.completion_tokens = usage.completion_tokens
+        attempt.stats.model_seconds = round(usage.seconds, 3)
+        save(trajectory, instance, attempt, usage)
+    return attempt
+
+
+async def diff(sandbox: Sandbox, base_commit: str) -> str:
+    """Everything the agent changed, new files included, against the base commit."""
+    out = await sandbox.execute(f"git add -A && git -c core.fileMode=false diff --cached {base_commit}", 120)
+    return out.output if out.returncode == 0 else ""
+
+
+def save(path: Path, instance: Instance, attempt: Attempt, usage: Usage) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"instance_id": instance.instance_id, "stats": attempt.stats.model_dump(), "patch": attempt.patch,
+            "usage": asdict(usage), "steps": attempt.steps, "messages": attempt.messages}
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
+def _limit_hit(stats: AgentStats, usage: Usage, limits: Limits, elapsed: float) -> str | None:
+    if stats.steps >= limits.step_limit:
+        return "step_limit"
+    if usage.prompt_tokens + usage.completion_tokens >= limits.token_budget:
+        return "token_budget"
+    if elapsed >= limits.time_limit:
+        return "time_limit"
+    return None

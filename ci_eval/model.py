@@ -1,0 +1,107 @@
+"""The OpenAI-compatible client: bounded retries with backoff, usage and latency per call."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ci_eval.config import Settings, redact_url
+from ci_eval.errors import InfraError, InputError
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Reply:
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+class Model(Protocol):
+    async def complete(self, messages: list[Message], seed: int) -> Reply: ...
+
+
+@dataclass
+class Usage:
+    """Running totals over every call of one attempt."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    per_call: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, reply: Reply) -> None:
+        self.calls += 1
+        self.prompt_tokens += reply.prompt_tokens
+        self.completion_tokens += reply.completion_tokens
+        self.seconds += reply.seconds
+        self.per_call.append({"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                              "seconds": round(reply.seconds, 3)})
+
+
+class OpenAIModel:
+    """Any server speaking the OpenAI chat API: Ollama, llama.cpp, vLLM, LM Studio, a hosted API.
+
+    Retries are the client library's own: connection errors, timeouts, 408/409/429 and 5xx,
+    with exponential backoff and jitter that honours Retry-After, `retries` times at most. What
+    still fails is an infrastructure error, never a wrong answer.
+    """
+
+    def __init__(self, settings: Settings, retries: int = 4) -> None:
+        from openai import AsyncOpenAI
+
+        self.name = settings.model
+        self.where = redact_url(settings.base_url)
+        self.settings = settings
+        # Local servers ignore the key; the client insists on one, so an unused stand-in.
+        key = settings.api_key.get_secret_value() or "not-needed"
+        self.client = AsyncOpenAI(base_url=settings.base_url, api_key=key, timeout=settings.request_timeout,
+                                  max_retries=retries)
+
+    async def check(self) -> None:
+        """Fail before any work when the server is down or does not serve the model."""
+        import openai
+
+        try:
+            served = [m.id async for m in self.client.models.list()]
+        except openai.APIError as exc:
+            raise InputError(
+                f"cannot reach the model server at {self.where} ({_reason(exc)}); start it "
+                "(ollama serve), pass --base-url, or run a local model with --local-model"
+            ) from None
+        if served and self.name not in served:
+            raise InputError(f"{self.where} does not serve model {self.name!r} (it serves: {', '.join(served[:10])}); "
+                             f"pull it (ollama pull {self.name}) or pass --model")
+
+    async def complete(self, messages: list[Message], seed: int) -> Reply:
+        import openai
+
+        start = time.monotonic()
+        try:
+            response = await self.client.chat.completions.create(
+                model=self.name, messages=messages,  # type: ignore[arg-type]
+                temperature=self.settings.temperature, max_tokens=self.settings.max_tokens, seed=seed,
+            )
+        except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
+            raise InfraError(f"model server {self.where} failed after retries: {_reason(exc)}", kind="model") from None
+        except openai.APIStatusError as exc:
+            # 400 (context too long, bad request), 401, 404 (no such model): retrying will not help.
+            raise InfraError(f"model server {self.where} refused the request: {_reason(exc)}", kind="model",
+                             transient=False) from None
+        seconds = time.monotonic() - start
+        usage = response.usage
+        content = response.choices[0].message.content if response.choices else None
+        return Reply(content or "", usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
+                     seconds)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]

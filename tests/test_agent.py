@@ -1,0 +1,147 @@
+"""The agent against a real HTTP server speaking the OpenAI chat API, with scripted replies."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci_eval.agent import ELIDED, TokenCounter, cut_middle, fit, prompt
+from ci_eval.shard import run_shard
+from tests.conftest import FIXTURES, INSTANCES, settings
+from tests.openai_server import replies, serve
+
+CALC_2 = "ci-eval-fixtures__calc-2"
+LOOK = "First I read the code.\n```bash\ncat calc/ranges.py\n```"
+FIX = """The high branch returns lo. I fix it.
+```bash
+python3 - <<'EOF'
+import pathlib
+p = pathlib.Path("calc/ranges.py")
+s = p.read_text()
+p.write_text(s.replace("    if x > hi:\\n        return lo", "    if x > hi:\\n        return hi"))
+EOF
+```"""
+CHECK = "Check it.\n```bash\npython3 -c 'from calc.ranges import clamp; print(clamp(15, 0, 10))'\n```"
+
+
+def agent_settings(tmp_path: Path, url: str, **overrides: Any) -> Any:
+    base = {"base_url": url, "model": "scripted", "instance_ids": [CALC_2], "sandbox": "local",
+            "repos_dir": FIXTURES / "repos", "eval_timeout": 120}
+    return settings(tmp_path, **{**base, **overrides})
+
+
+def trajectory(folder: Path, iid: str = CALC_2, sample: int = 0) -> dict[str, Any]:
+    return json.loads((folder / "logs" / iid / f"sample-{sample}" / "trajectory.json").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.mark.docker
+def test_scripted_replies_solve_a_fixture_in_docker(docker_client: Any, tmp_path: Path) -> None:
+    with serve(replies(LOOK, FIX, CHECK)) as server:
+        result = run_shard(agent_settings(tmp_path, server.url, sandbox="docker"), 0, 1)
+    record = result.records[(CALC_2, 0)]
+    assert record.status == "resolved", record
+    assert record.agent.exit_reason == "submitted" and record.agent.steps == 4
+    assert record.agent.prompt_tokens > 0 and record.agent.completion_tokens > 0 and record.agent.model_seconds > 0
+    assert "return hi" in record.patch
+    steps = trajectory(result.folder)["steps"]
+    assert [s["command"].split()[0] for s in steps] == ["cat", "python3", "python3", "echo"]
+    assert "def clamp" in steps[0]["output"] and steps[2]["output"].strip() == "10"
+    assert not server.violations
+    assert list(docker_client.containers.list(all=True, filters={"label": "ci-eval"})) == []
+
+
+def test_garbage_replies_end_in_format_errors(tmp_path: Path) -> None:
+    two = "```bash\nls\n```\nand\n```bash\npwd\n```"
+    with serve(replies("I think the bug is in clamp.", two, "no block", then="still none")) as server:
+        result = run_shard(agent_settings(tmp_path, server.url), 0, 1)
+    record = result.records[(CALC_2, 0)]
+    assert (record.status, record.agent.exit_reason, record.agent.format_errors) == ("empty_patch", "format_errors", 3)
+    messages = trajectory(result.folder)["messages"]
+    assert "it contained 0" in messages[3]["content"] and "it contained 2" in messages[5]["content"]
+
+
+def test_429_and_500_are_retried_then_succeed(tmp_path: Path) -> None:
+    with serve(replies(429, 500, LOOK, FIX)) as server:
+        result = run_shard(agent_settings(tmp_path, server.url), 0, 1)
+    assert server.statuses[:3] == [200, 429, 500]  # the models check, then the two failures
+    assert result.records[(CALC_2, 0)].status == "resolved"
+
+
+def test_server_failing_for_good_is_an_infra_error(tmp_path: Path) -> None:
+    with serve(replies(then=503)) as server:
+        result = run_shard(agent_settings(tmp_path, server.url, max_attempts=1), 0, 1)
+    record = result.records[(CALC_2, 0)]
+    assert record.status == "error" and record.error is not None and record.error.kind == "model"
+    assert server.statuses.count(503) == 5  # the first try and four retries, no more
+
+
+def test_dead_server_is_one_line_before_any_work(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    result = subprocess.run(
+        [sys.executable, "-m", "ci_eval", "shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES),
+         "--sandbox", "local", "--base-url", f"http://127.0.0.1:{port}/v1", "--output", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("ci-eval: error: cannot reach the model server") and "--base-url" in lines[-1]
+    assert not (tmp_path / "o" / "results.jsonl").read_text()
+
+
+def test_requests_never_exceed_the_context_window(tmp_path: Path) -> None:
+    noisy = "Look at everything.\n```bash\nseq 1 30000\n```"
+    with serve(replies(*[noisy] * 8), context_window=2048) as server:
+        cfg = agent_settings(tmp_path, server.url, context_window=2048, max_tokens=256, observation_chars=3000)
+        result = run_shard(cfg, 0, 1)
+    assert len(server.requests) == 9 and server.violations == []
+    assert any(ELIDED in m["content"] for r in server.requests for m in r["messages"])
+    last = trajectory(result.folder)["steps"][0]["output"]
+    assert "characters cut" in last and last.startswith("1\n2\n") and last.rstrip().endswith("30000")
+
+
+def test_samples_use_different_seeds_and_no_secret_is_written(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI_EVAL_API_KEY", "sk-test-secret-4711")
+    with serve(replies(LOOK, FIX, LOOK, FIX)) as server:
+        result = run_shard(agent_settings(tmp_path, server.url, samples=2, workers=1, seed=7), 0, 1)
+    assert {r.sample for r in result.records.values()} == {0, 1}
+    assert {r["seed"] for r in server.requests} == {7, 8}
+    for path in result.folder.rglob("*"):
+        if path.is_file():
+            assert "sk-test-secret-4711" not in path.read_text(errors="replace"), path
+
+
+def test_fit_elides_old_observations_first_and_always_fits() -> None:
+    counter = TokenCounter()
+    big = "x" * 6000
+    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "issue"}]
+    for n in range(6):
+        messages += [{"role": "assistant", "content": f"step {n}"}, {"role": "user", "content": big}]
+    fitted = fit(messages, 3000, counter)
+    assert counter.estimate(fitted) <= 3000
+    assert fitted[3]["content"] == ELIDED and fitted[-1]["content"] == big and fitted[2]["content"] == "step 0"
+    huge = [{"role": "system", "content": "s"}, {"role": "user", "content": "y" * 100_000}]
+    assert counter.estimate(fit(huge, 2000, counter)) <= 2000
+
+
+def test_counter_learns_denser_tokenizers_only() -> None:
+    counter = TokenCounter()
+    msgs = [{"role": "user", "content": "a" * 3000}]
+    counter.observe(msgs, 500)  # 6 bytes per token: sparser than assumed, the estimate stays pessimistic
+    assert counter.bytes_per_token == 2.5
+    counter.observe(msgs, 3000 + 8)  # 1 byte per token
+    assert counter.bytes_per_token == pytest.approx(0.9)
+
+
+def test_prompts_are_data_and_cuts_are_marked() -> None:
+    assert "$problem_statement" not in prompt("instance", problem_statement="it breaks")
+    assert "it breaks" in prompt("instance", problem_statement="it breaks")
+    assert "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT" in prompt("system")
+    assert cut_middle("a" * 50 + "b" * 50, 20) == "a" * 10 + "\n[... 80 characters cut ...]\n" + "b" * 10
