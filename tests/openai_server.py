@@ -37,7 +37,10 @@ class Server:
     url: str = ""
 
 
-def replies(*steps: Step, then: Step = "I am done.\n```bash\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```") -> Script:
+SUBMIT_REPLY = "I am done.\n```bash\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```"
+
+
+def replies(*steps: Step, then: Step = SUBMIT_REPLY) -> Script:
     """A script that plays the steps in order, then repeats `then`."""
     queue = list(steps)
     lock = threading.Lock()
