@@ -15,6 +15,7 @@ import click
 from ci_eval import __version__
 from ci_eval.config import Settings, load_settings
 from ci_eval.errors import InputError
+from ci_eval.github import write_outputs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,6 +47,7 @@ def run_options(func: F) -> F:
         click.option("--eval-timeout", type=float, help="Seconds for the tests [1800]."),
         click.option("--command-timeout", type=float, help="Seconds per agent command [120]."),
         click.option("--memory-limit", help="Container memory limit [4g]."),
+        click.option("--prune-images/--keep-images", default=None, help="Remove each image after its last use."),
         click.option("--model", help="Model name on the server [granite4:tiny-h]."),
         click.option("--base-url", help="OpenAI-compatible server [http://localhost:11434/v1]."),
         click.option("--context-window", type=int, help="Tokens the whole request must fit in [8192]."),
@@ -128,6 +130,8 @@ def shard_command(index: int, of: int, config_file: Path | None, timings: Path |
         click.echo(f"ci-eval: interrupted by {exc}; run the same command again to resume", err=True)
         sys.exit(128 + exc.signum)
     counts = result.counts
+    write_outputs({"resolved": counts["resolved"], "instances": len(result.records),
+                   "infrastructure-failures": counts["error"] + counts["timeout"], "folder": str(result.folder)})
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     click.echo(f"ci-eval: shard {index}/{of} done: {summary or 'nothing planned'} ({result.folder})", err=True)
     infra = counts["error"] + counts["timeout"]

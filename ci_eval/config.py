@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -22,16 +24,17 @@ DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
 
 # Settings that only change how fast or where a run goes, not what it measures: they stay out
 # of the config hash, so shards run with different worker counts still merge.
-_NOT_IDENTITY = {"workers", "output", "repos_dir", "max_attempts", "api_key", "instance_ids"}
+_NOT_IDENTITY = {"workers", "output", "repos_dir", "max_attempts", "api_key", "instance_ids", "prune_images"}
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CI_EVAL_", extra="forbid")
+    # Empty variables count as unset: the GitHub Action maps every input, given or not, to one.
+    model_config = SettingsConfigDict(env_prefix="CI_EVAL_", extra="forbid", env_ignore_empty=True)
 
     # what to evaluate
     dataset: str = DEFAULT_DATASET
     split: str = "test"
-    instance_ids: list[str] = Field(default_factory=list)
+    instance_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
     predictions: str | None = None  # "gold", a predictions file, or None to run the agent
     samples: int = Field(default=1, ge=1)
 
@@ -41,6 +44,7 @@ class Settings(BaseSettings):
     sandbox: Literal["auto", "docker", "local"] = "auto"
     repos_dir: Path | None = None
     max_attempts: int = Field(default=3, ge=1)
+    prune_images: bool = False  # remove an instance image once no job of the shard needs it
 
     # limits
     instance_timeout: float = Field(default=3600, gt=0)
@@ -63,6 +67,12 @@ class Settings(BaseSettings):
     agent_timeout: float = Field(default=1800, gt=0)
     observation_chars: int = Field(default=6000, ge=200)
     local_model: bool = False  # start the bundled llama.cpp server with a small model and use it
+
+    @field_validator("instance_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        # "a b,c" from an environment variable or an Action input; a list from flags or a file
+        return re.split(r"[\s,]+", value.strip()) if isinstance(value, str) and value.strip() else value or []
 
     @classmethod
     def settings_customise_sources(

@@ -13,11 +13,6 @@ def run_attempt() -> int:
     return int(os.environ.get("GITHUB_RUN_ATTEMPT") or 1)
 
 
-def artifact_name(index: int, attempt: int | None = None) -> str:
-    """One artifact per shard attempt, so a re-run never overwrites the first attempt's."""
-    return f"ci-eval-shard-{index}-attempt-{attempt or run_attempt()}"
-
-
 def write_outputs(values: Mapping[str, object]) -> bool:
     """Append step outputs to $GITHUB_OUTPUT (heredoc form, safe for any value)."""
     target = os.environ.get("GITHUB_OUTPUT")

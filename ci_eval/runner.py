@@ -6,7 +6,7 @@ import asyncio
 import signal
 import time
 import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +82,7 @@ async def run_jobs(
     workers: int,
     show: Display,
     prefetch: Callable[[Sequence[Instance]], None] | None = None,
+    release: Callable[[Instance], None] | None = None,
 ) -> list[Record]:
     """Run jobs on `workers` concurrent tasks; each result is stored the moment it ends.
 
@@ -91,6 +92,7 @@ async def run_jobs(
     """
     queue = deque(jobs)
     finished: list[Record] = []
+    uses = Counter(j.instance.image for j in jobs)  # jobs still to finish, per image
     upcoming = [j.instance for j in jobs]
     if prefetch:
         prefetch(upcoming[: 2 * workers])
@@ -105,6 +107,9 @@ async def run_jobs(
             store.append(record)
             finished.append(record)
             show.update(record)
+            uses[job.instance.image] -= 1
+            if release and uses[job.instance.image] == 0:  # its last job is done: free the disk
+                await asyncio.to_thread(release, job.instance)
 
     loop = asyncio.get_running_loop()
     tasks = [asyncio.create_task(worker()) for _ in range(min(workers, len(jobs)))]

