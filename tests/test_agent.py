@@ -81,10 +81,41 @@ def test_server_failing_for_good_is_an_infra_error(tmp_path: Path) -> None:
     assert server.statuses.count(503) == 5  # the first try and four retries, no more
 
 
-def test_dead_server_is_one_line_before_any_work(tmp_path: Path) -> None:
+def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once closed
+        return int(s.getsockname()[1])  # nothing listens here once closed
+
+
+def test_server_gone_mid_run_is_an_infra_error(tmp_path: Path) -> None:
+    """No preflight here: the server is already gone when the agent makes its first call."""
+    import asyncio
+
+    from ci_eval.instances import load_instances, select
+    from ci_eval.model import OpenAIModel
+    from ci_eval.runner import Job, Limits, run_one
+    from ci_eval.sandbox.local import LocalBackend
+    from ci_eval.shard import _agent
+
+    cfg = agent_settings(tmp_path, f"http://127.0.0.1:{closed_port()}/v1")
+    instance = select(load_instances(str(INSTANCES)), [CALC_2])[0]
+
+    async def attempt() -> Any:
+        model = OpenAIModel(cfg, retries=1)
+        try:
+            return await run_one(Job(instance), LocalBackend(FIXTURES / "repos"), _agent(cfg, model),
+                                 tmp_path / "logs", Limits(60, 60))
+        finally:
+            await model.close()
+
+    record = asyncio.run(attempt())
+    assert record.status == "error" and record.error is not None and record.error.kind == "model"
+    assert "Connection error" in record.error.message
+    assert (tmp_path / "logs" / "trajectory.json").exists()  # what little happened is saved
+
+
+def test_dead_server_is_one_line_before_any_work(tmp_path: Path) -> None:
+    port = closed_port()
     result = subprocess.run(
         [sys.executable, "-m", "ci_eval", "shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES),
          "--sandbox", "local", "--base-url", f"http://127.0.0.1:{port}/v1", "--output", str(tmp_path / "o")],

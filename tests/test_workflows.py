@@ -228,3 +228,12 @@ def test_play_the_workflow_locally_with_a_rerun_shard(tmp_path: Path) -> None:
     assert report["totals"]["by_status"] == {"resolved": len(rows())}
     assert (aggregator.temp / "summary.md").read_text().startswith(f"## ci-eval: {len(rows())} of {len(rows())}")
     assert (aggregator.temp / "ci-eval-report" / "junit.xml").read_text().count("<testcase") == len(rows())
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    """Nothing here can run Ollama or a hosted runner: the scripts at least pass shellcheck."""
+    if shutil.which("shellcheck") is None:
+        need("shellcheck", "CI_EVAL_REQUIRE_LINTERS", "it is not installed (apt-get install shellcheck)")
+    result = subprocess.run(["shellcheck", *map(str, SCRIPTS), str(ROOT / ".ci" / "run")], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout
