@@ -138,14 +138,14 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Limi
                 continue
             in_a_row = 0
             out = await sandbox.execute(commands[0].strip(), limits.command_timeout)
+            shown = cut_middle(out.output, limits.observation_chars)
             attempt.steps.append({"step": attempt.stats.steps, "command": commands[0].strip(),
                                   "returncode": out.returncode, "timed_out": out.timed_out,
                                   "seconds": round(out.seconds, 3), "model_seconds": round(reply.seconds, 3),
-                                  "output": cut_middle(out.output, limits.observation_chars)})
+                                  "output": shown})
             if out.output.lstrip().startswith(SUBMIT):
                 attempt.stats.exit_reason = "submitted"
                 break
-            shown = cut_middle(out.output, limits.observation_chars)
             text = (prompt("timeout", seconds=f"{limits.command_timeout:g}", output=shown) if out.timed_out
                     else prompt("observation", returncode=out.returncode, output=shown))
             messages.append({"role": "user", "content": text})

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     samples: int = Field(default=1, ge=1)
 
     # where and how
-    output: Path = Path("ci-eval-results")
+    output: Path | None = None  # the shard's folder; None means ci-eval-results/shard-<index>
     workers: int = Field(default=4, ge=1, le=64)
     sandbox: Literal["auto", "docker", "local"] = "auto"
     repos_dir: Path | None = None

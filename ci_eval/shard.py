@@ -13,7 +13,7 @@ from typing import Any
 
 from ci_eval import __version__, agent
 from ci_eval.agent import Limits as AgentLimits
-from ci_eval.config import Settings, redact_url
+from ci_eval.config import Settings
 from ci_eval.errors import InputError
 from ci_eval.github import run_attempt
 from ci_eval.instances import Instance, fingerprint, load_instances, select
@@ -108,7 +108,7 @@ def manifest(settings: Settings, dataset: Sequence[Instance], shards: list[list[
         "identity": {
             "ci_eval_version": __version__,
             "model": settings.model if settings.predictions is None else f"predictions:{settings.predictions}",
-            "base_url": redact_url(settings.base_url) if settings.predictions is None else None,
+            "base_url": settings.identity()["base_url"] if settings.predictions is None else None,
             "dataset": settings.dataset,
             "split": settings.split,
             "dataset_fingerprint": fingerprint(dataset),

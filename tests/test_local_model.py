@@ -38,5 +38,6 @@ def test_real_local_model_runs_a_shard(docker_client: Any, tmp_path: Path) -> No
         saved = json.loads((result.folder / "logs" / record.instance_id / "sample-0" / "trajectory.json").read_text())
         assert any(m["role"] == "assistant" for m in saved["messages"])
     manifest = json.loads((result.folder / "manifest.json").read_text())
-    assert manifest["identity"]["model"] == "gemma3-270m" and manifest["config"]["base_url"] == "local"
+    # the server's port changes every run: the identity must not, or its shards would not merge
+    assert manifest["identity"]["model"] == "gemma3-270m" and manifest["identity"]["base_url"] == "local"
     assert ours(docker_client) == []

@@ -6,6 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from ci_eval.sandbox.local import LocalSandbox
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, rows, settings, write_predictions
@@ -31,3 +33,11 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert out.timed_out and "started" in out.output and time.monotonic() - start < 10
     time.sleep(3.5)
     assert not marker.exists()
+
+
+def test_default_output_is_a_folder_per_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = settings(tmp_path, predictions="gold", sandbox="local", repos_dir=FIXTURES / "repos", output=None,
+                   instance_ids=["ci-eval-fixtures__calc-2", "ci-eval-fixtures__textkit-5"])
+    assert run_shard(cfg, 1, 2).folder == Path("ci-eval-results") / "shard-1"
+    assert (tmp_path / "ci-eval-results" / "shard-1" / "results.jsonl").read_text().count("\n") == 1
