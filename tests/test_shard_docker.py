@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +16,7 @@ import pytest
 
 from ci_eval.results import read_records
 from ci_eval.shard import run_shard
-from tests.conftest import ours, rows, settings, write_predictions
+from tests.conftest import need, ours, rows, settings, write_predictions
 
 pytestmark = pytest.mark.docker
 
@@ -58,7 +65,11 @@ def statuses(folder: Path) -> dict[str, str]:
 
 
 def test_gold_patches_all_resolve(docker_client: Any, tmp_path: Path) -> None:
+    since = int(time.time()) - 1
     result = run_shard(settings(tmp_path, predictions="gold", sandbox="docker"), 0, 1)
+    pulls = docker_client.events(since=since, until=int(time.time()) + 1, decode=True,
+                                 filters={"type": "image", "event": "pull"})
+    assert list(pulls) == []  # the images were present: nothing was pulled
     assert statuses(result.folder) == {row["instance_id"]: "resolved" for row in rows()}
     for record in result.records.values():
         assert record.tests.FAIL_TO_PASS.failure == [] and record.tests.FAIL_TO_PASS.success
@@ -101,7 +112,7 @@ def test_wrong_and_unappliable_and_hanging_patches(docker_client: Any, tmp_path:
 def test_missing_image_is_an_infra_error_retried_on_resume(docker_client: Any, tmp_path: Path) -> None:
     row = {**rows()[0], "instance_id": "ghost__repo-1", "image": "ci-eval-fixtures/absent:0"}
     dataset = tmp_path / "ghost.jsonl"
-    dataset.write_text(__import__("json").dumps(row) + "\n")
+    dataset.write_text(json.dumps(row) + "\n")
     cfg = settings(tmp_path, dataset=str(dataset), predictions="gold", sandbox="docker", max_attempts=2)
     first = run_shard(cfg, 0, 1).records[("ghost__repo-1", 0)]
     assert first.status == "error" and first.error is not None and first.error.kind == "image"
@@ -112,3 +123,54 @@ def test_missing_image_is_an_infra_error_retried_on_resume(docker_client: Any, t
     assert third.ran == 0
     lines = read_records(tmp_path / "out" / "results.jsonl")
     assert [r.attempt for r in lines] == [1, 2]
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    """A real registry (Debian's docker-registry) on a loopback port: Docker trusts 127.0.0.0/8."""
+    exe = shutil.which("docker-registry")
+    if exe is None:
+        need("docker-registry", "CI_EVAL_REQUIRE_DOCKER", "it is not installed (apt-get install docker-registry)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'blobs'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([str(exe), "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def pulls_since(client: Any, since: int) -> list[dict[str, Any]]:
+    return list(client.events(since=since, until=int(time.time()) + 1, decode=True,
+                              filters={"type": "image", "event": "pull"}))
+
+
+def test_missing_image_is_pulled_once_and_never_again(docker_client: Any, registry: str, tmp_path: Path) -> None:
+    image = f"{registry}/ci-eval-fixtures/calc:pull-test"
+    docker_client.images.get("ci-eval-fixtures/calc:1.0").tag(image)
+    for line in docker_client.images.push(image, stream=True, decode=True):
+        assert "error" not in line, line
+    docker_client.images.remove(image)  # the tag only: the layers stay, the name is gone
+    dataset = tmp_path / "pull.jsonl"
+    dataset.write_text(json.dumps({**rows()[1], "image": image}) + "\n")
+    try:
+        since = int(time.time()) - 1
+        first = run_shard(settings(tmp_path / "a", dataset=str(dataset), predictions="gold", sandbox="docker"), 0, 1)
+        assert [r.status for r in first.records.values()] == ["resolved"]
+        assert len(pulls_since(docker_client, since)) == 1
+        since = int(time.time())
+        run_shard(settings(tmp_path / "b", dataset=str(dataset), predictions="gold", sandbox="docker"), 0, 1)
+        assert pulls_since(docker_client, since) == []  # present now: not pulled again
+    finally:
+        docker_client.images.remove(image)
