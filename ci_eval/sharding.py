@@ -40,15 +40,20 @@ def shard_ids(shards: list[list[str]], index: int) -> list[str]:
 
 
 def costs_for(instances: Sequence[Instance], timings: Path | None = None) -> dict[str, float]:
-    """Expected cost per instance: a timings file if given, else the dataset's difficulty.
+    """Expected cost per instance: a timings file (or an earlier run's report.json) if given,
+    else the dataset's difficulty.
 
     Returns {} when there is no prior at all, which means "balance by count".
     """
     if timings is not None:
         try:
-            known = {str(k): float(v) for k, v in json.loads(timings.read_text()).items()}
-        except (OSError, ValueError, AttributeError) as exc:
-            raise InputError(f"timings file {timings}: expected a JSON object id -> seconds ({exc})") from None
+            data = json.loads(timings.read_text())
+            if "instances" in data and "schema_version" in data:  # a ci-eval report.json: its measured times
+                data = {iid: entry["time"] for iid, entry in data["instances"].items() if entry["time"] > 0}
+            known = {str(k): float(v) for k, v in data.items()}
+        except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
+            raise InputError(f"timings file {timings}: expected a report.json or a JSON object id -> seconds "
+                             f"({exc})") from None
         if not known:
             return {}
         mean = sum(known.values()) / len(known)

@@ -176,3 +176,13 @@ def test_prompts_are_data_and_cuts_are_marked() -> None:
     assert "it breaks" in prompt("instance", problem_statement="it breaks")
     assert "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT" in prompt("system")
     assert cut_middle("a" * 50 + "b" * 50, 20) == "a" * 10 + "\n[... 80 characters cut ...]\n" + "b" * 10
+
+
+@pytest.mark.parametrize(("limit", "reason"),
+                         [({"step_limit": 2}, "step_limit"), ({"token_budget": 10}, "token_budget")])
+def test_limits_end_the_attempt_with_their_reason(tmp_path: Path, limit: dict[str, int], reason: str) -> None:
+    with serve(replies(then=LOOK)) as server:
+        result = run_shard(agent_settings(tmp_path, server.url, **limit), 0, 1)
+    record = result.records[(CALC_2, 0)]
+    assert (record.status, record.agent.exit_reason) == ("empty_patch", reason)
+    assert record.agent.steps == (2 if reason == "step_limit" else 1)

@@ -75,3 +75,16 @@ def test_plan_command_prints_matrix_and_writes_plan(tmp_path: Path) -> None:
     assert [e["index"] for e in matrix["include"]] == [0, 1, 2, 3]
     written = json.loads(out.read_text())
     assert sum(e["size"] for e in matrix["include"]) == 6 == sum(len(s) for s in written["shards"])
+
+
+def test_a_report_is_a_timings_prior(tmp_path: Path) -> None:
+    instances = synthetic(20)
+    times = {i.instance_id: {"time": 1000.0 if n == 0 else 1.0} for n, i in enumerate(instances)}
+    report = {"schema_version": 1, "instances": times}
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    shards = plan(instances, 2, costs_for(instances, path))
+    assert instances[0].instance_id in shards[0] and len(shards[0]) == 1
+    path.write_text("[1, 2]")
+    with pytest.raises(InputError, match=r"expected a report\.json or a JSON object"):
+        costs_for(instances, path)
