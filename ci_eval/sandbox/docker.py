@@ -17,7 +17,7 @@ import docker.errors
 import requests
 from docker.models.containers import Container
 from docker.utils import parse_repository_tag
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ci_eval.errors import InfraError, InputError
 from ci_eval.instances import Instance
@@ -27,10 +27,17 @@ LABEL = "ci-eval"  # every container ci-eval makes carries it
 OWNER_LABEL = "ci-eval.owner"  # which shard folder made it: a rerun sweeps only its own
 KILL_GRACE = 5  # seconds between TERM and KILL when a command runs out of time
 
-# What a busy or restarting daemon throws; a missing image or a bad request is not transient.
-_TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, docker.errors.APIError)
+
+
+def _transient(exc: BaseException) -> bool:
+    """What a busy or restarting daemon throws; a missing image or a bad request is final."""
+    if isinstance(exc, docker.errors.APIError):
+        return bool(exc.is_server_error())
+    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+
+
 _retry = retry(
-    retry=retry_if_exception_type(_TRANSIENT),
+    retry=retry_if_exception(_transient),
     stop=stop_after_attempt(3),
     wait=wait_exponential(multiplier=0.5, max=8),
     reraise=True,
@@ -209,7 +216,7 @@ _FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException
 
 def _infra(what: str, exc: BaseException) -> InfraError:
     reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-    return InfraError(f"{what}: {reason}", kind="docker", transient=not isinstance(exc, docker.errors.ImageNotFound))
+    return InfraError(f"{what}: {reason}", kind="docker", transient=_transient(exc))
 
 
 def _remove(container: Container) -> None:
