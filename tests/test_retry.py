@@ -11,19 +11,19 @@ import requests
 from ci_eval.sandbox.docker import _transient
 
 
-class Response:
-    def __init__(self, status: int) -> None:
-        self.status_code = status
-        self.reason = "scripted"
+def response(status: int) -> requests.Response:
+    made = requests.Response()
+    made.status_code = status
+    return made
 
 
 @pytest.mark.parametrize(("exc", "retried"), [
-    (docker.errors.APIError("daemon busy", response=Response(500)), True),
-    (docker.errors.APIError("daemon restarting", response=Response(503)), True),
+    (docker.errors.APIError("daemon busy", response=response(500)), True),
+    (docker.errors.APIError("daemon restarting", response=response(503)), True),
     (requests.exceptions.ConnectionError("socket closed"), True),
     (requests.exceptions.ReadTimeout("slow"), True),
-    (docker.errors.ImageNotFound("no such image", response=Response(404)), False),
-    (docker.errors.APIError("conflict", response=Response(409)), False),
+    (docker.errors.ImageNotFound("no such image", response=response(404)), False),
+    (docker.errors.APIError("conflict", response=response(409)), False),
     (ValueError("a bug of ours"), False),
 ])
 def test_transient_docker_failures(exc: Any, retried: bool) -> None:
