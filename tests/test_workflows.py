@@ -114,6 +114,14 @@ def test_every_invocation_matches_the_real_cli() -> None:
         assert not unknown, f"{where}: ci-eval {sub} has no option {sorted(unknown)}"
 
 
+def test_every_option_the_readme_names_exists() -> None:
+    options = {opt for command in main.commands.values() for p in command.params if isinstance(p, click.Option)
+               for opt in p.opts + p.secondary_opts}
+    prose = re.sub(r"```.*?```", "", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+    named = set(re.findall(r"`(--[a-z][a-z0-9-]*)", prose))
+    assert named and named <= options, f"the README names options ci-eval lacks: {sorted(named - options)}"
+
+
 def test_every_settings_variable_is_a_setting() -> None:
     for path in ACTIONS + WORKFLOWS:
         for name in re.findall(r"\bCI_EVAL_([A-Z_]+)\s*:", path.read_text()):
