@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
 from ci_eval.results import read_records
@@ -174,3 +175,16 @@ def test_missing_image_is_pulled_once_and_never_again(docker_client: Any, regist
         assert pulls_since(docker_client, since) == []  # present now: not pulled again
     finally:
         docker_client.images.remove(image)
+
+
+def test_prune_images_frees_each_image_after_its_last_use(docker_client: Any, tmp_path: Path) -> None:
+    image = "ci-eval-fixtures/calc:prune-test"
+    docker_client.images.get("ci-eval-fixtures/calc:1.0").tag(image)
+    dataset = tmp_path / "prune.jsonl"
+    dataset.write_text("".join(json.dumps({**row, "image": image}) + "\n" for row in rows()[:2]))
+    result = run_shard(settings(tmp_path, dataset=str(dataset), predictions="gold", sandbox="docker",
+                                prune_images=True), 0, 1)
+    assert [r.status for r in result.records.values()] == ["resolved", "resolved"]  # the 2nd ran before it went
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.images.get(image)
+    docker_client.images.get("ci-eval-fixtures/calc:1.0")  # another name for the same layers stays
