@@ -115,23 +115,29 @@ def _read_file(path: Path) -> list[Any]:
         import pyarrow.parquet as pq  # comes with `datasets`
 
         return list(pq.read_table(path).to_pylist())
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".jsonl":
-            rows = []
-            for number, line in enumerate(text.splitlines(), start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise InputError(f"{path}: line {number} is not JSON: {exc.msg}") from None
-            return rows
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = read_json(path)
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON list of instances")
     return data
+
+
+def read_json(path: Path) -> Any:
+    """A .jsonl file as a list of its lines' values, any other file as one JSON value; a
+    malformed file is one line naming where."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path}: line {number} is not JSON: {exc.msg}") from None
+        return rows
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
 def _read_hub(name: str, split: str) -> list[Any]:

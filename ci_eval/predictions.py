@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ci_eval.errors import InputError
-from ci_eval.instances import Instance
+from ci_eval.instances import Instance, read_json
 
 
 def load_predictions(source: str, instances: Sequence[Instance]) -> dict[str, str]:
@@ -36,12 +35,6 @@ def load_predictions(source: str, instances: Sequence[Instance]) -> dict[str, st
 def _read(path: Path) -> list[Any]:
     if not path.is_file():
         raise InputError(f"predictions file {path} does not exist (or pass --predictions gold)")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = read_json(path)
     # SWE-agent writes {instance_id: prediction}; the official harness accepts both.
-    return list(data.values()) if isinstance(data, dict) else data
+    return list(data.values()) if isinstance(data, dict) else list(data)

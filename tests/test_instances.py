@@ -76,3 +76,10 @@ def test_predictions_official_formats(tmp_path: Path) -> None:
     assert load_predictions("gold", instances)[instances[0].instance_id] == instances[0].patch
     with pytest.raises(InputError, match="no prediction for 1 planned instance"):
         load_predictions(str(as_list), load_instances(str(INSTANCES))[:3])
+
+
+def test_malformed_predictions_line_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "preds.jsonl"
+    path.write_text('{"instance_id": "a", "model_patch": ""}\n{oops\n')
+    with pytest.raises(InputError, match="line 2 is not JSON"):
+        load_predictions(str(path), load_instances(str(INSTANCES))[:1])
