@@ -81,11 +81,11 @@ async def run_jobs(
     limits: Limits,
     workers: int,
     show: Display,
-    prefetch: Callable[[Sequence[Instance]], None] | None = None,
-    release: Callable[[Instance], None] | None = None,
+    prune: bool = False,
 ) -> list[Record]:
     """Run jobs on `workers` concurrent tasks; each result is stored the moment it ends.
 
+    Images are fetched a wave ahead; with `prune`, each is removed after its last job.
     On SIGINT/SIGTERM no new job starts, running ones are cancelled (their sandboxes are
     removed on the way out) and Interrupted is raised; the store already holds every
     finished job, so running again resumes.
@@ -94,22 +94,20 @@ async def run_jobs(
     finished: list[Record] = []
     uses = Counter(j.instance.image for j in jobs)  # jobs still to finish, per image
     upcoming = [j.instance for j in jobs]
-    if prefetch:
-        prefetch(upcoming[: 2 * workers])
+    backend.prefetch(upcoming[: 2 * workers])
 
     async def worker() -> None:
         while queue:
             job = queue.popleft()
-            if prefetch:  # keep the image of the job after the current wave coming
-                ahead = len(jobs) - len(queue) + workers
-                prefetch(upcoming[ahead : ahead + 1])
+            ahead = len(jobs) - len(queue) + workers  # keep the image of the job after this wave coming
+            backend.prefetch(upcoming[ahead : ahead + 1])
             record = await run_one(job, backend, solve, log_dir(root, job), limits)
             store.append(record)
             finished.append(record)
             show.update(record)
             uses[job.instance.image] -= 1
-            if release and uses[job.instance.image] == 0:  # its last job is done: free the disk
-                await asyncio.to_thread(release, job.instance)
+            if prune and uses[job.instance.image] == 0:  # its last job is done: free the disk
+                await asyncio.to_thread(backend.remove_image, job.instance)
 
     loop = asyncio.get_running_loop()
     tasks = [asyncio.create_task(worker()) for _ in range(min(workers, len(jobs)))]

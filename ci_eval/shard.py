@@ -82,16 +82,13 @@ def _run_shard(settings: Settings, dataset: Sequence[Instance], shards: list[lis
 
 async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, model: OpenAIModel | None,
                store: ResultStore, folder: Path, settings: Settings, show: Display) -> None:
-    from ci_eval.sandbox.docker import DockerBackend
-
     try:
         if model is not None and jobs:
             await model.check()  # a server that is down is one clear line before any work
         await run_jobs(
             jobs, backend=backend, solve=solve, store=store, root=folder,
             limits=Limits(settings.instance_timeout, settings.eval_timeout), workers=settings.workers,
-            show=show, prefetch=backend.prefetch if isinstance(backend, DockerBackend) else None,
-            release=backend.remove_image if settings.prune_images and isinstance(backend, DockerBackend) else None,
+            show=show, prune=settings.prune_images,
         )
     finally:
         await backend.close()

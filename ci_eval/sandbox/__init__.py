@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,7 +32,13 @@ class Backend(Protocol):
 
     name: str
 
+    def prefetch(self, instances: Iterable[Instance]) -> None:
+        """Start making these instances' environments ready in the background."""
+
     async def ensure_image(self, instance: Instance) -> None: ...
+
+    def remove_image(self, instance: Instance) -> None:
+        """Free what the instance's environment takes; nothing of the shard needs it any more."""
 
     def open(self, instance: Instance, *, network: bool) -> AbstractAsyncContextManager[Sandbox]: ...
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
@@ -66,6 +66,12 @@ class LocalBackend:
         if not repos_dir.is_dir():
             raise InputError(f"--repos-dir {repos_dir} is not a directory (the local sandbox needs the repositories)")
         self.repos_dir = repos_dir
+
+    def prefetch(self, instances: Iterable[Instance]) -> None:
+        return None  # a snapshot is made when a sandbox opens: nothing to fetch ahead
+
+    def remove_image(self, instance: Instance) -> None:
+        return None  # the snapshot goes with its sandbox
 
     async def ensure_image(self, instance: Instance) -> None:
         if not repo_dir(self.repos_dir, instance.repo).is_dir():
