@@ -24,7 +24,7 @@ _PER_MESSAGE_TOKENS = 8  # what a chat template adds around each message
 
 
 @dataclass(frozen=True)
-class Limits:
+class AgentLimits:
     step_limit: int = 40
     token_budget: int = 400_000
     time_limit: float = 1800.0
@@ -103,7 +103,7 @@ def cut_middle(text: str, limit: int) -> str:
     return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
 
 
-async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Limits, seed: int,
+async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: AgentLimits, seed: int,
                 trajectory: Path) -> Attempt:
     """Run the loop to a submission or a limit; the trajectory is written whatever happens."""
     messages: list[Message] = [
@@ -173,7 +173,7 @@ def save(path: Path, instance: Instance, attempt: Attempt, usage: Usage) -> None
     path.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
-def _limit_hit(stats: AgentStats, usage: Usage, limits: Limits, elapsed: float) -> str | None:
+def _limit_hit(stats: AgentStats, usage: Usage, limits: AgentLimits, elapsed: float) -> str | None:
     if stats.steps >= limits.step_limit:
         return "step_limit"
     if usage.prompt_tokens + usage.completion_tokens >= limits.token_budget:

@@ -1,4 +1,5 @@
-"""GITHUB_OUTPUT, GITHUB_STEP_SUMMARY, run attempts and artifact names: the only GitHub-aware code."""
+"""GITHUB_OUTPUT, GITHUB_STEP_SUMMARY and run attempts: the only GitHub-aware Python (the
+artifact names live in action.yml, the one place that uploads them)."""
 
 from __future__ import annotations
 

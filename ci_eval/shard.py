@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_eval import __version__, agent
-from ci_eval.agent import Limits as AgentLimits
+from ci_eval.agent import AgentLimits
 from ci_eval.config import Settings
 from ci_eval.errors import InputError
 from ci_eval.github import run_attempt
