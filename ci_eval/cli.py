@@ -99,17 +99,13 @@ def main() -> None:
 @friendly
 def plan_command(of: int, plan_file: Path | None, config_file: Path | None, timings: Path | None, **flags: Any) -> None:
     """Print the GitHub Actions matrix for N shards."""
-    from ci_eval.instances import fingerprint
-    from ci_eval.shard import plan_for
+    from ci_eval.shard import plan_for, write_plan
     from ci_eval.sharding import matrix
 
     settings = _settings(config_file, **flags)
     dataset, shards = plan_for(settings, of, timings)
     if plan_file is not None:
-        plan = {"of": of, "dataset": settings.dataset, "split": settings.split,
-                "dataset_fingerprint": fingerprint(dataset), "shards": shards}
-        plan_file.parent.mkdir(parents=True, exist_ok=True)
-        plan_file.write_text(json.dumps(plan, indent=2) + "\n")
+        write_plan(plan_file, settings, dataset, shards)
     click.echo(json.dumps(matrix(shards)))
 
 
@@ -132,12 +128,12 @@ def shard_command(index: int, of: int, config_file: Path | None, timings: Path |
         sys.exit(128 + exc.signum)
     counts = result.counts
     write_outputs({"resolved": counts["resolved"], "instances": len(result.records),
-                   "infrastructure-failures": counts["error"] + counts["timeout"], "folder": str(result.folder)})
+                   "infrastructure-failures": result.infra_failures, "folder": str(result.folder)})
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     click.echo(f"ci-eval: shard {index}/{of} done: {summary or 'nothing planned'} ({result.folder})", err=True)
-    infra = counts["error"] + counts["timeout"]
-    if infra:
-        click.echo(f"ci-eval: {infra} instance(s) ended in infrastructure failures; rerun to retry them", err=True)
+    if result.infra_failures:
+        click.echo(f"ci-eval: {result.infra_failures} instance(s) ended in infrastructure failures; "
+                   "rerun to retry them", err=True)
         sys.exit(1)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -37,12 +38,24 @@ class ShardResult:
     def counts(self) -> Counter[str]:
         return Counter(r.status for r in self.records.values())
 
+    @property
+    def infra_failures(self) -> int:
+        return sum(r.is_infra_failure for r in self.records.values())
+
 
 def plan_for(settings: Settings, of: int, timings: Path | None = None) -> tuple[list[Instance], list[list[str]]]:
     """The whole dataset (for its fingerprint) and the shard plan of the selected instances."""
     instances = load_instances(settings.dataset, settings.split)
     chosen = select(instances, settings.instance_ids)
     return instances, plan(chosen, of, costs_for(chosen, timings))
+
+
+def write_plan(path: Path, settings: Settings, dataset: Sequence[Instance], shards: list[list[str]]) -> None:
+    """The plan as a file: which ids each shard runs, and the data it was made from."""
+    plan = {"of": len(shards), "dataset": settings.dataset, "split": settings.split,
+            "dataset_fingerprint": fingerprint(dataset), "shards": shards}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plan, indent=2) + "\n")
 
 
 def run_shard(settings: Settings, index: int, of: int, timings: Path | None = None) -> ShardResult:
