@@ -15,12 +15,14 @@ from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
 from ci_eval.model import Message, Model, Usage
 from ci_eval.results import AgentStats
-from ci_eval.sandbox import Sandbox
+from ci_eval.sandbox import Limit, Sandbox
 
 SUBMIT = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 BASH_BLOCK = re.compile(r"```bash[ \t]*\n(.*?)```", re.DOTALL)
 ELIDED = "[this output was removed to keep the conversation inside the model's context window]"
 _PER_MESSAGE_TOKENS = 8  # what a chat template adds around each message
+# A patch is read whole or not at all: one cut in the middle would be graded as another patch.
+PATCH_LIMIT = Limit(keep=16 * 1024 * 1024, flood=16 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,10 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Agen
                     else prompt("observation", returncode=out.returncode, output=shown))
             messages.append({"role": "user", "content": text})
         if attempt.stats.exit_reason == "submitted":
-            attempt.patch = await diff(sandbox, instance.base_commit)
+            patch = await diff(sandbox, instance.base_commit)
+            if patch is None:
+                attempt.stats.exit_reason = "patch_too_large"
+            attempt.patch = patch or ""
     finally:
         attempt.stats.exit_reason = attempt.stats.exit_reason or "interrupted"
         attempt.stats.prompt_tokens = usage.prompt_tokens
@@ -160,9 +165,13 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Agen
     return attempt
 
 
-async def diff(sandbox: Sandbox, base_commit: str) -> str:
-    """Everything the agent changed, new files included, against the base commit."""
-    out = await sandbox.execute(f"git add -A && git -c core.fileMode=false diff --cached {base_commit}", 120)
+async def diff(sandbox: Sandbox, base_commit: str) -> str | None:
+    """Everything the agent changed, new files included, against the base commit; None when
+    it is larger than PATCH_LIMIT."""
+    out = await sandbox.execute(f"git add -A && git -c core.fileMode=false diff --cached {base_commit}", 120,
+                                PATCH_LIMIT)
+    if out.flooded or out.dropped:
+        return None
     return out.output if out.returncode == 0 else ""
 
 

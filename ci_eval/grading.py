@@ -11,6 +11,7 @@ from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
 from ci_eval.results import ErrorInfo, Outcome, Status, Tests
 from ci_eval.sandbox import SCRATCH, Backend, Sandbox
+from ci_eval.sandbox.output import EVAL
 
 PATCH_PATH = f"{SCRATCH}/patch.diff"
 EVAL_PATH = f"{SCRATCH}/eval.sh"
@@ -39,11 +40,17 @@ async def grade(instance: Instance, patch: str, backend: Backend, log_dir: Path,
             return Graded("patch_failed")
         spec = _test_spec(instance)
         await sandbox.write_file(EVAL_PATH, spec.eval_script)
-        run = await sandbox.execute(f"/bin/bash {EVAL_PATH}", eval_timeout)
+        run = await sandbox.execute(f"/bin/bash {EVAL_PATH}", eval_timeout, EVAL)
+        oom = await sandbox.memory_killed()
     log_path = log_dir / TEST_LOG
+    if oom:
+        log_path.write_text(run.output, encoding="utf-8")
+        raise InfraError("the memory limit killed a process of the test run (out of memory); "
+                         "raise --memory-limit", kind="oom", transient=False)
     if run.timed_out:
         log_path.write_text(run.output + f"\n\nTimeout error: {eval_timeout:g} seconds exceeded.\n", encoding="utf-8")
-        message = f"tests ran longer than --eval-timeout {eval_timeout:g}s"
+        # The same tests finish under the gold patch: a patch that makes them hang is wrong.
+        message = f"tests ran longer than --eval-timeout {eval_timeout:g}s under this patch"
         return Graded("timeout", error=ErrorInfo(kind="timeout", message=message), eval_seconds=run.seconds)
     log_path.write_text(run.output, encoding="utf-8")
     report = await asyncio.to_thread(_report, spec, instance, patch, log_path)

@@ -13,8 +13,10 @@ from pydantic import BaseModel, Field
 from ci_eval.errors import InputError
 
 Status = Literal["resolved", "unresolved", "empty_patch", "patch_failed", "error", "timeout"]
-MODEL_FAILURES = ("unresolved", "empty_patch", "patch_failed")
-INFRA_FAILURES = ("error", "timeout")
+# `timeout` is the tests hanging under the patch: the patch's doing, so a model failure, never
+# retried. Infrastructure running out of time (a stuck pull, a stuck server) is an `error`.
+MODEL_FAILURES = ("unresolved", "empty_patch", "patch_failed", "timeout")
+INFRA_FAILURES = ("error",)
 
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"

@@ -169,8 +169,10 @@ async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits:
             timings.eval = graded.eval_seconds
             return record(status=graded.status, tests=graded.tests, error=graded.error)
     except TimeoutError:
+        # The agent and the tests have limits of their own that end in a verdict; reaching this
+        # one means the machinery (a pull, a container, the model server) was stuck.
         message = f"instance ran longer than --instance-timeout {limits.instance_timeout:g}s"
-        return record(status="timeout", error=ErrorInfo(kind="instance_timeout", message=message))
+        return record(status="error", error=ErrorInfo(kind="instance_timeout", message=message))
     except InfraError as exc:
         return record(status="error", error=ErrorInfo(kind=exc.kind, message=str(exc)))
     except Exception as exc:  # a bug of ours must not take the other instances down

@@ -186,3 +186,23 @@ def test_limits_end_the_attempt_with_their_reason(tmp_path: Path, limit: dict[st
     record = result.records[(CALC_2, 0)]
     assert (record.status, record.agent.exit_reason) == ("empty_patch", reason)
     assert record.agent.steps == (2 if reason == "step_limit" else 1)
+
+
+SNOOP = "Let me look.\n```bash\nenv; cat /proc/self/environ /proc/1/environ 2>/dev/null | tr '\\\\0' '\\\\n'\n```"
+
+
+@pytest.mark.parametrize("sandbox", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_no_secret_reaches_the_sandbox_a_file_or_a_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           request: pytest.FixtureRequest, sandbox: str) -> None:
+    if sandbox == "docker":
+        request.getfixturevalue("docker_client")
+    monkeypatch.setenv("CI_EVAL_API_KEY", "sk-canary-4711")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs-canary-4712")
+    with serve(replies(SNOOP)) as server:
+        result = run_shard(agent_settings(tmp_path, server.url, sandbox=sandbox), 0, 1)
+    steps = trajectory(result.folder)["steps"]
+    assert "PATH=" in steps[0]["output"]  # the command ran and its environment was shown
+    assert "canary" not in json.dumps(server.requests)
+    for path in result.folder.rglob("*"):
+        if path.is_file():
+            assert "canary" not in path.read_text(errors="replace"), path

@@ -96,7 +96,7 @@ def test_empty_predictions_are_empty_patch(docker_client: Any, tmp_path: Path) -
 def test_wrong_and_unappliable_and_hanging_patches(docker_client: Any, tmp_path: Path) -> None:
     preds = write_predictions(tmp_path / "p.jsonl", {CALC_1: WRONG_CALC_1, CALC_3: NOT_A_FIX_CALC_3,
                                                      "ci-eval-fixtures__calc-2": DOES_NOT_APPLY})
-    cfg = settings(tmp_path, predictions=str(preds), sandbox="docker", eval_timeout=8, max_attempts=1,
+    cfg = settings(tmp_path, predictions=str(preds), sandbox="docker", eval_timeout=8, max_attempts=3,
                    instance_ids=[CALC_1, CALC_3, "ci-eval-fixtures__calc-2"])
     result = run_shard(cfg, 0, 1)
     assert statuses(result.folder) == {CALC_1: "unresolved", CALC_3: "timeout",
@@ -108,6 +108,8 @@ def test_wrong_and_unappliable_and_hanging_patches(docker_client: Any, tmp_path:
     assert hung.error is not None and hung.error.kind == "timeout"
     assert 8 <= hung.timings.eval < 30
     assert ours(docker_client) == []
+    # A patch that makes the tests hang is a wrong answer: not an infrastructure failure, not retried.
+    assert result.infra_failures == 0 and run_shard(cfg, 0, 1).ran == 0
 
 
 def test_missing_image_is_an_infra_error_retried_on_resume(docker_client: Any, tmp_path: Path) -> None:

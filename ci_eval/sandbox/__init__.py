@@ -4,27 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import Protocol
 
 from ci_eval.instances import Instance
+from ci_eval.sandbox.output import AGENT, Limit, Output
+
+__all__ = ["SCRATCH", "WORKDIR", "Backend", "Limit", "Output", "Sandbox"]
 
 WORKDIR = "/testbed"  # where SWE-bench images keep the repository
 SCRATCH = "/tmp/ci-eval"  # where ci-eval puts its own files (patch, eval script)
 
 
-@dataclass(frozen=True)
-class Output:
-    returncode: int
-    output: str  # stdout and stderr interleaved, decoded with replacement of bad bytes
-    timed_out: bool
-    seconds: float
-
-
 class Sandbox(Protocol):
-    async def execute(self, command: str, timeout: float) -> Output: ...
+    async def execute(self, command: str, timeout: float, limit: Limit = AGENT) -> Output:
+        """Run a bash command; its output bounded by `limit`, the command stopped when it floods."""
 
     async def write_file(self, path: str, content: str) -> None: ...
+
+    async def memory_killed(self) -> bool:
+        """Whether the sandbox's memory limit has killed a process in it."""
 
 
 class Backend(Protocol):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import codecs
 import io
 import tarfile
 import time
@@ -21,12 +20,13 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from ci_eval.errors import InfraError, InputError
 from ci_eval.instances import Instance
-from ci_eval.sandbox import WORKDIR, Output
+from ci_eval.sandbox import WORKDIR, Limit, Output
+from ci_eval.sandbox.output import AGENT, Capture, timed_out, wrap
 
 LABEL = "ci-eval"  # every container ci-eval makes carries it
 OWNER_LABEL = "ci-eval.owner"  # which shard folder made it: a rerun sweeps only its own
-KILL_GRACE = 5  # seconds between TERM and KILL when a command runs out of time
-
+# The kernel's count of processes the memory limit killed: cgroup v2, then v1.
+OOM_KILLS = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null"
 
 
 def _transient(exc: BaseException) -> bool:
@@ -157,6 +157,7 @@ class DockerBackend:
             name=name,
             labels={LABEL: "1", OWNER_LABEL: self.owner, "ci-eval.instance": instance.instance_id},
             mem_limit=self.memory_limit,
+            memswap_limit=self.memory_limit,  # no swap on top: the limit is what the tests get
             pids_limit=self.pids_limit,
             network_mode=None if network else "none",
             working_dir=WORKDIR,
@@ -175,12 +176,11 @@ class DockerSandbox:
         self.api = client.api
         self.container = container
 
-    async def execute(self, command: str, timeout: float) -> Output:
-        # `timeout` runs the command in its own process group and signals the whole group,
-        # so the test runner's children die with it; the daemon-side wait is a backstop.
-        argv = ["timeout", "-k", str(KILL_GRACE), f"{timeout:g}", "bash", "-c", command]
+    async def execute(self, command: str, timeout: float, limit: Limit = AGENT) -> Output:
+        # `timeout` in the container ends the command; the daemon-side wait is a backstop.
+        argv = wrap(command, timeout, limit.flood)
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self._run, argv, timeout), timeout + 60)
+            return await asyncio.wait_for(asyncio.to_thread(self._run, argv, timeout, limit), timeout + 60)
         except TimeoutError:
             raise InfraError(f"container {self.container.name} stopped answering", kind="docker") from None
         except _FAILURES as exc:
@@ -199,16 +199,20 @@ class DockerSandbox:
         except _FAILURES as exc:
             raise _infra(f"could not write {path} in {self.container.name}", exc) from None
 
-    def _run(self, argv: list[str], timeout: float) -> Output:
+    async def memory_killed(self) -> bool:
+        out = await self.execute(OOM_KILLS, 30)
+        return any(line.split()[:1] == ["oom_kill"] and line.split()[1:2] != ["0"]
+                   for line in out.output.splitlines())
+
+    def _run(self, argv: list[str], timeout: float, limit: Limit) -> Output:
         start = time.monotonic()
         exec_id = self.api.exec_create(self.container.id, argv, workdir=WORKDIR)["Id"]
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        parts = [decoder.decode(chunk) for chunk in self.api.exec_start(exec_id, stream=True)]
-        parts.append(decoder.decode(b"", final=True))
+        capture = Capture(limit)
+        for chunk in self.api.exec_start(exec_id, stream=True):
+            capture.feed(chunk)
         returncode: Any = self.api.exec_inspect(exec_id)["ExitCode"]
         seconds = time.monotonic() - start
-        timed_out = returncode == 124 or (returncode == 137 and seconds >= timeout)
-        return Output(int(returncode or 0), "".join(parts), timed_out, seconds)
+        return capture.result(int(returncode or 0), timed_out(int(returncode or 0), seconds, timeout), seconds)
 
 
 _FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException)

@@ -1,7 +1,8 @@
 """A sandbox without Docker: a process in a temp dir holding a snapshot of the repository.
 
 It is for demos and development on machines without a Docker engine: commands run as the
-current user with the current Python first on PATH, and nothing isolates them. SWE-bench's
+current user with the current Python first on PATH and a minimal environment (no variable of
+ci-eval's own, so no API key, reaches them), and nothing else isolates them. SWE-bench's
 eval scripts name the container paths /testbed and /tmp/ci-eval; this sandbox rewrites
 those to its own temp dirs in every command and file path.
 """
@@ -22,7 +23,8 @@ from pathlib import Path
 
 from ci_eval.errors import InfraError, InputError
 from ci_eval.instances import Instance
-from ci_eval.sandbox import SCRATCH, WORKDIR, Output
+from ci_eval.sandbox import SCRATCH, WORKDIR, Limit, Output
+from ci_eval.sandbox.output import AGENT, KILL_GRACE, Capture, timed_out, wrap
 
 # A fixed author and date make the snapshot's commit id depend on the files alone, so the
 # same tree gives the same base_commit here, in a fixture image and on any machine.
@@ -35,6 +37,9 @@ SNAPSHOT_ENV = {
     "GIT_COMMITTER_DATE": "2024-01-01T00:00:00+00:00",
 }
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".git")
+# All a command gets of ci-eval's environment; anything else (API keys, CI tokens) stays out of
+# the agent's commands, and so out of trajectories and prompts.
+_PASSED_ON = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
 def repo_dir(repos_dir: Path, repo: str) -> Path:
@@ -114,33 +119,41 @@ class LocalSandbox:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(self.localize(content), encoding="utf-8")
 
-    async def execute(self, command: str, timeout: float) -> Output:
-        env = {
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    def env(self) -> dict[str, str]:
+        env = {name: os.environ[name] for name in _PASSED_ON if name in os.environ}
+        return {
+            "LANG": "C.UTF-8",
+            **env,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+            "HOME": str(self.scratch),
             # eval scripts run `git config --global`: keep that out of the user's ~/.gitconfig
             "GIT_CONFIG_GLOBAL": str(self.scratch / "gitconfig"),
         }
+
+    async def memory_killed(self) -> bool:
+        return False  # no memory limit here: nothing but the machine itself can run out
+
+    async def execute(self, command: str, timeout: float, limit: Limit = AGENT) -> Output:
         start = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
-            "bash", "-c", self.localize(command),
-            cwd=self.testbed, env=env, start_new_session=True,
+            *wrap(self.localize(command), timeout, limit.flood),
+            cwd=self.testbed, env=self.env(), start_new_session=True,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         assert proc.stdout is not None
-        chunks: list[bytes] = []
+        capture = Capture(limit)
 
         async def drain() -> None:
             assert proc.stdout is not None
             while chunk := await proc.stdout.read(65536):
-                chunks.append(chunk)
+                capture.feed(chunk)
 
         reader = asyncio.create_task(drain())
-        timed_out = False
-        try:
-            await asyncio.wait_for(asyncio.shield(reader), timeout)
+        stuck = False
+        try:  # `timeout` in the wrapper ends the command; this is the backstop
+            await asyncio.wait_for(asyncio.shield(reader), timeout + KILL_GRACE + 5)
         except TimeoutError:
-            timed_out = True
+            stuck = True
             _kill_group(proc.pid)
         except BaseException:
             _kill_group(proc.pid)  # cancelled: leave no process behind
@@ -148,8 +161,8 @@ class LocalSandbox:
         finally:
             await reader
             returncode = await proc.wait()
-        text = b"".join(chunks).decode("utf-8", errors="replace")
-        return Output(returncode, text, timed_out, time.monotonic() - start)
+        seconds = time.monotonic() - start
+        return capture.result(returncode, stuck or timed_out(returncode, seconds, timeout), seconds)
 
 
 def _kill_group(pid: int) -> None:

@@ -1,0 +1,76 @@
+"""The adversary on the real Docker engine: floods, the memory limit, hanging patches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci_eval.instances import Instance
+from ci_eval.sandbox.docker import DockerBackend, connect
+from ci_eval.sandbox.output import EVAL
+from ci_eval.shard import run_shard
+from tests.conftest import ours, rows, settings
+
+pytestmark = pytest.mark.docker
+
+CALC_1 = "ci-eval-fixtures__calc-1"
+
+
+def with_eval_prefix(tmp_path: Path, shell: str) -> Path:
+    """calc-1 with `shell` run just before its tests, inside the test-output markers."""
+    row = dict(rows()[0])
+    row["eval_script"] = row["eval_script"].replace("python3 -m pytest", f"{shell}\npython3 -m pytest", 1)
+    path = tmp_path / "dataset.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    return path
+
+
+def test_an_agent_command_that_floods_is_stopped_in_the_container(docker_client: Any) -> None:
+    instance = Instance.model_validate(rows()[0])
+
+    async def flood() -> Any:
+        backend = DockerBackend(connect(), owner="test-flood")
+        try:
+            async with backend.open(instance, network=False) as sandbox:
+                return await sandbox.execute("yes", timeout=60)
+        finally:
+            await backend.close()
+
+    out = asyncio.run(flood())
+    assert out.flooded and not out.timed_out and out.returncode == 141
+    assert len(out.output) < 1_100_000 and out.output.startswith("y\ny\n")
+    assert ours(docker_client) == []
+
+
+def test_a_long_test_log_is_bounded_and_still_graded_from_its_tail(docker_client: Any, tmp_path: Path) -> None:
+    dataset = with_eval_prefix(tmp_path, "head -c 100000000 /dev/zero | tr '\\0' x")  # 100 MB, one line
+    result = run_shard(settings(tmp_path, dataset=str(dataset), predictions="gold", sandbox="docker"), 0, 1)
+    assert result.records[(CALC_1, 0)].status == "resolved"
+    log = result.folder / "logs" / CALC_1 / "sample-0" / "test_output.txt"
+    assert log.stat().st_size < EVAL.keep + 1000
+    assert "bytes of output dropped here" in log.read_text()
+
+
+def test_a_test_run_that_floods_is_stopped_and_judged(docker_client: Any, tmp_path: Path) -> None:
+    dataset = with_eval_prefix(tmp_path, "yes")  # would print until --eval-timeout
+    cfg = settings(tmp_path, dataset=str(dataset), predictions="gold", sandbox="docker", eval_timeout=600)
+    record = run_shard(cfg, 0, 1).records[(CALC_1, 0)]
+    assert record.status == "unresolved" and record.timings.eval < 300
+    log = tmp_path / "out" / "logs" / CALC_1 / "sample-0" / "test_output.txt"
+    assert log.stat().st_size < EVAL.keep + 1000 and "stopped after printing" in log.read_text()
+
+
+def test_a_test_runner_killed_by_the_memory_limit_is_an_infra_error(docker_client: Any, tmp_path: Path) -> None:
+    # The test runner itself grows past the limit and the kernel kills it.
+    hog = "python3 -c 'import sys; hog = b\"x\" * (512 * 1024 * 1024); sys.exit(0)' &&"
+    dataset = with_eval_prefix(tmp_path, hog).read_text().replace(f"{hog}\\npython3", f"{hog} python3")
+    (tmp_path / "dataset.jsonl").write_text(dataset)
+    cfg = settings(tmp_path, dataset=str(tmp_path / "dataset.jsonl"), predictions="gold", sandbox="docker",
+                   memory_limit="128m", max_attempts=1)
+    record = run_shard(cfg, 0, 1).records[(CALC_1, 0)]
+    assert record.status == "error" and record.error is not None and record.error.kind == "oom", record
+    assert ours(docker_client) == []
