@@ -126,6 +126,9 @@ def shard_command(index: int, of: int, config_file: Path | None, timings: Path |
     except Interrupted as exc:
         click.echo(f"ci-eval: interrupted by {exc}; run the same command again to resume", err=True)
         sys.exit(128 + exc.signum)
+    except KeyboardInterrupt:  # before the shard's own handlers are up (loading, a local model starting)
+        click.echo("ci-eval: interrupted by SIGINT; run the same command again to resume", err=True)
+        sys.exit(130)
     counts = result.counts
     write_outputs({"resolved": counts["resolved"], "instances": len(result.records),
                    "infrastructure-failures": result.infra_failures, "folder": str(result.folder)})

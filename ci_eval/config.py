@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     observation_chars: int = Field(default=6000, ge=200)
     local_model: bool = False  # start the bundled llama.cpp server with a small model and use it
 
+    @field_validator("memory_limit")
+    @classmethod
+    def _bytes(cls, value: str) -> str:
+        # Docker's own units; checked here so that a typo is one line, not an error per instance.
+        if not re.fullmatch(r"[1-9][0-9]*[bkmg]?", value.strip().lower()):
+            raise ValueError(f"{value!r} is not a size like 512m or 4g")
+        return value.strip().lower()
+
     @field_validator("instance_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
@@ -111,7 +119,7 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise InputError(f"bad setting {where!r}: {err['msg']}") from None
+        raise InputError(f"bad setting {where!r}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def redact_url(url: str) -> str:

@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from ci_eval.errors import InputError
 
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
+# SWE-bench ids are owner__repo-number. An id names folders and containers, so nothing that
+# could leave a folder (/, .., NUL) or overflow a file name gets in.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+def check_id(value: str) -> str:
+    if not ID_PATTERN.fullmatch(value):
+        shown = value[:60].encode("unicode_escape").decode() + ("…" if len(value) > 60 else "")
+        raise ValueError(f"instance id {shown!r} must be 1 to 200 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit")
+    return value
+
+
+def check_text(value: Any, what: str = "text") -> Any:
+    """Text that cannot be written as UTF-8 (a lone surrogate from a JSON escape) is refused
+    here, not when a result line or a request would carry it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} contains a lone surrogate (invalid Unicode)") from None
+    return value
+
+
+@functools.cache
+def known_parsers() -> frozenset[str]:
+    from swebench.harness.log_parsers import PARSER_REGISTRY
+
+    return frozenset(PARSER_REGISTRY)
+
+
+@functools.cache
+def known_eval_types() -> frozenset[str]:
+    from swebench.harness.constants import EvalType
+
+    return frozenset(t.value for t in EvalType)
 
 
 class Instance(BaseModel):
@@ -39,7 +77,40 @@ class Instance(BaseModel):
     @classmethod
     def _json_list(cls, value: Any) -> Any:
         # The Hub ships these as JSON strings; local files often as lists.
-        return json.loads(value) if isinstance(value, str) else value
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError("is a string but not a JSON list") from None
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _utf8(cls, row: Any) -> Any:
+        if isinstance(row, dict):  # every field, the extra ones too: all of them are hashed and written
+            for key, value in row.items():
+                for item in value if isinstance(value, list) else [value]:
+                    check_text(item, f"field {key!r}")
+        return row
+
+    @field_validator("instance_id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return check_id(value)
+
+    @field_validator("log_parser")
+    @classmethod
+    def _parser(cls, value: str) -> str:
+        if value not in known_parsers():
+            raise ValueError(f"{value!r} is not a log parser of swebench (e.g. parse_log_pytest)")
+        return value
+
+    @field_validator("eval_type")
+    @classmethod
+    def _eval_type(cls, value: str) -> str:
+        if value not in known_eval_types():
+            raise ValueError(f"{value!r} is not one of {', '.join(sorted(known_eval_types()))}")
+        return value
 
     @field_validator("version", mode="before")
     @classmethod
@@ -94,11 +165,12 @@ def _validate(row: Any, number: int, source: str) -> Instance:
         return Instance.model_validate(row)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "?"
+        field = ".".join(str(p) for p in err["loc"])
+        where = f" field {field!r}" if field else ""
         name = row.get("instance_id", "?")
-        raise InputError(
-            f"{source}: row {number} ({name}) field {field!r}: {err['msg']}; fix or remove the row"
-        ) from None
+        name = name[:60].encode("unicode_escape").decode() if isinstance(name, str) else "?"
+        message = err["msg"].removeprefix("Value error, ")
+        raise InputError(f"{source}: row {number} ({name}){where}: {message}; fix or remove the row") from None
 
 
 def _read_rows(source: str, split: str) -> list[Any]:
@@ -112,9 +184,13 @@ def _read_rows(source: str, split: str) -> list[Any]:
 
 def _read_file(path: Path) -> list[Any]:
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq  # comes with `datasets`
+        import pyarrow
+        import pyarrow.parquet as pq
 
-        return list(pq.read_table(path).to_pylist())
+        try:
+            return list(pq.read_table(path).to_pylist())
+        except (pyarrow.ArrowException, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
     data = read_json(path)
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON list of instances")
@@ -124,7 +200,12 @@ def _read_file(path: Path) -> list[Any]:
 def read_json(path: Path) -> Any:
     """A .jsonl file as a list of its lines' values, any other file as one JSON value; a
     malformed file is one line naming where."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); re-encode it as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
     if path.suffix == ".jsonl":
         rows = []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -148,8 +229,11 @@ def _read_hub(name: str, split: str) -> list[Any]:
     try:
         return list(datasets.load_dataset(name, split=split))
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(
-            f"cannot load dataset {name!r} split {split!r} from the Hub ({reason}); "
+            f"cannot load dataset {name!r} split {split!r} from the Hub ({_first_line(exc)}); "
             "check the name and network, or pass --dataset FILE.jsonl"
         ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_eval.errors import InputError
-from ci_eval.instances import Instance, read_json
+from ci_eval.instances import Instance, check_text, read_json
 
 
 def load_predictions(source: str, instances: Sequence[Instance]) -> dict[str, str]:
@@ -16,12 +16,15 @@ def load_predictions(source: str, instances: Sequence[Instance]) -> dict[str, st
         return {inst.instance_id: inst.patch for inst in instances}
     rows = _read(Path(source))
     patches: dict[str, str] = {}
+    twice: list[str] = []
     for number, row in enumerate(rows, start=1):
-        if not isinstance(row, dict) or "instance_id" not in row:
-            raise InputError(f"{source}: prediction {number} has no instance_id")
-        if "model_patch" not in row:
-            raise InputError(f"{source}: prediction {number} ({row['instance_id']}) has no model_patch")
-        patches[row["instance_id"]] = row["model_patch"] or ""
+        iid, patch = _checked(row, number, source)
+        if iid in patches:
+            twice.append(iid)
+        patches[iid] = patch
+    if twice:
+        shown = ", ".join(sorted(set(twice))[:10])
+        raise InputError(f"{source} has more than one prediction for: {shown}; keep one per instance")
     missing = [inst.instance_id for inst in instances if inst.instance_id not in patches]
     if missing:
         shown = ", ".join(missing[:10]) + (" …" if len(missing) > 10 else "")
@@ -30,6 +33,25 @@ def load_predictions(source: str, instances: Sequence[Instance]) -> dict[str, st
             "add them or restrict the run with --instance-ids"
         )
     return patches
+
+
+def _checked(row: Any, number: int, source: str) -> tuple[str, str]:
+    """One prediction's id and patch, or a one-line error naming it: a patch that is not text
+    must stop the run before it starts, not crash a worker half-way."""
+    if not isinstance(row, dict) or not isinstance(row.get("instance_id"), str):
+        raise InputError(f"{source}: prediction {number} has no instance_id (a string)")
+    iid, patch = row["instance_id"], row.get("model_patch", ...)
+    if patch is ...:
+        raise InputError(f"{source}: prediction {number} ({iid[:60]!r}) has no model_patch")
+    if patch is not None and not isinstance(patch, str):
+        raise InputError(f"{source}: prediction {number} ({iid[:60]!r}): model_patch is a {type(patch).__name__}, "
+                         "not a string (or null)")
+    try:
+        check_text(iid, "instance_id")
+        check_text(patch, "model_patch")
+    except ValueError as exc:
+        raise InputError(f"{source}: prediction {number}: {exc}") from None
+    return iid, patch or ""
 
 
 def _read(path: Path) -> list[Any]:

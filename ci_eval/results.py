@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ci_eval.errors import InputError
 
@@ -131,6 +131,50 @@ def read_records(path: Path) -> list[Record]:
 
 def latest_records(path: Path) -> dict[tuple[str, int], Record]:
     return {r.key: r for r in read_records(path)}
+
+
+class ShardInfo(BaseModel):
+    index: int = Field(ge=0)
+    of: int = Field(ge=1)
+    attempt: int = Field(ge=1)
+
+
+class Manifest(BaseModel):
+    """What aggregation needs of manifest.json; anything of another shape is refused."""
+
+    model_config = ConfigDict(extra="allow")
+
+    identity: dict[str, Any]
+    shard: ShardInfo
+    plan: list[list[str]]
+    planned: list[str]
+    samples: int = Field(default=1, ge=1)
+    written_at: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if len(self.plan) != self.shard.of or self.shard.index >= self.shard.of:
+            raise ValueError(f"shard {self.shard.index} of {self.shard.of} does not fit a plan of {len(self.plan)}")
+        if self.plan[self.shard.index] != self.planned:
+            raise ValueError("its planned instances are not its shard of the plan")
+        return self
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """manifest.json, checked: a file of another shape is a one-line error naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        Manifest.model_validate(data)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            reason = f"{where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}"
+        else:
+            reason = str(exc).splitlines()[0][:200]
+        raise InputError(f"{path} is not a ci-eval manifest ({reason}); remove it or fix it") from None
+    result: dict[str, Any] = data
+    return result
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:

@@ -10,15 +10,20 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ci_eval.errors import InfraError
 from ci_eval.grading import grade
 from ci_eval.instances import Instance
+from ci_eval.layout import log_dir
 from ci_eval.progress import Display
 from ci_eval.results import AgentStats, ErrorInfo, Record, ResultStore, Timings, now
 from ci_eval.sandbox import Backend
+
+T = TypeVar("T")
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,28 @@ def pending_jobs(
     return jobs
 
 
-def log_dir(root: Path, job: Job) -> Path:
-    return root / "logs" / job.instance.instance_id / f"sample-{job.sample}"
+async def until_signal(work: Awaitable[T]) -> T:
+    """Await `work`; SIGINT or SIGTERM cancels it (its sandboxes are removed on the way out)
+    and raises Interrupted, from the first moment of a shard (the model check too) to its end."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if received:
+            raise Interrupted(received[0]) from None
+        raise
+    finally:
+        for signum in SIGNALS:
+            loop.remove_signal_handler(signum)
 
 
 async def run_jobs(
@@ -86,9 +111,9 @@ async def run_jobs(
     """Run jobs on `workers` concurrent tasks; each result is stored the moment it ends.
 
     Images are fetched a wave ahead; with `prune`, each is removed after its last job.
-    On SIGINT/SIGTERM no new job starts, running ones are cancelled (their sandboxes are
-    removed on the way out) and Interrupted is raised; the store already holds every
-    finished job, so running again resumes.
+    Cancelled (by `until_signal`), no new job starts and the running ones are cancelled, their
+    sandboxes removed on the way out; the store already holds every finished job, so running
+    again resumes.
     """
     queue = deque(jobs)
     finished: list[Record] = []
@@ -101,7 +126,7 @@ async def run_jobs(
             job = queue.popleft()
             ahead = len(jobs) - len(queue) + workers  # keep the image of the job after this wave coming
             backend.prefetch(upcoming[ahead : ahead + 1])
-            record = await run_one(job, backend, solve, log_dir(root, job), limits)
+            record = await run_one(job, backend, solve, log_dir(root, job.instance.instance_id, job.sample), limits)
             store.append(record)
             finished.append(record)
             show.update(record)
@@ -109,25 +134,15 @@ async def run_jobs(
             if prune and uses[job.instance.image] == 0:  # its last job is done: free the disk
                 await asyncio.to_thread(backend.remove_image, job.instance)
 
-    loop = asyncio.get_running_loop()
     tasks = [asyncio.create_task(worker()) for _ in range(min(workers, len(jobs)))]
-    received: list[int] = []
-
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        queue.clear()
-        for task in tasks:
-            task.cancel()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
     try:
         results = await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-    if received:
-        raise Interrupted(received[0])
+    except asyncio.CancelledError:
+        queue.clear()  # no new job starts; the running ones wind down and remove their sandboxes
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     for outcome in results:
         if isinstance(outcome, BaseException):
             raise outcome

@@ -22,7 +22,7 @@ from ci_eval.model import OpenAIModel
 from ci_eval.predictions import load_predictions
 from ci_eval.progress import Display, display
 from ci_eval.results import Record, ResultStore, now, write_manifest
-from ci_eval.runner import Job, Limits, Solution, Solver, pending_jobs, run_jobs
+from ci_eval.runner import Job, Limits, Solution, Solver, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.local import LocalBackend, repo_dir
 from ci_eval.sharding import costs_for, plan, shard_ids
@@ -50,6 +50,17 @@ def plan_for(settings: Settings, of: int, timings: Path | None = None) -> tuple[
     return instances, plan(chosen, of, costs_for(chosen, timings))
 
 
+def writable(folder: Path) -> None:
+    """The shard folder exists and takes files, or a one-line error before any work."""
+    probe = folder / ".ci-eval-write-test"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"cannot write to --output {folder} ({exc.strerror}); choose a folder you can write") from None
+
+
 def write_plan(path: Path, settings: Settings, dataset: Sequence[Instance], shards: list[list[str]]) -> None:
     """The plan as a file: which ids each shard runs, and the data it was made from."""
     plan = {"of": len(shards), "dataset": settings.dataset, "split": settings.split,
@@ -63,7 +74,7 @@ def run_shard(settings: Settings, index: int, of: int, timings: Path | None = No
     planned_ids = set(shard_ids(shards, index))
     planned = [inst for inst in dataset if inst.instance_id in planned_ids]
     folder = settings.output or Path("ci-eval-results") / f"shard-{index}"
-    folder.mkdir(parents=True, exist_ok=True)
+    writable(folder)
     if settings.local_model and settings.predictions is None:
         from ci_eval import localmodel
 
@@ -86,7 +97,7 @@ def _run_shard(settings: Settings, dataset: Sequence[Instance], shards: list[lis
          f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
     show = display(total, total - len(jobs))
     try:
-        asyncio.run(_run(jobs, backend, solve, model, store, folder, settings, show))
+        asyncio.run(until_signal(_run(jobs, backend, solve, model, store, folder, settings, show)))
     finally:
         show.close()
         store.close()

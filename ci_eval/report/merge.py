@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ci_eval.errors import InputError
-from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, Record, latest_records
+from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, Record, latest_records, read_manifest
 
 
 @dataclass
@@ -53,11 +52,7 @@ def find_shards(paths: Iterable[Path]) -> list[ShardRun]:
         if not root.exists():
             raise InputError(f"{root} does not exist")
         for manifest in sorted(root.rglob(MANIFEST_FILE)):
-            try:
-                data = json.loads(manifest.read_text())
-                data["identity"], data["shard"], data["plan"]
-            except (ValueError, KeyError) as exc:
-                raise InputError(f"{manifest} is not a ci-eval manifest ({exc}); remove it or fix it") from None
+            data = read_manifest(manifest)
             runs.append(ShardRun(manifest.parent, data, latest_records(manifest.parent / RESULTS_FILE)))
     return runs
 
