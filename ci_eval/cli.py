@@ -151,7 +151,9 @@ def shard_command(index: int, of: int, config_file: Path | None, timings: Path |
 @friendly
 def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool, baseline: Path | None,
                       fail_under: float | None, max_new_failures: int | None) -> None:
-    """Merge shard artifacts into a report, JUnit XML and a job summary; exit 1 on a regression."""
+    """Merge shard artifacts into a report, JUnit XML and a job summary.
+
+    Exit 0 pass, 1 regression, 2 bad input, 3 inconclusive (instances without a verdict)."""
     from ci_eval.report.aggregate import aggregate
     from ci_eval.report.markdown import headline
 
@@ -161,8 +163,7 @@ def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool
         click.echo(f"ci-eval: warning: {warning}", err=True)
     click.echo(headline(result.report).splitlines()[0].lstrip("# "))
     click.echo(f"verdict: {result.verdict.word}" + "".join(f"; {r}" for r in result.verdict.reasons))
-    if result.verdict.regression:
-        sys.exit(1)
+    sys.exit(result.verdict.exit_code)
 
 
 @main.command("compare")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -114,19 +115,62 @@ class ResultStore:
                 f.truncate(cut)
 
 
-def read_records(path: Path) -> list[Record]:
-    """Every complete line of a results file, oldest first (a torn last line is skipped)."""
+@dataclass(frozen=True)
+class Unreadable:
+    """A line of results.jsonl (or the whole file) that could not be read: said, never dropped."""
+
+    file: str
+    line: int  # 0: the file itself
+    reason: str
+    instance_id: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.reason}" + (f" ({self.instance_id})" if self.instance_id else "")
+
+
+def scan_records(path: Path) -> tuple[list[Record], list[Unreadable]]:
+    """Every record of a results file, oldest first, and every line that is not one.
+
+    Only a torn last line (no newline: the writer was killed mid-line) is cut silently; every
+    line is written whole, so anything else that does not read is damage worth naming.
+    """
     if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
+        return [], [Unreadable(str(path), 0, "results.jsonl is missing")]
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1]:
+        lines.pop()  # torn
+    records, unreadable = [], []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
             continue
         try:
-            records.append(Record.model_validate_json(line))
-        except ValueError:
-            continue  # only a torn last line can fail: every line is written whole
-    return records
+            records.append(Record.model_validate_json(raw))
+        except ValueError as exc:
+            unreadable.append(Unreadable(str(path), number, _why(exc), _id_of(raw)))
+    return records, unreadable
+
+
+def _why(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        return f"{where + ': ' if where else ''}{err['msg']}"[:200]
+    return str(exc).splitlines()[0][:200]
+
+
+def _id_of(raw: bytes) -> str | None:
+    try:
+        iid = json.loads(raw).get("instance_id")
+    except (ValueError, AttributeError):
+        return None
+    return iid if isinstance(iid, str) else None
+
+
+def read_records(path: Path) -> list[Record]:
+    """The records of a results file (a torn last line cut, a damaged line left out)."""
+    return scan_records(path)[0]
 
 
 def latest_records(path: Path) -> dict[tuple[str, int], Record]:

@@ -214,6 +214,15 @@ def test_play_the_workflow_locally_with_a_rerun_shard(tmp_path: Path) -> None:
         assert runner.outputs["shard"]["instances"] == str(entry["size"])
         upload(runner, artifacts)  # `if: always()`: the failed shard uploads too
 
+    # The aggregate job runs after the failed shard too (`!cancelled()`): its instances have no
+    # verdict, so the verdict is inconclusive, a warning rather than a second red job or a pass.
+    early = Runner(tmp_path / "aggregate-early")
+    shutil.copytree(artifacts, early.temp / "ci-eval-artifacts")
+    done = early.run(ROOT / "aggregate" / "action.yml", "aggregate", {"fail-under": "0.9", "allow-partial": "true"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert early.outputs["aggregate"]["verdict"] == "inconclusive"
+    assert "::warning title=ci-eval::verdict inconclusive" in done.stdout
+
     # "Re-run failed jobs": only shard 2 runs again, as attempt 2, on a fresh runner that first
     # fetches its own earlier attempt (download-artifact's per-artifact layout) and resumes it.
     rerun = Runner(tmp_path / "shard-2-rerun", attempt=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from typing import Any
 
 from ci_eval.report import REPORT_SCHEMA_VERSION
@@ -11,6 +12,9 @@ from ci_eval.report.stats import pass_at_k, wilson
 from ci_eval.results import INFRA_FAILURES, MODEL_FAILURES, Record
 
 NOT_ATTEMPTED = "not_attempted"
+UNREADABLE = "unreadable"  # its only result line is damaged: neither a verdict nor "not attempted"
+# Instances without a model verdict: nothing can be said of the model from them.
+NO_VERDICT = (*INFRA_FAILURES, NOT_ATTEMPTED, UNREADABLE)
 
 
 def repo_from_id(instance_id: str) -> str:
@@ -19,7 +23,8 @@ def repo_from_id(instance_id: str) -> str:
 
 
 def build_report(merged: Merged) -> dict[str, Any]:
-    instances = {iid: _instance(iid, merged) for iid in merged.planned}
+    damaged = {u.instance_id for u in merged.unreadable if u.instance_id}
+    instances = {iid: _instance(iid, merged, iid in damaged) for iid in merged.planned}
     statuses = Counter(entry["status"] for entry in instances.values())
     planned = len(instances)
     resolved = statuses["resolved"]
@@ -55,6 +60,8 @@ def build_report(merged: Merged) -> dict[str, Any]:
                    "rate": _rate(c["resolved"], sum(c.values()))}
             for repo, c in sorted(per_repo.items())
         },
+        "no_verdict": sorted(i for i, e in instances.items() if e["status"] in NO_VERDICT),
+        "unreadable": [asdict(u) for u in merged.unreadable],
         "usage": {
             "prompt_tokens": sum(r.agent.prompt_tokens for r in records),
             "completion_tokens": sum(r.agent.completion_tokens for r in records),
@@ -76,11 +83,12 @@ def build_report(merged: Merged) -> dict[str, Any]:
     return report
 
 
-def _instance(iid: str, merged: Merged) -> dict[str, Any]:
+def _instance(iid: str, merged: Merged, damaged: bool) -> dict[str, Any]:
     tries = [r for s in range(merged.samples) if (r := merged.records.get((iid, s))) is not None]
     first: Record | None = merged.records.get((iid, 0)) or (tries[0] if tries else None)
     if first is None:
-        return {"repo": repo_from_id(iid), "status": NOT_ATTEMPTED, "samples": 0, "resolved_samples": 0,
+        status = UNREADABLE if damaged else NOT_ATTEMPTED
+        return {"repo": repo_from_id(iid), "status": status, "samples": 0, "resolved_samples": 0,
                 "time": 0.0, "error": None, "failing_tests": []}
     failing = first.tests.FAIL_TO_PASS.failure + first.tests.PASS_TO_PASS.failure
     return {

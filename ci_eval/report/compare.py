@@ -10,30 +10,45 @@ from typing import Any
 from ci_eval.errors import InputError
 from ci_eval.report import REPORT_SCHEMA_VERSION
 from ci_eval.report.stats import mcnemar_exact
+from ci_eval.results import MODEL_FAILURES
 
 
 @dataclass
 class Comparison:
+    """Paired over the instances with a model verdict (resolved or a model failure) in both runs;
+    the rest cannot say whether the model got better or worse and are listed apart."""
+
     base_rate: float
     new_rate: float
-    common: int
+    common: int  # compared: a verdict on both sides
     newly_failing: list[str]
     newly_resolved: list[str]
     p_value: float
+    no_verdict_new: list[str] = field(default_factory=list)  # infra failure, not attempted, unreadable here
+    no_verdict_base: list[str] = field(default_factory=list)  # … in the baseline only
+    only_in_one: list[str] = field(default_factory=list)  # planned by one run, not the other
 
     @property
     def delta(self) -> float:
         return self.new_rate - self.base_rate
 
 
+PASS, REGRESSION, INCONCLUSIVE = "pass", "regression", "inconclusive"
+EXIT_CODES = {PASS: 0, REGRESSION: 1, INCONCLUSIVE: 3}  # 2 is bad input
+
+
 @dataclass
 class Verdict:
-    regression: bool
+    word: str
     reasons: list[str] = field(default_factory=list)
 
     @property
-    def word(self) -> str:
-        return "fail" if self.regression else "pass"
+    def regression(self) -> bool:
+        return self.word == REGRESSION
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.word]
 
 
 def load_report(path: Path) -> dict[str, Any]:
@@ -41,31 +56,54 @@ def load_report(path: Path) -> dict[str, Any]:
         report: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read report {path}: {exc}") from None
-    if report.get("schema_version") != REPORT_SCHEMA_VERSION or "instances" not in report:
+    if not isinstance(report, dict) or report.get("schema_version") != REPORT_SCHEMA_VERSION \
+            or not isinstance(report.get("instances"), dict):
         raise InputError(f"{path} is not a ci-eval report (schema {REPORT_SCHEMA_VERSION})")
     return report
 
 
+def verdict_of(status: str) -> bool | None:
+    """True resolved, False a model failure, None no verdict on the model."""
+    return True if status == "resolved" else False if status in MODEL_FAILURES else None
+
+
 def compare(base: dict[str, Any], new: dict[str, Any]) -> Comparison:
-    """Paired comparison over the instances both runs planned."""
-    common = sorted(set(base["instances"]) & set(new["instances"]))
-    was = {i: base["instances"][i]["status"] == "resolved" for i in common}
-    now = {i: new["instances"][i]["status"] == "resolved" for i in common}
-    failing = [i for i in common if was[i] and not now[i]]
-    resolved = [i for i in common if now[i] and not was[i]]
+    """Paired comparison over the instances both runs planned and both judged."""
+    was = {i: verdict_of(e["status"]) for i, e in base["instances"].items()}
+    now = {i: verdict_of(e["status"]) for i, e in new["instances"].items()}
+    both = sorted(set(was) & set(now))
+    judged = [i for i in both if was[i] is not None and now[i] is not None]
+    failing = [i for i in judged if was[i] and not now[i]]
+    resolved = [i for i in judged if now[i] and not was[i]]
     return Comparison(
-        base_rate=base["resolve_rate"]["rate"], new_rate=new["resolve_rate"]["rate"], common=len(common),
+        base_rate=base["resolve_rate"]["rate"], new_rate=new["resolve_rate"]["rate"], common=len(judged),
         newly_failing=failing, newly_resolved=resolved, p_value=mcnemar_exact(len(failing), len(resolved)),
+        no_verdict_new=[i for i in both if now[i] is None],
+        no_verdict_base=[i for i in both if was[i] is None and now[i] is not None],
+        only_in_one=sorted(set(was) ^ set(now)),
     )
 
 
 def verdict(new: dict[str, Any], comparison: Comparison | None, fail_under: float | None,
             max_new_failures: int | None) -> Verdict:
-    reasons = []
-    rate = new["resolve_rate"]["rate"]
-    if fail_under is not None and rate < fail_under:
-        reasons.append(f"resolve rate {rate:.1%} is under --fail-under {fail_under:.1%}")
+    """`regression` when a limit is broken whatever the instances without a verdict would have
+    been; `inconclusive` when they could decide it, or when any planned instance of this run has
+    no verdict (a crashed shard is never a pass, nor a regression); else `pass`."""
+    unknown = [i for i, e in new["instances"].items() if verdict_of(e["status"]) is None]
+    rate = new["resolve_rate"]
+    broken: list[str] = []
+    open_: list[str] = []
+    if fail_under is not None and rate["rate"] < fail_under:
+        best = (rate["resolved"] + len(unknown)) / max(rate["planned"], 1)
+        (broken if best < fail_under else open_).append(
+            f"resolve rate {rate['rate']:.1%} is under --fail-under {fail_under:.1%}"
+            + ("" if best < fail_under else f" (at most {best:.1%} with the instances without a verdict)"))
     if comparison is not None and max_new_failures is not None and len(comparison.newly_failing) > max_new_failures:
-        reasons.append(f"{len(comparison.newly_failing)} newly failing instance(s), more than "
-                       f"--max-new-failures {max_new_failures}")
-    return Verdict(bool(reasons), reasons)
+        broken.append(f"{len(comparison.newly_failing)} newly failing instance(s), more than "
+                      f"--max-new-failures {max_new_failures}")
+    if broken:
+        return Verdict(REGRESSION, broken + open_)
+    if unknown:
+        return Verdict(INCONCLUSIVE, [*open_, f"{len(unknown)} planned instance(s) have no verdict "
+                                      "(infrastructure failure, not attempted or unreadable)"])
+    return Verdict(PASS, open_)

@@ -2,36 +2,45 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from xml.etree import ElementTree
 
 from junit_xml import TestCase, TestSuite
 
-from ci_eval.report.build import NOT_ATTEMPTED
-from ci_eval.results import INFRA_FAILURES, MODEL_FAILURES
+from ci_eval.report.build import NO_VERDICT, NOT_ATTEMPTED
+from ci_eval.results import MODEL_FAILURES
 
 _SHOWN_TESTS = 20
+# Terminal colour codes first (a server's error text carries them), then every character XML 1.0
+# cannot hold at all: whatever a record says, the file stays valid XML.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def clean(text: object) -> str:
+    return _NOT_XML.sub("\ufffd", _ANSI.sub("", str(text)))
 
 
 def to_junit(report: dict[str, Any]) -> str:
     cases = []
     for iid, entry in report["instances"].items():
-        case = TestCase(name=iid, classname=entry["repo"], elapsed_sec=entry["time"])
+        case = TestCase(name=clean(iid), classname=clean(entry["repo"]), elapsed_sec=entry["time"])
         status = entry["status"]
         if status in MODEL_FAILURES:
-            tests = entry["failing_tests"]
+            tests = [clean(t) for t in entry["failing_tests"]]
             shown = ", ".join(tests[:_SHOWN_TESTS]) + (" …" if len(tests) > _SHOWN_TESTS else "")
             case.add_failure_info(message=f"{status}" + (f": failing tests {shown}" if tests else ""),
                                   output="\n".join(tests), failure_type=status)
-        elif status in INFRA_FAILURES:
-            error = entry["error"] or {"kind": status, "message": status}
-            case.add_error_info(message=f"{status}: {error['message']}", error_type=error["kind"])
         elif status == NOT_ATTEMPTED:
             case.add_skipped_info(message="not attempted")
+        elif status in NO_VERDICT:
+            error = entry["error"] or {"kind": status, "message": status}
+            case.add_error_info(message=clean(f"{status}: {error['message']}"), error_type=clean(error["kind"]))
         cases.append(case)
     identity = report["identity"]
-    suite = TestSuite(f"ci-eval {identity.get('model', '')} on {identity.get('dataset', '')}", cases,
-                      properties={k: str(v) for k, v in identity.items()})
+    suite = TestSuite(clean(f"ci-eval {identity.get('model', '')} on {identity.get('dataset', '')}"), cases,
+                      properties={clean(k): clean(v) for k, v in identity.items()})
     # junit-xml adds `disabled`, which the Jenkins/Surefire schema does not allow: build the
     # root ourselves from its suite element and leave that attribute out.
     element = suite.build_xml_doc(encoding="utf-8")

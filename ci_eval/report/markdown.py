@@ -28,14 +28,15 @@ def headline(report: dict[str, Any]) -> str:
     rate = report["resolve_rate"]
     low, high = rate["ci95"]
     ident = report["identity"]
-    infra = report["infrastructure_failures"]["count"]
+    unknown = len(report["no_verdict"])
     lines = [
         f"## ci-eval: {rate['resolved']} of {rate['planned']} resolved "
         f"({rate['rate']:.1%}, 95% CI {low:.1%} to {high:.1%})",
         "",
         f"`{ident.get('model')}` on `{ident.get('dataset')}` ({ident.get('split')}), "
         f"{report['shards']['of']} shard(s), config `{ident.get('config_hash')}`"
-        + (f", **{infra} infrastructure failure(s)** (not counted as wrong answers)" if infra else ""),
+        + (f", **{unknown} without a verdict** (infrastructure failure, not attempted or unreadable; "
+           "not counted as wrong answers)" if unknown else ""),
         "",
     ]
     if "pass_at_k" in report:
@@ -52,10 +53,14 @@ def comparison_section(c: Comparison) -> str:
         f"| resolve rate | {c.base_rate:.1%} | {c.new_rate:.1%} | {c.delta * 100:+.1f} pp |",
         "",
         f"{len(c.newly_failing)} newly failing, {len(c.newly_resolved)} newly resolved of {c.common} "
-        f"instances in both runs (exact McNemar test, p = {c.p_value:.3g}).",
+        f"instances with a verdict in both runs (exact McNemar test, p = {c.p_value:.3g}).",
         "",
     ]
-    for title, ids in (("Newly failing", c.newly_failing), ("Newly resolved", c.newly_resolved)):
+    apart = (("Newly failing", c.newly_failing), ("Newly resolved", c.newly_resolved),
+             ("Not compared, no verdict in this run", c.no_verdict_new),
+             ("Not compared, no verdict in the baseline", c.no_verdict_base),
+             ("Not compared, planned by one run only", c.only_in_one))
+    for title, ids in apart:
         if ids:
             shown = ", ".join(f"`{i}`" for i in ids[:_LISTED]) + (" …" if len(ids) > _LISTED else "")
             out += [f"**{title}:** {shown}", ""]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_eval.errors import InputError
-from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, Record, latest_records, read_manifest
+from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, Record, Unreadable, read_manifest, scan_records
 
 
 @dataclass
@@ -16,6 +16,7 @@ class ShardRun:
     folder: Path
     manifest: dict[str, Any]
     records: dict[tuple[str, int], Record]
+    unreadable: list[Unreadable] = field(default_factory=list)
 
     @property
     def index(self) -> int:
@@ -35,6 +36,7 @@ class Merged:
     missing: list[int]
     records: dict[tuple[str, int], Record]
     warnings: list[str] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
 
     @property
     def of(self) -> int:
@@ -53,7 +55,8 @@ def find_shards(paths: Iterable[Path]) -> list[ShardRun]:
             raise InputError(f"{root} does not exist")
         for manifest in sorted(root.rglob(MANIFEST_FILE)):
             data = read_manifest(manifest)
-            runs.append(ShardRun(manifest.parent, data, latest_records(manifest.parent / RESULTS_FILE)))
+            records, unreadable = scan_records(manifest.parent / RESULTS_FILE)
+            runs.append(ShardRun(manifest.parent, data, {r.key: r for r in records}, unreadable))
     return runs
 
 
@@ -98,8 +101,10 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
         if len(shards) > 1:
             warnings.append(f"duplicate instance {iid} in shards {', '.join(map(str, shards))}: "
                             "kept the result of the shard that planned it")
+    unreadable = [u for _, run in sorted(newest.items()) for u in run.unreadable]
+    warnings += [f"could not read {u}" for u in unreadable]
     samples = int(first.manifest.get("samples", 1))
-    return Merged(first.manifest["identity"], plan, samples, newest, missing, records, warnings)
+    return Merged(first.manifest["identity"], plan, samples, newest, missing, records, warnings, unreadable)
 
 
 def _same_run(a: ShardRun, b: ShardRun) -> None:
