@@ -93,36 +93,51 @@ def main() -> None:
 
 
 @main.command("plan")
-@click.option("--of", "of", type=int, required=True, help="Number of shards.")
-@click.option("--output", "plan_file", type=click.Path(path_type=Path), help="Also write the plan to this file.")
+@click.option("--of", "of", type=int, help="Number of shards (or let --budget-minutes choose).")
+@click.option("--budget-minutes", type=click.FloatRange(min=1), help="Choose the fewest shards expected to end "
+              "within this many minutes each (from the timings prior or the difficulty prior).")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Workers per shard, for --budget-minutes.")
+@click.option("--output", "plan_file", type=click.Path(path_type=Path),
+              help="Also write the plan (instances, costs, shards) for `ci-eval shard --plan`.")
 @settings_options
 @friendly
-def plan_command(of: int, plan_file: Path | None, config_file: Path | None, timings: Path | None, **flags: Any) -> None:
+def plan_command(of: int | None, budget_minutes: float | None, workers: int, plan_file: Path | None,
+                 config_file: Path | None, timings: Path | None, **flags: Any) -> None:
     """Print the GitHub Actions matrix for N shards."""
-    from ci_eval.shard import plan_for, write_plan
+    from ci_eval.planfile import choose_shards, make_plan, write_plan
     from ci_eval.sharding import matrix
 
     settings = _settings(config_file, **flags)
-    dataset, shards = plan_for(settings, of, timings)
+    if (of is None) == (budget_minutes is None):
+        raise InputError("give either --of N or --budget-minutes M")
+    if budget_minutes is not None:
+        of = choose_shards(settings, budget_minutes, workers, timings)
+        click.echo(f"ci-eval: {of} shard(s) for {budget_minutes:g} minutes on {workers} workers each", err=True)
+    assert of is not None
+    made = make_plan(settings, of, timings)
     if plan_file is not None:
-        write_plan(plan_file, settings, dataset, shards)
-    click.echo(json.dumps(matrix(shards)))
+        write_plan(plan_file, made)
+    click.echo(json.dumps(matrix(made.shards)))
 
 
 @main.command("shard")
 @click.option("--index", type=int, required=True, help="This shard's index, 0-based.")
-@click.option("--of", "of", type=int, required=True, help="Number of shards.")
+@click.option("--of", "of", type=int, help="Number of shards (not needed with --plan).")
+@click.option("--plan", "plan_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Run from the plan job's plan (ci-eval plan --output): no dataset load, no re-planning.")
 @settings_options
 @run_options
 @friendly
-def shard_command(index: int, of: int, config_file: Path | None, timings: Path | None, **flags: Any) -> None:
+def shard_command(index: int, of: int | None, plan_file: Path | None, config_file: Path | None,
+                  timings: Path | None, **flags: Any) -> None:
     """Run one shard: solve (or take predictions for) each instance, grade it, record it."""
     from ci_eval.runner import Interrupted
     from ci_eval.shard import run_shard
 
     settings = _settings(config_file, **flags)
     try:
-        result = run_shard(settings, index, of, timings)
+        result = run_shard(settings, index, of, timings, plan_file)
     except Interrupted as exc:
         click.echo(f"ci-eval: interrupted by {exc}; run the same command again to resume", err=True)
         sys.exit(128 + exc.signum)
@@ -133,7 +148,7 @@ def shard_command(index: int, of: int, config_file: Path | None, timings: Path |
     write_outputs({"resolved": counts["resolved"], "instances": len(result.records),
                    "infrastructure-failures": result.infra_failures, "folder": str(result.folder)})
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    click.echo(f"ci-eval: shard {index}/{of} done: {summary or 'nothing planned'} ({result.folder})", err=True)
+    click.echo(f"ci-eval: shard {index} done: {summary or 'nothing planned'} ({result.folder})", err=True)
     if result.infra_failures:
         click.echo(f"ci-eval: {result.infra_failures} instance(s) ended in infrastructure failures; "
                    "rerun to retry them", err=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -17,15 +16,16 @@ from ci_eval.agent import AgentLimits
 from ci_eval.config import Settings
 from ci_eval.errors import InputError
 from ci_eval.github import run_attempt
-from ci_eval.instances import Instance, fingerprint, load_instances, select
+from ci_eval.instances import Instance
 from ci_eval.model import OpenAIModel
+from ci_eval.planfile import Plan, make_plan, read_plan
 from ci_eval.predictions import load_predictions
 from ci_eval.progress import Display, display
 from ci_eval.results import Record, ResultStore, now, write_manifest
 from ci_eval.runner import Job, Limits, Solution, Solver, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.local import LocalBackend, repo_dir
-from ci_eval.sharding import costs_for, plan, shard_ids
+from ci_eval.sharding import costliest_first, shard_ids
 
 
 @dataclass
@@ -43,13 +43,6 @@ class ShardResult:
         return sum(r.is_infra_failure for r in self.records.values())
 
 
-def plan_for(settings: Settings, of: int, timings: Path | None = None) -> tuple[list[Instance], list[list[str]]]:
-    """The whole dataset (for its fingerprint) and the shard plan of the selected instances."""
-    instances = load_instances(settings.dataset, settings.split)
-    chosen = select(instances, settings.instance_ids)
-    return instances, plan(chosen, of, costs_for(chosen, timings))
-
-
 def writable(folder: Path) -> None:
     """The shard folder exists and takes files, or a one-line error before any work."""
     probe = folder / ".ci-eval-write-test"
@@ -61,18 +54,21 @@ def writable(folder: Path) -> None:
         raise InputError(f"cannot write to --output {folder} ({exc.strerror}); choose a folder you can write") from None
 
 
-def write_plan(path: Path, settings: Settings, dataset: Sequence[Instance], shards: list[list[str]]) -> None:
-    """The plan as a file: which ids each shard runs, and the data it was made from."""
-    plan = {"of": len(shards), "dataset": settings.dataset, "split": settings.split,
-            "dataset_fingerprint": fingerprint(dataset), "shards": shards}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(plan, indent=2) + "\n")
-
-
-def run_shard(settings: Settings, index: int, of: int, timings: Path | None = None) -> ShardResult:
-    dataset, shards = plan_for(settings, of, timings)
-    planned_ids = set(shard_ids(shards, index))
-    planned = [inst for inst in dataset if inst.instance_id in planned_ids]
+def run_shard(settings: Settings, index: int, of: int | None = None, timings: Path | None = None,
+              plan_file: Path | None = None) -> ShardResult:
+    """Plan (or read the plan job's plan), then run shard `index` of it, costliest first."""
+    if plan_file is not None:
+        made = read_plan(plan_file)
+        if of is not None and of != made.of:
+            raise InputError(f"--of {of} but {plan_file} has {made.of} shards; leave --of out with --plan")
+        # The plan names the data: the shards' identity must say the same whatever the settings say.
+        settings = settings.model_copy(update={"dataset": made.dataset, "split": made.split})
+    elif of is None:
+        raise InputError("give --of N (or --plan FILE from ci-eval plan --output)")
+    else:
+        made = make_plan(settings, of, timings)
+    by_id = {inst.instance_id: inst for inst in made.instances}
+    planned = [by_id[iid] for iid in costliest_first(shard_ids(made.shards, index), made.costs)]
     folder = settings.output or Path("ci-eval-results") / f"shard-{index}"
     writable(folder)
     if settings.local_model and settings.predictions is None:
@@ -80,20 +76,19 @@ def run_shard(settings: Settings, index: int, of: int, timings: Path | None = No
 
         with localmodel.serve(settings.context_window, folder / "local-model.log") as url:
             local = settings.model_copy(update={"base_url": url, "model": localmodel.MODEL_ALIAS})
-            return _run_shard(local, dataset, shards, index, planned, folder)
-    return _run_shard(settings, dataset, shards, index, planned, folder)
+            return _run_shard(local, made, index, planned, folder)
+    return _run_shard(settings, made, index, planned, folder)
 
 
-def _run_shard(settings: Settings, dataset: Sequence[Instance], shards: list[list[str]], index: int,
-               planned: Sequence[Instance], folder: Path) -> ShardResult:
+def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Instance], folder: Path) -> ShardResult:
     model = OpenAIModel(settings) if settings.predictions is None else None
     solve = _agent(settings, model) if model else _predictions(settings, planned)
     backend = choose_backend(settings, planned, owner=_owner(folder))
-    write_manifest(folder, manifest(settings, dataset, shards, index, backend.name))
+    write_manifest(folder, manifest(settings, made, index, backend.name))
     store = ResultStore(folder)
     jobs = pending_jobs(planned, settings.samples, store.latest(), settings.max_attempts)
     total = len(planned) * settings.samples
-    _say(f"shard {index}/{len(shards)}: {len(planned)} instances, {len(jobs)} to run, "
+    _say(f"shard {index}/{made.of}: {len(planned)} instances, {len(jobs)} to run, "
          f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
     show = display(total, total - len(jobs))
     try:
@@ -120,8 +115,7 @@ async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, model: Open
             await model.close()
 
 
-def manifest(settings: Settings, dataset: Sequence[Instance], shards: list[list[str]], index: int,
-             sandbox: str) -> dict[str, Any]:
+def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> dict[str, Any]:
     """The shard's identity; the whole plan rides along so that aggregation can name the
     instances of a shard whose artifact never arrived."""
     return {
@@ -132,15 +126,15 @@ def manifest(settings: Settings, dataset: Sequence[Instance], shards: list[list[
             "base_url": settings.identity()["base_url"] if settings.predictions is None else None,
             "dataset": settings.dataset,
             "split": settings.split,
-            "dataset_fingerprint": fingerprint(dataset),
+            "dataset_fingerprint": made.fingerprint,
             "config_hash": settings.config_hash(),
         },
         "config": settings.identity(),
-        "shard": {"index": index, "of": len(shards), "attempt": run_attempt()},
+        "shard": {"index": index, "of": made.of, "attempt": run_attempt()},
         "sandbox": sandbox,
         "samples": settings.samples,
-        "planned": shards[index],
-        "plan": shards,
+        "planned": made.shards[index],
+        "plan": made.shards,
         "written_at": now(),
     }
 

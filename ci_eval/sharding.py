@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import json
+import math
+import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,13 +13,19 @@ from pathlib import Path
 from ci_eval.errors import InputError
 from ci_eval.instances import Instance
 
-# Relative cost of SWE-bench Verified's difficulty labels (time a person needs to fix it).
-# Harder issues mean longer agent runs, so it is a usable prior until real timings exist.
-DIFFICULTY_COST = {"<15 min fix": 1.0, "15 min - 1 hour": 2.0, "1-4 hours": 4.0, ">4 hours": 8.0}
+# Expected seconds per instance by SWE-bench Verified's difficulty label (the time a person
+# needs to fix it). Harder issues mean longer agent runs; the scale is a guess for a small
+# model on a CPU runner (agent and tests), a usable prior until real timings exist.
+DIFFICULTY_COST = {"<15 min fix": 450.0, "15 min - 1 hour": 900.0, "1-4 hours": 1800.0, ">4 hours": 3600.0}
+UNKNOWN_COST = 900.0  # seconds, for an instance no prior knows
 
 # A family (same repo and version: same environment image) stays in one shard unless that
-# pushes the shard this far past its fair share of the expected time.
-FAMILY_SLACK = 0.10
+# pushes the shard this far past its fair share of the expected time. 5% keeps the makespan
+# within 1.05 of ideal at 5 to 50 shards with family pulls within 4% of their lower bound
+# (benchmarks/shard_balance.py); 10% cost balance, 2-3% cost pulls.
+FAMILY_SLACK = 0.05
+# A timings prior that knows fewer than this share of the planned instances is mostly guesswork.
+LOW_OVERLAP = 0.5
 
 
 def plan(instances: Sequence[Instance], of: int, costs: Mapping[str, float] | None = None) -> list[list[str]]:
@@ -46,21 +55,68 @@ def costs_for(instances: Sequence[Instance], timings: Path | None = None) -> dic
     Returns {} when there is no prior at all, which means "balance by count".
     """
     if timings is not None:
-        try:
-            data = json.loads(timings.read_text())
-            if "instances" in data and "schema_version" in data:  # a ci-eval report.json: its measured times
-                data = {iid: entry["time"] for iid, entry in data["instances"].items() if entry["time"] > 0}
-            known = {str(k): float(v) for k, v in data.items()}
-        except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
-            raise InputError(f"timings file {timings}: expected a report.json or a JSON object id -> seconds "
-                             f"({exc})") from None
-        if not known:
+        known = _read_timings(timings)
+        ids = {i.instance_id for i in instances}
+        mine = {iid: t for iid, t in known.items() if iid in ids}  # another dataset's times say nothing here
+        if len(mine) < LOW_OVERLAP * len(ids):
+            _warn(f"timings file {timings} knows {len(mine)} of the {len(ids)} planned instances; "
+                  "the rest get their mean")
+        if not mine:
             return {}
-        mean = sum(known.values()) / len(known)
-        return {i.instance_id: known.get(i.instance_id, mean) for i in instances}
+        mean = sum(mine.values()) / len(mine)
+        return {i.instance_id: mine.get(i.instance_id, mean) for i in instances}
     if any(i.difficulty in DIFFICULTY_COST for i in instances):
-        return {i.instance_id: DIFFICULTY_COST.get(i.difficulty or "", 2.0) for i in instances}
+        return {i.instance_id: DIFFICULTY_COST.get(i.difficulty or "", UNKNOWN_COST) for i in instances}
     return {}
+
+
+def shards_for_budget(instances: Sequence[Instance], costs: Mapping[str, float], minutes: float, workers: int,
+                      most: int) -> int:
+    """The fewest shards (at most `most`) whose every shard, run costliest first on `workers`
+    workers, is expected to end within `minutes`; `most` when even that does not."""
+    seconds = {i.instance_id: costs.get(i.instance_id, UNKNOWN_COST) for i in instances}
+    start = max(1, math.ceil(sum(seconds.values()) / (minutes * 60 * workers)))
+    for of in range(min(start, most), most + 1):
+        shards = plan(instances, of, seconds)
+        if all(simulate(costliest_first(ids, seconds), seconds, workers) <= minutes * 60 for ids in shards):
+            return of
+    return most
+
+
+def simulate(ids: Sequence[str], costs: Mapping[str, float], workers: int) -> float:
+    """When the last of `ids` ends on `workers` workers that take them in this order."""
+    free = [0.0] * workers
+    for iid in ids:
+        heapq.heapreplace(free, free[0] + costs[iid])
+    return max(free)
+
+
+def costliest_first(ids: Sequence[str], costs: Mapping[str, float]) -> list[str]:
+    """The order a shard runs its instances in: the longest first, so that no long job starts
+    last and runs on alone while the other workers idle (ties by id: the same everywhere)."""
+    return sorted(ids, key=lambda iid: (-costs.get(iid, 0.0), iid))
+
+
+def _read_timings(path: Path) -> dict[str, float]:
+    """id -> seconds from a JSON object or an earlier run's report.json; a time that is not a
+    finite number of seconds >= 0 is refused, naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if "instances" in data and "schema_version" in data:  # a ci-eval report.json: its measured times
+            data = {iid: entry["time"] for iid, entry in data["instances"].items() if entry["time"] > 0}
+        known = {str(k): float(v) for k, v in data.items()}
+    except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
+        raise InputError(f"timings file {path}: expected a report.json or a JSON object id -> seconds "
+                         f"({str(exc).splitlines()[0][:200]})") from None
+    bad = [iid for iid, t in known.items() if not math.isfinite(t) or t < 0]
+    if bad:
+        raise InputError(f"timings file {path}: {bad[0]} has {known[bad[0]]!r} seconds; times must be finite "
+                         f"and not negative ({len(bad)} such)")
+    return known
+
+
+def _warn(message: str) -> None:
+    print(f"ci-eval: warning: {message}", file=sys.stderr, flush=True)
 
 
 def matrix(shards: list[list[str]]) -> dict[str, list[dict[str, int]]]:
@@ -80,31 +136,75 @@ def _by_count(ids: list[str], of: int) -> list[list[str]]:
 
 
 def _by_cost(ordered: Sequence[Instance], of: int, costs: Mapping[str, float]) -> list[list[str]]:
+    """Balance expected time while pulling each family's image in as few shards as it needs.
+
+    A family is cut into ceil(cost / fair share) pieces of about equal cost (one piece when it
+    fits a shard), and the pieces go largest first to the lightest shard; a piece that would push
+    that shard past FAMILY_SLACK over the fair share spills its smallest members to the next
+    lightest. Every tie breaks on names, so the plan is the same on every machine.
+    """
     families: dict[tuple[str, str], list[Instance]] = defaultdict(list)
     for inst in ordered:
         families[inst.family].append(inst)
     cost = {i.instance_id: float(costs.get(i.instance_id, 1.0)) for i in ordered}
-    limit = sum(cost.values()) / of * (1 + FAMILY_SLACK)
+    fair = sum(cost.values()) / of
+    limit = fair * (1 + FAMILY_SLACK)
+
+    pieces: list[list[Instance]] = []
+    for _, members in sorted(families.items()):
+        pieces += _cut(members, cost, math.ceil(sum(cost[i.instance_id] for i in members) / fair - 1e-9))
+    pieces.sort(key=lambda piece: (-sum(cost[i.instance_id] for i in piece), piece[0].instance_id))
 
     loads = [0.0] * of
     shards: list[list[str]] = [[] for _ in range(of)]
 
-    def lightest() -> int:  # ties go to the lowest index, so the plan is the same everywhere
+    def lightest() -> int:
         return min(range(of), key=lambda n: (loads[n], n))
 
-    def put(n: int, inst: Instance) -> None:
-        shards[n].append(inst.instance_id)
-        loads[n] += cost[inst.instance_id]
-
-    # Largest families first (longest-processing-time rule), whole where they fit.
-    by_size = sorted(families.items(), key=lambda kv: (-sum(cost[i.instance_id] for i in kv[1]), kv[0]))
-    for _, members in by_size:
-        total = sum(cost[i.instance_id] for i in members)
-        n = lightest()
-        if loads[n] + total <= limit:
-            for inst in members:
-                put(n, inst)
-            continue
-        for inst in sorted(members, key=lambda i: (-cost[i.instance_id], i.instance_id)):
-            put(lightest(), inst)
+    for piece in pieces:
+        rest = sorted(piece, key=lambda i: (-cost[i.instance_id], i.instance_id))
+        while rest:
+            n = lightest()
+            take = list(rest)
+            while len(take) > 1 and loads[n] + sum(cost[i.instance_id] for i in take) > limit:
+                take.pop()  # the smallest member spills to the next lightest shard
+            for inst in take:
+                shards[n].append(inst.instance_id)
+                loads[n] += cost[inst.instance_id]
+            rest = rest[len(take):]
+    _even_out(shards, loads, cost, {i.instance_id: i.family for i in ordered}, limit)
     return [sorted(ids) for ids in shards]
+
+
+def _even_out(shards: list[list[str]], loads: list[float], cost: Mapping[str, float],
+              family: Mapping[str, tuple[str, str]], limit: float) -> None:
+    """While the heaviest shard is past the limit, move one instance from it to the lightest:
+    one whose family the lightest already pulls if any, else the one that evens them out best."""
+    for _ in range(sum(len(ids) for ids in shards)):
+        hi = max(range(len(shards)), key=lambda n: (loads[n], -n))
+        lo = min(range(len(shards)), key=lambda n: (loads[n], n))
+        gap = loads[hi] - loads[lo]
+        if loads[hi] <= limit or gap <= 0:
+            return
+        present = {family[i] for i in shards[lo]}
+        movable = [i for i in shards[hi] if cost[i] < gap]  # moving it lowers the maximum
+        if not movable:
+            return
+        pick = min(movable, key=lambda i: (family[i] not in present, abs(cost[i] - gap / 2), i))
+        shards[hi].remove(pick)
+        shards[lo].append(pick)
+        loads[hi] -= cost[pick]
+        loads[lo] += cost[pick]
+
+
+def _cut(members: list[Instance], cost: Mapping[str, float], pieces: int) -> list[list[Instance]]:
+    """A family in `pieces` parts of about equal cost (largest member to the lightest part)."""
+    if pieces <= 1:
+        return [members]
+    parts: list[list[Instance]] = [[] for _ in range(pieces)]
+    loads = [0.0] * pieces
+    for inst in sorted(members, key=lambda i: (-cost[i.instance_id], i.instance_id)):
+        n = min(range(pieces), key=lambda k: (loads[k], k))
+        parts[n].append(inst)
+        loads[n] += cost[inst.instance_id]
+    return [part for part in parts if part]

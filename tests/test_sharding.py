@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from click.testing import CliRunner
 from ci_eval.cli import main
 from ci_eval.errors import InputError
 from ci_eval.instances import Instance
-from ci_eval.sharding import DIFFICULTY_COST, costs_for, plan, shard_ids
+from ci_eval.sharding import DIFFICULTY_COST, costliest_first, costs_for, plan, shard_ids
 from tests.conftest import INSTANCES, rows
 
 
@@ -43,13 +44,54 @@ def test_cost_plan_balances_time_and_keeps_families_together() -> None:
     flat = [i for s in shards for i in s]
     assert sorted(flat) == sorted(i.instance_id for i in instances) and len(flat) == len(set(flat))
     loads = [sum(costs[i] for i in s) for s in shards]
-    count_loads = [sum(costs[i] for i in s) for s in plan(instances, 10)]
-    assert max(loads) / min(loads) < 1.2
-    assert max(loads) - min(loads) <= max(count_loads) - min(count_loads)
+    assert max(loads) <= 1.05 * sum(loads) / 10  # within 5% of the ideal makespan
     family = {i.instance_id: i.family for i in instances}
     split = sum(len({n for n, s in enumerate(shards) for i in s if family[i] == f}) - 1
                 for f in set(family.values()))
     assert split <= 10  # 21 families over 10 shards: few are cut
+
+
+@pytest.mark.parametrize("of", [5, 10, 20, 50])
+def test_big_families_are_cut_into_few_pieces_at_every_shard_count(of: int) -> None:
+    """One repository+version family worth several shards (django's 3.0, say) is cut into about
+    cost / fair share pieces, not dealt one instance per shard."""
+    big = [Instance.model_validate({**rows()[0], "instance_id": f"django__django-{k:05d}", "repo": "django/django",
+                                    "version": "3.0", "difficulty": "15 min - 1 hour"}) for k in range(200)]
+    instances = big + synthetic(300, repos=30, with_difficulty=True)
+    costs = costs_for(instances)
+    shards = plan(instances, of, costs)
+    fair = sum(costs.values()) / of
+    big_cost = sum(costs[i.instance_id] for i in big)
+    holding = sum(any(i.startswith("django") for i in s) for s in shards)
+    assert holding <= math.ceil(big_cost / fair) + 1
+    assert max(sum(costs[i] for i in s) for s in shards) <= 1.05 * fair
+
+
+def test_costliest_first_and_bad_timings(tmp_path: Path) -> None:
+    assert costliest_first(["a", "b", "c"], {"a": 1.0, "b": 5.0, "c": 5.0}) == ["b", "c", "a"]
+    instances = synthetic(4)
+    timings = tmp_path / "t.json"
+    for bad in ("NaN", "Infinity", "-1"):
+        timings.write_text(f'{{"{instances[0].instance_id}": {bad}}}')
+        with pytest.raises(InputError, match="finite and not negative"):
+            costs_for(instances, timings)
+    # another dataset's ids do not enter the mean the unknown instances get
+    timings.write_text(json.dumps({instances[0].instance_id: 10.0, "other__repo-1": 10_000.0}))
+    assert costs_for(instances, timings)[instances[1].instance_id] == 10.0
+
+
+def test_shard_count_is_capped_and_chosen_from_a_budget(tmp_path: Path) -> None:
+    runner = CliRunner()
+    too_many = runner.invoke(main, ["plan", "--of", "7", "--dataset", str(INSTANCES)])
+    assert too_many.exit_code == 2 and "1 to 6" in too_many.output
+    chosen = runner.invoke(main, ["plan", "--budget-minutes", "20", "--workers", "1", "--dataset", str(INSTANCES)])
+    assert chosen.exit_code == 0, chosen.output
+    # the fixtures' difficulty prior: 4 x 7.5 min + 2 x 15 min; 20 minutes on one worker: 4 shards
+    assert len(json.loads(chosen.stdout)["include"]) == 4
+    half = runner.invoke(main, ["plan", "--budget-minutes", "30", "--workers", "1", "--dataset", str(INSTANCES)])
+    assert len(json.loads(half.stdout)["include"]) == 2
+    roomy = runner.invoke(main, ["plan", "--budget-minutes", "100", "--workers", "1", "--dataset", str(INSTANCES)])
+    assert len(json.loads(roomy.stdout)["include"]) == 1
 
 
 def test_timings_file_prior(tmp_path: Path) -> None:
@@ -88,3 +130,28 @@ def test_a_report_is_a_timings_prior(tmp_path: Path) -> None:
     path.write_text("[1, 2]")
     with pytest.raises(InputError, match=r"expected a report\.json or a JSON object"):
         costs_for(instances, path)
+
+
+def test_shards_run_from_the_plan_file_without_the_dataset(tmp_path: Path) -> None:
+    from ci_eval.report.aggregate import aggregate
+    from ci_eval.shard import run_shard
+    from tests.conftest import FIXTURES, settings
+
+    dataset = tmp_path / "dataset.jsonl"
+    dataset.write_text(INSTANCES.read_text())
+    plan_file = tmp_path / "plan.json"
+    made = CliRunner().invoke(main, ["plan", "--of", "2", "--dataset", str(dataset), "--output", str(plan_file)])
+    assert made.exit_code == 0, made.output
+    dataset.unlink()  # the shards never read it again
+    for index in (0, 1):
+        cfg = settings(tmp_path / f"s{index}", dataset="unused.jsonl", predictions="gold", sandbox="local",
+                       repos_dir=FIXTURES / "repos", output=tmp_path / "artifacts" / f"shard-{index}")
+        result = run_shard(cfg, index, plan_file=plan_file)
+        assert set(result.counts) == {"resolved"}
+    report = aggregate([tmp_path / "artifacts"], tmp_path / "report").report
+    assert report["resolve_rate"]["resolved"] == 6 and report["identity"]["dataset"] == str(dataset)
+    with pytest.raises(InputError, match="leave --of out"):
+        run_shard(cfg, 0, 3, plan_file=plan_file)
+    plan_file.write_text('{"plan_version": 1, "shards": "x"}')
+    with pytest.raises(InputError, match="is not a ci-eval plan"):
+        run_shard(cfg, 0, plan_file=plan_file)

@@ -1,0 +1,76 @@
+"""The plan made once: the plan job writes it, every shard job runs from it, so no shard
+reloads (or re-plans) the dataset and all of them agree on what they run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ci_eval.config import Settings
+from ci_eval.errors import InputError
+from ci_eval.instances import Instance, fingerprint, load_instances, select
+from ci_eval.sharding import costs_for, plan, shards_for_budget
+
+PLAN_VERSION = 1
+MATRIX_LIMIT = 256  # GitHub runs at most this many jobs from one matrix
+
+
+@dataclass(frozen=True)
+class Plan:
+    dataset: str
+    split: str
+    fingerprint: str  # of the whole dataset the instances were chosen from
+    instances: list[Instance]  # the chosen ones, in dataset order
+    shards: list[list[str]]
+    costs: dict[str, float]
+
+    @property
+    def of(self) -> int:
+        return len(self.shards)
+
+
+def make_plan(settings: Settings, of: int, timings: Path | None = None) -> Plan:
+    dataset = load_instances(settings.dataset, settings.split)
+    chosen = select(dataset, settings.instance_ids)
+    most = min(len(chosen), MATRIX_LIMIT)
+    if not 1 <= of <= most:
+        raise InputError(f"--of {of} is out of range: 1 to {most} (one shard per instance at most, and "
+                         f"GitHub runs at most {MATRIX_LIMIT} jobs of a matrix)")
+    costs = costs_for(chosen, timings)
+    return Plan(settings.dataset, settings.split, fingerprint(dataset), chosen, plan(chosen, of, costs), costs)
+
+
+def choose_shards(settings: Settings, minutes: float, workers: int, timings: Path | None = None) -> int:
+    """The fewest shards expected to end within `minutes` each on `workers` workers."""
+    chosen = select(load_instances(settings.dataset, settings.split), settings.instance_ids)
+    return shards_for_budget(chosen, costs_for(chosen, timings), minutes, workers, min(len(chosen), MATRIX_LIMIT))
+
+
+def write_plan(path: Path, p: Plan) -> None:
+    data = {"plan_version": PLAN_VERSION, "dataset": p.dataset, "split": p.split, "dataset_fingerprint": p.fingerprint,
+            "of": p.of, "shards": p.shards, "costs": p.costs,
+            "instances": [inst.model_dump(mode="json") for inst in p.instances]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data) + "\n", encoding="utf-8")
+
+
+def read_plan(path: Path) -> Plan:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("plan_version") != PLAN_VERSION:
+            raise ValueError(f"plan_version is {data.get('plan_version')!r}, not {PLAN_VERSION}")
+        instances = [Instance.model_validate(row) for row in data["instances"]]
+        result = Plan(str(data["dataset"]), str(data["split"]), str(data["dataset_fingerprint"]), instances,
+                      [[str(i) for i in ids] for ids in data["shards"]],
+                      {str(k): float(v) for k, v in data["costs"].items()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc).splitlines()[0][:200]
+        raise InputError(f"{path} is not a ci-eval plan ({reason}); make it with ci-eval plan --output") from None
+    known = {inst.instance_id for inst in result.instances}
+    if sorted(i for ids in result.shards for i in ids) != sorted(known):
+        raise InputError(f"{path}: its shards do not cover its instances exactly once; make it again")
+    return result
