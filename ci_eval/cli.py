@@ -26,6 +26,7 @@ def settings_options(func: F) -> F:
         click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file of settings."),
         click.option("--dataset", help="Hub dataset name or a .json/.jsonl/.parquet file."),
         click.option("--split", help="Dataset split (Hub datasets)."),
+        click.option("--revision", help="Hub dataset revision (commit, tag or branch) to pin."),
         click.option("--instance-ids", multiple=True, help="Only these instances (repeatable)."),
         click.option("--timings", type=click.Path(path_type=Path, exists=True), help="JSON id->seconds cost prior."),
     ]
@@ -161,11 +162,13 @@ def shard_command(index: int, of: int | None, plan_file: Path | None, config_fil
               help="Where report.json, junit.xml and summary.md go.")
 @click.option("--allow-partial", is_flag=True, help="Missing shards are a warning; their instances not attempted.")
 @click.option("--baseline", type=click.Path(path_type=Path), help="A report.json to compare against.")
+@click.option("--baseline-missing", is_flag=True,
+              help="A baseline was wanted but none was found: the verdict is at best inconclusive.")
 @click.option("--fail-under", type=click.FloatRange(0, 1), help="Regression when the resolve rate is below this.")
 @click.option("--max-new-failures", type=click.IntRange(0), help="Regression when more instances newly fail.")
 @friendly
 def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool, baseline: Path | None,
-                      fail_under: float | None, max_new_failures: int | None) -> None:
+                      baseline_missing: bool, fail_under: float | None, max_new_failures: int | None) -> None:
     """Merge shard artifacts into a report, JUnit XML and a job summary.
 
     Exit 0 pass, 1 regression, 2 bad input, 3 inconclusive (instances without a verdict)."""
@@ -173,7 +176,7 @@ def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool
     from ci_eval.report.markdown import headline
 
     result = aggregate(paths, output, allow_partial=allow_partial, baseline=baseline, fail_under=fail_under,
-                       max_new_failures=max_new_failures)
+                       max_new_failures=max_new_failures, baseline_missing=baseline_missing)
     for warning in result.report["warnings"]:
         click.echo(f"ci-eval: warning: {warning}", err=True)
     click.echo(headline(result.report).splitlines()[0].lstrip("# "))

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     # what to evaluate
     dataset: str = DEFAULT_DATASET
     split: str = "test"
+    revision: str | None = None  # a Hub dataset's commit, tag or branch: pin it so every run grades the same rows
     instance_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
     predictions: str | None = None  # "gold", a predictions file, or None to run the agent
     samples: int = Field(default=1, ge=1)

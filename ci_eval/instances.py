@@ -123,9 +123,10 @@ class Instance(BaseModel):
         return (self.repo, self.version)
 
 
-def load_instances(source: str, split: str = "test") -> list[Instance]:
-    """Load and validate every row of a local file or a Hub dataset."""
-    rows = _read_rows(source, split)
+def load_instances(source: str, split: str = "test", revision: str | None = None) -> list[Instance]:
+    """Load and validate every row of a local file or a Hub dataset (at `revision`; the Hub
+    token, for private or rate-limited datasets, comes from HF_TOKEN)."""
+    rows = _read_rows(source, split, revision)
     instances = [_validate(row, n, source) for n, row in enumerate(rows, start=1)]
     seen: set[str] = set()
     for inst in instances:
@@ -173,13 +174,13 @@ def _validate(row: Any, number: int, source: str) -> Instance:
         raise InputError(f"{source}: row {number} ({name}){where}: {message}; fix or remove the row") from None
 
 
-def _read_rows(source: str, split: str) -> list[Any]:
+def _read_rows(source: str, split: str, revision: str | None) -> list[Any]:
     path = Path(source)
     if source.endswith(LOCAL_SUFFIXES):
         if not path.is_file():
             raise InputError(f"dataset file {source} does not exist")
         return _read_file(path)
-    return _read_hub(source, split)
+    return _read_hub(source, split, revision)
 
 
 def _read_file(path: Path) -> list[Any]:
@@ -221,16 +222,17 @@ def read_json(path: Path) -> Any:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def _read_hub(name: str, split: str) -> list[Any]:
+def _read_hub(name: str, split: str, revision: str | None) -> list[Any]:
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets comes with swebench
         raise InputError("loading from the Hub needs `datasets`: pip install datasets") from None
     try:
-        return list(datasets.load_dataset(name, split=split))
+        return list(datasets.load_dataset(name, split=split, revision=revision))
     except Exception as exc:
         raise InputError(
-            f"cannot load dataset {name!r} split {split!r} from the Hub ({_first_line(exc)}); "
+            f"cannot load dataset {name!r} split {split!r}{f' revision {revision!r}' if revision else ''} "
+            f"from the Hub ({_first_line(exc)}); "
             "check the name and network, or pass --dataset FILE.jsonl"
         ) from None
 

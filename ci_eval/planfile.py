@@ -23,6 +23,7 @@ MATRIX_LIMIT = 256  # GitHub runs at most this many jobs from one matrix
 class Plan:
     dataset: str
     split: str
+    revision: str | None
     fingerprint: str  # of the whole dataset the instances were chosen from
     instances: list[Instance]  # the chosen ones, in dataset order
     shards: list[list[str]]
@@ -34,24 +35,26 @@ class Plan:
 
 
 def make_plan(settings: Settings, of: int, timings: Path | None = None) -> Plan:
-    dataset = load_instances(settings.dataset, settings.split)
+    dataset = load_instances(settings.dataset, settings.split, settings.revision)
     chosen = select(dataset, settings.instance_ids)
     most = min(len(chosen), MATRIX_LIMIT)
     if not 1 <= of <= most:
         raise InputError(f"--of {of} is out of range: 1 to {most} (one shard per instance at most, and "
                          f"GitHub runs at most {MATRIX_LIMIT} jobs of a matrix)")
     costs = costs_for(chosen, timings)
-    return Plan(settings.dataset, settings.split, fingerprint(dataset), chosen, plan(chosen, of, costs), costs)
+    return Plan(settings.dataset, settings.split, settings.revision, fingerprint(dataset), chosen,
+                plan(chosen, of, costs), costs)
 
 
 def choose_shards(settings: Settings, minutes: float, workers: int, timings: Path | None = None) -> int:
     """The fewest shards expected to end within `minutes` each on `workers` workers."""
-    chosen = select(load_instances(settings.dataset, settings.split), settings.instance_ids)
+    chosen = select(load_instances(settings.dataset, settings.split, settings.revision), settings.instance_ids)
     return shards_for_budget(chosen, costs_for(chosen, timings), minutes, workers, min(len(chosen), MATRIX_LIMIT))
 
 
 def write_plan(path: Path, p: Plan) -> None:
-    data = {"plan_version": PLAN_VERSION, "dataset": p.dataset, "split": p.split, "dataset_fingerprint": p.fingerprint,
+    data = {"plan_version": PLAN_VERSION, "dataset": p.dataset, "split": p.split, "revision": p.revision,
+            "dataset_fingerprint": p.fingerprint,
             "of": p.of, "shards": p.shards, "costs": p.costs,
             "instances": [inst.model_dump(mode="json") for inst in p.instances]}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +67,9 @@ def read_plan(path: Path) -> Plan:
         if data.get("plan_version") != PLAN_VERSION:
             raise ValueError(f"plan_version is {data.get('plan_version')!r}, not {PLAN_VERSION}")
         instances = [Instance.model_validate(row) for row in data["instances"]]
-        result = Plan(str(data["dataset"]), str(data["split"]), str(data["dataset_fingerprint"]), instances,
+        revision = data.get("revision")
+        result = Plan(str(data["dataset"]), str(data["split"]), None if revision is None else str(revision),
+                      str(data["dataset_fingerprint"]), instances,
                       [[str(i) for i in ids] for ids in data["shards"]],
                       {str(k): float(v) for k, v in data["costs"].items()})
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

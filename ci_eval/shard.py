@@ -62,7 +62,8 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
         if of is not None and of != made.of:
             raise InputError(f"--of {of} but {plan_file} has {made.of} shards; leave --of out with --plan")
         # The plan names the data: the shards' identity must say the same whatever the settings say.
-        settings = settings.model_copy(update={"dataset": made.dataset, "split": made.split})
+        settings = settings.model_copy(update={"dataset": made.dataset, "split": made.split,
+                                               "revision": made.revision})
     elif of is None:
         raise InputError("give --of N (or --plan FILE from ci-eval plan --output)")
     else:

@@ -9,8 +9,12 @@ if [ ! -x "$home/bin/ollama" ]; then
   url="https://github.com/ollama/ollama/releases/download/v$OLLAMA_VERSION/ollama-linux-$arch"
   # Newer releases ship .tar.zst, older ones .tgz.
   curl -fsSL "$url.tar.zst" | tar --zstd -x -C "$home" || curl -fsSL "$url.tgz" | tar -xz -C "$home"
+  # The release carries GPU libraries of several GB; a runner has no GPU: keep (and cache) the CPU ones.
+  rm -rf "$home"/lib/ollama/cuda_* "$home"/lib/ollama/rocm* "$home"/lib/ollama/vulkan*
 fi
 log="$RUNNER_TEMP/ollama.log"
+mkdir -p "$OLLAMA_MODELS"
+export OLLAMA_MODELS  # where the cached model is (the larger disk when free-disk is on)
 OLLAMA_CONTEXT_LENGTH="$CONTEXT_WINDOW" OLLAMA_NUM_PARALLEL="$WORKERS" nohup "$home/bin/ollama" serve >"$log" 2>&1 &
 for _ in $(seq 60); do
   if curl -fsS http://127.0.0.1:11434/api/version >/dev/null 2>&1; then break; fi

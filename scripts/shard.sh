@@ -2,8 +2,9 @@
 # The action's shard step: resume from this shard's newest earlier attempt if one was fetched,
 # then run ci-eval. Settings arrive as CI_EVAL_* variables (empty ones count as unset).
 set -euo pipefail
+# The newest by attempt number (attempt 10 after 2), whatever dashes the path holds.
 previous=$(find "$RUNNER_TEMP/ci-eval-previous" -mindepth 2 -maxdepth 2 -type d -name "shard-$SHARD_INDEX-attempt-*" \
-  2>/dev/null | sort -t- -k4 -n | tail -n 1 || true)
+  2>/dev/null | awk -F'-attempt-' '{ print $NF "\t" $0 }' | sort -n | tail -n 1 | cut -f 2- || true)
 if [ -n "$previous" ] && [ ! -e "$OUT" ]; then
   echo "resuming from $previous"
   mkdir -p "$(dirname "$OUT")"
@@ -11,4 +12,5 @@ if [ -n "$previous" ] && [ ! -e "$OUT" ]; then
 fi
 args=(shard --index "$SHARD_INDEX" --of "$SHARD_COUNT" --output "$OUT")
 if [ -n "${CONFIG:-}" ]; then args+=(--config "$CONFIG"); fi
+if [ -n "${PLAN:-}" ]; then args+=(--plan "$PLAN"); fi
 "$EVAL_BIN" "${args[@]}"

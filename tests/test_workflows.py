@@ -159,14 +159,16 @@ class Runner:
         env = {**os.environ, "RUNNER_TEMP": str(self.temp), "GITHUB_RUN_ATTEMPT": str(self.attempt),
                "GITHUB_OUTPUT": str(output_file), "GITHUB_STEP_SUMMARY": str(self.temp / "summary.md"),
                "GITHUB_ACTION_PATH": str(action.parent), **(extra_env or {})}
-        env.update({k: self._evaluate(str(v), inputs) for k, v in step.get("env", {}).items()})
+        env.update({k: self._evaluate(str(v), inputs, env) for k, v in step.get("env", {}).items()})
         done = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=600)
         self.outputs[step_id] = dict(line.split("=", 1) for line in output_file.read_text().splitlines() if "=" in line)
         return done
 
-    def _evaluate(self, value: str, inputs: dict[str, str]) -> str:
+    def _evaluate(self, value: str, inputs: dict[str, str], env: dict[str, str]) -> str:
         def one(match: re.Match[str]) -> str:
             expr = match.group(1).strip()
+            if expr.startswith("github."):  # the runner's GITHUB_* variables
+                return env.get("GITHUB_" + expr.removeprefix("github.").upper(), "")
             if expr.startswith("inputs."):
                 return inputs.get(expr.removeprefix("inputs."), "")
             if expr.startswith("steps."):
@@ -200,10 +202,18 @@ def test_play_the_workflow_locally_with_a_rerun_shard(tmp_path: Path) -> None:
     assert planned.returncode == 0, planned.stderr
     matrix = json.loads(planner.outputs["plan"]["matrix"])
     assert [(e["index"], e["of"]) for e in matrix["include"]] == [(0, 3), (1, 3), (2, 3)]
+    plan_artifact = planner.outputs["plan"]["artifact"]
+    assert plan_artifact == "ci-eval-plan"
 
+    def fetch_plan(runner: Runner) -> None:  # download-artifact of the plan, by name
+        shutil.copytree(Path(planner.outputs["plan"]["dir"]), runner.temp / "ci-eval-plan")
+
+    # The shards never see the dataset: they run from the plan.
+    inputs = {**inputs, "dataset": "gone.jsonl", "plan-artifact": plan_artifact}
     artifacts = tmp_path / "artifacts"
     for entry in matrix["include"]:
         runner = Runner(tmp_path / f"shard-{entry['index']}")
+        fetch_plan(runner)
         shard_inputs = {**inputs, "shard-index": str(entry["index"])}
         assert runner.run(ROOT / "action.yml", "paths", shard_inputs).returncode == 0
         # Shard 2's first attempt fails: its runner is broken (the sources are missing), so every
@@ -226,6 +236,7 @@ def test_play_the_workflow_locally_with_a_rerun_shard(tmp_path: Path) -> None:
     # "Re-run failed jobs": only shard 2 runs again, as attempt 2, on a fresh runner that first
     # fetches its own earlier attempt (download-artifact's per-artifact layout) and resumes it.
     rerun = Runner(tmp_path / "shard-2-rerun", attempt=2)
+    fetch_plan(rerun)
     previous = rerun.temp / "ci-eval-previous"
     shutil.copytree(artifacts / "ci-eval-shard-2-attempt-1", previous / "ci-eval-shard-2-attempt-1")
     shard_inputs = {**inputs, "shard-index": "2"}
@@ -254,3 +265,70 @@ def test_shell_scripts_pass_shellcheck() -> None:
     result = subprocess.run(["shellcheck", *map(str, SCRIPTS), str(ROOT / ".ci" / "run")], capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stdout
+
+
+FAKE_GH = """#!/usr/bin/env python3
+# A stand-in for the GitHub CLI: `gh api PATH` answers from a JSON file of path -> response.
+import json, os, sys
+assert sys.argv[1] == "api", sys.argv
+answers = json.load(open(os.environ["FAKE_GH_ANSWERS"]))
+path = sys.argv[2]
+print(json.dumps(answers.get(path, {"workflow_runs": [], "artifacts": []})))
+"""
+
+
+def play_baseline(tmp_path: Path, answers: dict[str, Any]) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (bin_dir / "gh").write_text(FAKE_GH)
+    (bin_dir / "gh").chmod(0o755)
+    (tmp_path / "answers.json").write_text(json.dumps(answers))
+    runner = Runner(tmp_path / "aggregate")
+    done = runner.run(ROOT / "aggregate" / "action.yml", "find",
+                      {"baseline-branch": "main", "artifact-prefix": "ci-eval"},
+                      {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_GH_ANSWERS": str(tmp_path / "answers.json"),
+                       "GITHUB_WORKFLOW_REF": "me/app/.github/workflows/eval.yml@refs/heads/main",
+                       "GITHUB_REPOSITORY": "me/app"})
+    env_repo = _step(ROOT / "aggregate" / "action.yml", "find")["env"]["REPO"]
+    assert env_repo == "${{ github.repository }}"
+    return done, runner.outputs["find"]
+
+
+RUNS = "repos/me/app/actions/workflows/eval.yml/runs?branch=main&event=push&status=success&per_page=30"
+
+
+def test_the_baseline_is_the_newest_report_of_our_own_push_runs(tmp_path: Path) -> None:
+    if shutil.which("jq") is None:
+        need("jq", "CI_EVAL_REQUIRE_LINTERS", "it is not installed (apt-get install jq)")
+    runs = {"workflow_runs": [
+        {"id": 30, "head_repository": {"full_name": "fork/app"}},  # a fork's branch called main
+        {"id": 20, "head_repository": {"full_name": "me/app"}},  # the eval was skipped: no report
+        {"id": 15, "head_repository": {"full_name": "me/app"}},  # its report expired
+        {"id": 10, "head_repository": {"full_name": "me/app"}},
+    ]}
+    artifacts = {
+        "repos/me/app/actions/runs/30/artifacts?name=ci-eval-report": {"artifacts": [{"expired": False}]},
+        "repos/me/app/actions/runs/15/artifacts?name=ci-eval-report": {"artifacts": [{"expired": True}]},
+        "repos/me/app/actions/runs/10/artifacts?name=ci-eval-report": {"artifacts": [{"expired": False}]},
+    }
+    done, outputs = play_baseline(tmp_path / "found", {RUNS: runs, **artifacts})
+    assert done.returncode == 0, done.stderr
+    assert outputs["run-id"] == "10" and outputs["report"].endswith("ci-eval-baseline/report.json")
+
+    # The baseline run lacks the artifact: a notice, and an inconclusive verdict that is not red.
+    done, outputs = play_baseline(tmp_path / "none", {RUNS: {"workflow_runs": runs["workflow_runs"][:3]}})
+    assert done.returncode == 0, done.stderr
+    assert "run-id" not in outputs and outputs["missing"] == "true" and "::notice" in done.stdout
+    aggregator = Runner(tmp_path / "agg")
+    per_artifact = aggregator.temp / "ci-eval-artifacts"
+    plan = tmp_path / "plan.json"
+    subprocess.run([shutil.which("ci-eval") or "ci-eval", "plan", "--of", "1", "--dataset", str(INSTANCES),
+                    "--output", str(plan)], check=True, capture_output=True)
+    subprocess.run([shutil.which("ci-eval") or "ci-eval", "shard", "--index", "0", "--plan", str(plan),
+                    "--predictions", "gold", "--sandbox", "local", "--output", str(per_artifact / "shard-0")],
+                   check=True, capture_output=True)
+    aggregator.outputs["find"] = outputs
+    agg = aggregator.run(ROOT / "aggregate" / "action.yml", "aggregate", {"max-new-failures": "0"})
+    assert agg.returncode == 0, agg.stdout + agg.stderr
+    assert aggregator.outputs["aggregate"]["verdict"] == "inconclusive"
+    assert "no baseline report" in (aggregator.temp / "summary.md").read_text()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The plan action's step: load the dataset once and plan; the plan file (instances, costs,
+# shards) goes up as an artifact so that no shard job loads the dataset or plans again.
+set -euo pipefail
+dir="$RUNNER_TEMP/ci-eval-plan"
+args=(plan --output "$dir/plan.json")
+if [ -n "${SHARDS:-}" ]; then args+=(--of "$SHARDS"); fi
+if [ -n "${BUDGET_MINUTES:-}" ]; then args+=(--budget-minutes "$BUDGET_MINUTES" --workers "${WORKERS:-2}"); fi
+if [ -n "${TIMINGS:-}" ]; then args+=(--timings "$TIMINGS"); fi
+matrix=$("$EVAL_BIN" "${args[@]}")
+{
+  echo "matrix=$matrix"
+  echo "dir=$dir"
+  echo "artifact=${PREFIX:-ci-eval}-plan"
+} >> "$GITHUB_OUTPUT"
