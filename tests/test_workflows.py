@@ -332,3 +332,18 @@ def test_the_baseline_is_the_newest_report_of_our_own_push_runs(tmp_path: Path) 
     assert agg.returncode == 0, agg.stdout + agg.stderr
     assert aggregator.outputs["aggregate"]["verdict"] == "inconclusive"
     assert "no baseline report" in (aggregator.temp / "summary.md").read_text()
+
+
+def test_a_rerun_resumes_from_the_newest_attempt_by_number(tmp_path: Path) -> None:
+    """Attempt 10 is newer than attempt 2, whatever dashes the runner's temp path holds."""
+    temp = tmp_path / "runner-temp-with-dashes"
+    for attempt in (2, 10, 9):
+        folder = temp / "ci-eval-previous" / f"ci-eval-shard-1-attempt-{attempt}" / f"shard-1-attempt-{attempt}"
+        folder.mkdir(parents=True)
+        (folder / "which").write_text(str(attempt))
+    out = temp / "results" / "shard-1-attempt-11"
+    env = {**os.environ, "RUNNER_TEMP": str(temp), "SHARD_INDEX": "1", "SHARD_COUNT": "3", "OUT": str(out),
+           "EVAL_BIN": "true"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "shard.sh")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (out / "which").read_text() == "10"
