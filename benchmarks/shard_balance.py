@@ -18,7 +18,7 @@ import random
 from collections import defaultdict
 
 from ci_eval.instances import Instance
-from ci_eval.sharding import costliest_first, plan, simulate
+from ci_eval.partition import costliest_first, plan, simulate
 
 # (repository, instances per version): 80 families, 500 instances, Verified's shape.
 FAMILIES = [
@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
-    from ci_eval.sharding import costs_for
+    from ci_eval.partition import costs_for
 
     instances = dataset()
     cost = costs_for(instances)

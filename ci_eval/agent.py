@@ -9,13 +9,17 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
 from ci_eval.model import Message, Model, Usage
 from ci_eval.results import AgentStats
-from ci_eval.sandbox import Limit, Sandbox
+from ci_eval.sandbox import Backend, Limit, Sandbox
+from ci_eval.solver import Job, Solution, Solver
+
+if TYPE_CHECKING:
+    from ci_eval.config import Settings
 
 SUBMIT = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 BASH_BLOCK = re.compile(r"```bash[ \t]*\n(.*?)```", re.DOTALL)
@@ -43,6 +47,26 @@ class Attempt:
     stats: AgentStats
     messages: list[Message] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def limits_from(settings: Settings) -> AgentLimits:
+    return AgentLimits(
+        step_limit=settings.step_limit, token_budget=settings.token_budget, time_limit=settings.agent_timeout,
+        command_timeout=settings.command_timeout, context_window=settings.context_window,
+        max_tokens=settings.max_tokens, observation_chars=settings.observation_chars,
+    )
+
+
+def solver(limits: AgentLimits, model: Model, seed: int) -> Solver:
+    """The agent in a sandbox of its own per job (grading later starts a fresh one); sample k
+    uses seed + k."""
+
+    async def with_agent(job: Job, backend: Backend, logs: Path) -> Solution:
+        async with backend.open(job.instance, network=True) as sandbox:
+            attempt = await solve(job.instance, sandbox, model, limits, seed + job.sample, logs / "trajectory.json")
+        return Solution(attempt.patch, attempt.stats)
+
+    return with_agent
 
 
 def prompt(name: str, **values: object) -> str:

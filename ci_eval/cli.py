@@ -15,7 +15,7 @@ import click
 from ci_eval import __version__
 from ci_eval.config import Settings, load_settings
 from ci_eval.errors import InputError
-from ci_eval.github import write_outputs
+from ci_eval.github import write_outputs, write_summary
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,8 +106,8 @@ def main() -> None:
 def plan_command(of: int | None, budget_minutes: float | None, workers: int, plan_file: Path | None,
                  config_file: Path | None, timings: Path | None, **flags: Any) -> None:
     """Print the GitHub Actions matrix for N shards."""
+    from ci_eval.partition import matrix
     from ci_eval.planfile import choose_shards, make_plan, write_plan
-    from ci_eval.sharding import matrix
 
     settings = _settings(config_file, **flags)
     if (of is None) == (budget_minutes is None):
@@ -177,6 +177,8 @@ def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool
 
     result = aggregate(paths, output, allow_partial=allow_partial, baseline=baseline, fail_under=fail_under,
                        max_new_failures=max_new_failures, baseline_missing=baseline_missing)
+    write_summary(result.summary)  # GitHub's side effects stay here, at the edge
+    write_outputs(result.outputs())
     for warning in result.report["warnings"]:
         click.echo(f"ci-eval: warning: {warning}", err=True)
     click.echo(headline(result.report).splitlines()[0].lstrip("# "))

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from ci_eval.config import Settings
 from ci_eval.errors import InputError
 from ci_eval.instances import Instance, fingerprint, load_instances, select
-from ci_eval.sharding import costs_for, plan, shards_for_budget
+from ci_eval.partition import costs_for, plan, shards_for_budget
 
 PLAN_VERSION = 1
 MATRIX_LIMIT = 256  # GitHub runs at most this many jobs from one matrix

@@ -8,6 +8,8 @@ from typing import Any
 
 from ci_eval.errors import InputError
 from ci_eval.instances import Instance, check_text, read_json
+from ci_eval.sandbox import Backend
+from ci_eval.solver import Job, Solution, Solver
 
 
 def load_predictions(source: str, instances: Sequence[Instance]) -> dict[str, str]:
@@ -33,6 +35,15 @@ def load_predictions(source: str, instances: Sequence[Instance]) -> dict[str, st
             "add them or restrict the run with --instance-ids"
         )
     return patches
+
+
+def solver(patches: dict[str, str]) -> Solver:
+    """Each job's patch, looked up: no sandbox, no model."""
+
+    async def from_predictions(job: Job, backend: Backend, logs: Path) -> Solution:
+        return Solution(patch=patches[job.instance.instance_id])
+
+    return from_predictions
 
 
 def _checked(row: Any, number: int, source: str) -> tuple[str, str]:

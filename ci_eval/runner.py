@@ -7,8 +7,8 @@ import signal
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,26 +21,10 @@ from ci_eval.layout import log_dir
 from ci_eval.progress import Display
 from ci_eval.results import AgentStats, ErrorInfo, Record, ResultStore, Timings, now
 from ci_eval.sandbox import Backend
+from ci_eval.solver import Job, Solver
 
 T = TypeVar("T")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@dataclass(frozen=True)
-class Job:
-    instance: Instance
-    sample: int = 0
-    attempt: int = 1
-
-
-@dataclass
-class Solution:
-    patch: str
-    agent: AgentStats = field(default_factory=AgentStats)
-
-
-# How a job gets its patch: a predictions lookup, or the agent in a sandbox of its own.
-Solver = Callable[[Job, Backend, Path], Awaitable[Solution]]
 
 
 @dataclass(frozen=True)
@@ -107,7 +91,7 @@ async def run_jobs(
     workers: int,
     show: Display,
     prune: bool = False,
-) -> list[Record]:
+) -> None:
     """Run jobs on `workers` concurrent tasks; each result is stored the moment it ends.
 
     Images are fetched a wave ahead; with `prune`, each is removed after its last job.
@@ -116,7 +100,6 @@ async def run_jobs(
     again resumes.
     """
     queue = deque(jobs)
-    finished: list[Record] = []
     uses = Counter(j.instance.image for j in jobs)  # jobs still to finish, per image
     upcoming = [j.instance for j in jobs]
     backend.prefetch(upcoming[: 2 * workers])
@@ -128,7 +111,6 @@ async def run_jobs(
             backend.prefetch(upcoming[ahead : ahead + 1])
             record = await run_one(job, backend, solve, log_dir(root, job.instance.instance_id, job.sample), limits)
             store.append(record)
-            finished.append(record)
             show.update(record)
             uses[job.instance.image] -= 1
             if prune and uses[job.instance.image] == 0:  # its last job is done: free the disk
@@ -146,7 +128,6 @@ async def run_jobs(
     for outcome in results:
         if isinstance(outcome, BaseException):
             raise outcome
-    return finished
 
 
 async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits: Limits) -> Record:

@@ -1,4 +1,5 @@
-"""One shard end to end: load, plan, pick the sandbox, run the pool, write the manifest."""
+"""One shard end to end, as wiring: plan (or read the plan), pick the solver and the sandbox,
+write the manifest, run the pool."""
 
 from __future__ import annotations
 
@@ -11,21 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci_eval import __version__, agent
-from ci_eval.agent import AgentLimits
+from ci_eval import __version__, solver
 from ci_eval.config import Settings
 from ci_eval.errors import InputError
 from ci_eval.github import run_attempt
 from ci_eval.instances import Instance
 from ci_eval.model import OpenAIModel
+from ci_eval.partition import costliest_first, shard_ids
 from ci_eval.planfile import Plan, make_plan, read_plan
-from ci_eval.predictions import load_predictions
 from ci_eval.progress import Display, display
 from ci_eval.results import Record, ResultStore, now, write_manifest
-from ci_eval.runner import Job, Limits, Solution, Solver, pending_jobs, run_jobs, until_signal
+from ci_eval.runner import Limits, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
-from ci_eval.sandbox.local import LocalBackend, repo_dir
-from ci_eval.sharding import costliest_first, shard_ids
+from ci_eval.sandbox.choose import choose_backend
+from ci_eval.solver import Job, Solver
 
 
 @dataclass
@@ -73,18 +73,20 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
     folder = settings.output or Path("ci-eval-results") / f"shard-{index}"
     writable(folder)
     if settings.local_model and settings.predictions is None:
-        from ci_eval import localmodel
+        from ci_eval import llama_server
 
-        with localmodel.serve(settings.context_window, folder / "local-model.log") as url:
-            local = settings.model_copy(update={"base_url": url, "model": localmodel.MODEL_ALIAS})
+        with llama_server.serve(settings.context_window, folder / "local-model.log") as url:
+            local = settings.model_copy(update={"base_url": url, "model": llama_server.MODEL_ALIAS})
             return _run_shard(local, made, index, planned, folder)
     return _run_shard(settings, made, index, planned, folder)
 
 
 def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Instance], folder: Path) -> ShardResult:
     model = OpenAIModel(settings) if settings.predictions is None else None
-    solve = _agent(settings, model) if model else _predictions(settings, planned)
-    backend = choose_backend(settings, planned, owner=_owner(folder))
+    solve = solver.for_settings(settings, planned, model)
+    backend = choose_backend(settings.sandbox, planned, _owner(folder), repos_dir=settings.repos_dir,
+                             dataset=settings.dataset, memory_limit=settings.memory_limit,
+                             pids_limit=settings.pids_limit)
     write_manifest(folder, manifest(settings, made, index, backend.name))
     store = ResultStore(folder)
     jobs = pending_jobs(planned, settings.samples, store.latest(), settings.max_attempts)
@@ -140,73 +142,8 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> dict[s
     }
 
 
-def choose_backend(settings: Settings, planned: Sequence[Instance], owner: str) -> Backend:
-    """`docker` and `local` are what they say; `auto` takes Docker when it can run the shard."""
-    from ci_eval.sandbox.docker import DockerBackend, connect
-
-    repos = settings.repos_dir or _repos_beside(settings.dataset)
-    if settings.sandbox == "local":
-        if repos is None:
-            raise InputError("--sandbox local needs --repos-dir (a folder of owner__name source trees)")
-        return LocalBackend(repos)
-    try:
-        client = connect()
-    except InputError as exc:
-        if settings.sandbox == "docker" or repos is None:
-            raise
-        _say(f"no Docker engine ({exc}); using the local sandbox with {repos}")
-        return LocalBackend(repos)
-    if settings.sandbox == "auto" and repos is not None:
-        missing = sorted({i.image for i in planned} - _local_images(client))
-        if missing and all(repo_dir(repos, i.repo).is_dir() for i in planned):
-            _say(f"{len(missing)} image(s) not built here ({missing[0]}, …); using the local sandbox with {repos}")
-            client.close()
-            return LocalBackend(repos)
-    backend = DockerBackend(client, owner, settings.memory_limit, settings.pids_limit)
-    swept = backend.sweep()
-    if swept:
-        _say(f"removed {swept} container(s) left by an interrupted run")
-    return backend
-
-
-def _local_images(client: Any) -> set[str]:
-    return {tag for image in client.images.list() for tag in image.tags}
-
-
-def _repos_beside(dataset: str) -> Path | None:
-    candidate = Path(dataset).parent / "repos"
-    return candidate if Path(dataset).is_file() and candidate.is_dir() else None
-
-
 def _owner(folder: Path) -> str:
     return hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
-
-
-def _predictions(settings: Settings, planned: Sequence[Instance]) -> Solver:
-    assert settings.predictions is not None
-    patches = load_predictions(settings.predictions, planned)
-
-    async def from_predictions(job: Job, backend: Backend, logs: Path) -> Solution:
-        return Solution(patch=patches[job.instance.instance_id])
-
-    return from_predictions
-
-
-def _agent(settings: Settings, model: OpenAIModel) -> Solver:
-    limits = AgentLimits(
-        step_limit=settings.step_limit, token_budget=settings.token_budget, time_limit=settings.agent_timeout,
-        command_timeout=settings.command_timeout, context_window=settings.context_window,
-        max_tokens=settings.max_tokens, observation_chars=settings.observation_chars,
-    )
-
-    async def with_agent(job: Job, backend: Backend, logs: Path) -> Solution:
-        # The agent works in a container of its own; grading later starts a fresh one.
-        async with backend.open(job.instance, network=True) as sandbox:
-            attempt = await agent.solve(job.instance, sandbox, model, limits, settings.seed + job.sample,
-                                        logs / "trajectory.json")
-        return Solution(attempt.patch, attempt.stats)
-
-    return with_agent
 
 
 def _say(message: str) -> None:

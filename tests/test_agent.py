@@ -91,11 +91,12 @@ def test_server_gone_mid_run_is_an_infra_error(tmp_path: Path) -> None:
     """No preflight here: the server is already gone when the agent makes its first call."""
     import asyncio
 
+    from ci_eval import agent
     from ci_eval.instances import load_instances, select
     from ci_eval.model import OpenAIModel
-    from ci_eval.runner import Job, Limits, run_one
+    from ci_eval.runner import Limits, run_one
     from ci_eval.sandbox.local import LocalBackend
-    from ci_eval.shard import _agent
+    from ci_eval.solver import Job
 
     cfg = agent_settings(tmp_path, f"http://127.0.0.1:{closed_port()}/v1")
     instance = select(load_instances(str(INSTANCES)), [CALC_2])[0]
@@ -103,7 +104,8 @@ def test_server_gone_mid_run_is_an_infra_error(tmp_path: Path) -> None:
     async def attempt() -> Any:
         model = OpenAIModel(cfg, retries=1)
         try:
-            return await run_one(Job(instance), LocalBackend(FIXTURES / "repos"), _agent(cfg, model),
+            return await run_one(Job(instance), LocalBackend(FIXTURES / "repos"),
+                                 agent.solver(agent.limits_from(cfg), model, cfg.seed),
                                  tmp_path / "logs", Limits(60, 60))
         finally:
             await model.close()

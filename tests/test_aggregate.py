@@ -54,6 +54,15 @@ def per_artifact(root: Path, index: int, statuses: list[str], attempt: int = 1, 
                  statuses, attempt, **kw)
 
 
+def publish(result: Any) -> Any:
+    """What `ci-eval aggregate` does with a result at the edge: the job summary and step outputs."""
+    from ci_eval.github import write_outputs, write_summary
+
+    write_summary(result.summary)
+    write_outputs(result.outputs())
+    return result
+
+
 def complete(root: Path) -> Path:
     for n in range(3):
         per_artifact(root, n, STATUSES)
@@ -182,13 +191,13 @@ def test_baseline_verdict_and_github_files(tmp_path: Path, monkeypatch: pytest.M
     summary, outputs = tmp_path / "summary.md", tmp_path / "output.txt"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
-    result = aggregate([worse], tmp_path / "r", baseline=tmp_path / "base-report" / "report.json",
-                       max_new_failures=2)
+    result = publish(aggregate([worse], tmp_path / "r", baseline=tmp_path / "base-report" / "report.json",
+                               max_new_failures=2))
     assert result.comparison is not None and len(result.comparison.newly_failing) == 3
     assert result.verdict.regression and "3 newly failing" in result.verdict.reasons[0]
     assert "Newly failing" in summary.read_text() and "McNemar" in summary.read_text()
     out = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
-    assert out["verdict"] == "regression" and out["newly_failing"] == "3" and out["resolved"] == "3"
+    assert out["verdict"] == "regression" and out["newly-failing"] == "3" and out["resolved"] == "3"
     ok = aggregate([worse], tmp_path / "r2", baseline=tmp_path / "base-report" / "report.json",
                    max_new_failures=3, fail_under=0.2)
     assert ok.verdict.word == "inconclusive"  # within the limits, but 3 instances have no verdict
@@ -243,14 +252,14 @@ def test_infrastructure_and_missing_are_never_newly_failing(tmp_path: Path, monk
     summary, outputs = tmp_path / "summary.md", tmp_path / "output.txt"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
-    result = aggregate([new], tmp_path / "r", allow_partial=True, max_new_failures=1,
-                       baseline=tmp_path / "base-report" / "report.json")
+    result = publish(aggregate([new], tmp_path / "r", allow_partial=True, max_new_failures=1,
+                               baseline=tmp_path / "base-report" / "report.json"))
     c = result.comparison
     assert c is not None and c.newly_failing == [PLAN[1][1]] and c.common == 7
     assert c.no_verdict_new == sorted([PLAN[0][2], *PLAN[2]])
     assert result.verdict.word == "inconclusive" and result.verdict.exit_code == 3
     out = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
-    assert out["verdict"] == "inconclusive" and out["newly_failing"] == "1" and out["no_verdict"] == "5"
+    assert out["verdict"] == "inconclusive" and out["newly-failing"] == "1" and out["no-verdict"] == "5"
     text = summary.read_text()
     assert "Verdict: inconclusive" in text and "Verdict: pass" not in text
     assert "Not compared, no verdict in this run" in text

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci_eval.github import write_outputs, write_summary
 from ci_eval.report.build import build_report
 from ci_eval.report.compare import INCONCLUSIVE, Comparison, Verdict, compare, load_report, verdict
 from ci_eval.report.junit import to_junit
@@ -22,6 +21,19 @@ class Aggregated:
     comparison: Comparison | None
     verdict: Verdict
     summary: str
+    folder: Path
+
+    def outputs(self) -> dict[str, object]:
+        """The headline figures and the verdict, named as every ci-eval action names its outputs."""
+        rate, c = self.report["resolve_rate"], self.comparison
+        return {
+            "resolved": rate["resolved"], "planned": rate["planned"], "rate": rate["rate"],
+            "ci-low": rate["ci95"][0], "ci-high": rate["ci95"][1],
+            "infrastructure-failures": self.report["infrastructure_failures"]["count"],
+            "no-verdict": len(self.report["no_verdict"]),
+            "newly-failing": len(c.newly_failing) if c else "", "newly-resolved": len(c.newly_resolved) if c else "",
+            "verdict": self.verdict.word, "report": str(self.folder / "report.json"),
+        }
 
 
 def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, baseline: Path | None = None,
@@ -41,15 +53,4 @@ def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, 
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "junit.xml").write_text(to_junit(report))
     (out / "summary.md").write_text(summary)
-    write_summary(summary)
-    rate = report["resolve_rate"]
-    write_outputs({
-        "resolved": rate["resolved"], "planned": rate["planned"], "rate": rate["rate"],
-        "ci_low": rate["ci95"][0], "ci_high": rate["ci95"][1],
-        "infrastructure_failures": report["infrastructure_failures"]["count"],
-        "no_verdict": len(report["no_verdict"]),
-        "newly_failing": len(comparison.newly_failing) if comparison else "",
-        "newly_resolved": len(comparison.newly_resolved) if comparison else "",
-        "verdict": judged.word, "report": str(out / "report.json"),
-    })
-    return Aggregated(report, comparison, judged, summary)
+    return Aggregated(report, comparison, judged, summary, out)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from ci_eval.cli import main
 from ci_eval.errors import InputError
 from ci_eval.instances import Instance
-from ci_eval.sharding import DIFFICULTY_COST, costliest_first, costs_for, plan, shard_ids
+from ci_eval.partition import DIFFICULTY_COST, costliest_first, costs_for, plan, shard_ids
 from tests.conftest import INSTANCES, rows
 
 

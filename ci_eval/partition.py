@@ -1,4 +1,4 @@
-"""Deterministic shard plans: which instance runs in which shard."""
+"""Which instance runs in which shard: deterministic, balanced plans, and the order inside a shard."""
 
 from __future__ import annotations
 
