@@ -28,6 +28,9 @@ def settings_options(func: F) -> F:
         click.option("--split", help="Dataset split (Hub datasets)."),
         click.option("--revision", help="Hub dataset revision (commit, tag or branch) to pin."),
         click.option("--instance-ids", multiple=True, help="Only these instances (repeatable)."),
+        click.option("--filter", help="Only instances whose id matches this regular expression."),
+        click.option("--sample-size", type=int, help="A random subset of this many instances."),
+        click.option("--sample-seed", type=int, help="The seed that draws --sample-size [0]."),
         click.option("--timings", type=click.Path(path_type=Path, exists=True), help="JSON id->seconds cost prior."),
     ]
     for option in reversed(options):
@@ -184,6 +187,21 @@ def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool
     click.echo(headline(result.report).splitlines()[0].lstrip("# "))
     click.echo(f"verdict: {result.verdict.word}" + "".join(f"; {r}" for r in result.verdict.reasons))
     sys.exit(result.verdict.exit_code)
+
+
+@main.command("export")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), default=Path("preds.json"), show_default=True,
+              help="The predictions file to write.")
+@click.option("--sample", type=click.IntRange(0), default=0, show_default=True, help="Which sample's patches.")
+@click.option("--model-name", help="model_name_or_path to write [the run's model].")
+@friendly
+def export_command(paths: tuple[Path, ...], output: Path, sample: int, model_name: str | None) -> None:
+    """Write a run's patches as the official predictions file (swebench run_evaluation, sb-cli)."""
+    from ci_eval.report.export import export
+
+    written = export(paths, output, sample=sample, model_name=model_name)
+    click.echo(f"ci-eval: {written} prediction(s) written to {output}", err=True)
 
 
 @main.command("compare")

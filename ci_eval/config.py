@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     split: str = "test"
     revision: str | None = None  # a Hub dataset's commit, tag or branch: pin it so every run grades the same rows
     instance_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    filter: str | None = None  # a regular expression: only instance ids it matches (re.search)
+    sample_size: int | None = Field(default=None, ge=1)  # a random subset of this many instances…
+    sample_seed: int = 0  # … drawn with this seed: the same subset on every machine
     predictions: str | None = None  # "gold", a predictions file, or None to run the agent
     samples: int = Field(default=1, ge=1)
 
@@ -68,6 +71,16 @@ class Settings(BaseSettings):
     agent_timeout: float = Field(default=1800, gt=0)
     observation_chars: int = Field(default=6000, ge=200)
     local_model: bool = False  # start the bundled llama.cpp server with a small model and use it
+
+    @field_validator("filter")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a regular expression ({exc})") from None
+        return value
 
     @field_validator("memory_limit")
     @classmethod

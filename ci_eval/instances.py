@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import random
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -149,6 +150,17 @@ def select(instances: Sequence[Instance], ids: Iterable[str]) -> list[Instance]:
         )
     keep = set(wanted)
     return [inst for inst in instances if inst.instance_id in keep]
+
+
+def subset(instances: Sequence[Instance], pattern: str | None, size: int | None, seed: int) -> list[Instance]:
+    """Those whose id matches `pattern`, then `size` of them drawn with `seed` (dataset order kept)."""
+    chosen = [i for i in instances if pattern is None or re.search(pattern, i.instance_id)]
+    if not chosen:
+        raise InputError(f"no instance id matches --filter {pattern!r}")
+    if size is not None and size < len(chosen):
+        keep = set(random.Random(seed).sample(sorted(i.instance_id for i in chosen), size))
+        chosen = [i for i in chosen if i.instance_id in keep]
+    return chosen
 
 
 def fingerprint(instances: Sequence[Instance]) -> str:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from ci_eval.config import Settings
 from ci_eval.errors import InputError
-from ci_eval.instances import Instance, fingerprint, load_instances, select
+from ci_eval.instances import Instance, fingerprint, load_instances, select, subset
 from ci_eval.partition import costs_for, plan, shards_for_budget
 
 PLAN_VERSION = 1
@@ -36,7 +36,7 @@ class Plan:
 
 def make_plan(settings: Settings, of: int, timings: Path | None = None) -> Plan:
     dataset = load_instances(settings.dataset, settings.split, settings.revision)
-    chosen = select(dataset, settings.instance_ids)
+    chosen = choose(dataset, settings)
     most = min(len(chosen), MATRIX_LIMIT)
     if not 1 <= of <= most:
         raise InputError(f"--of {of} is out of range: 1 to {most} (one shard per instance at most, and "
@@ -48,8 +48,13 @@ def make_plan(settings: Settings, of: int, timings: Path | None = None) -> Plan:
 
 def choose_shards(settings: Settings, minutes: float, workers: int, timings: Path | None = None) -> int:
     """The fewest shards expected to end within `minutes` each on `workers` workers."""
-    chosen = select(load_instances(settings.dataset, settings.split, settings.revision), settings.instance_ids)
+    chosen = choose(load_instances(settings.dataset, settings.split, settings.revision), settings)
     return shards_for_budget(chosen, costs_for(chosen, timings), minutes, workers, min(len(chosen), MATRIX_LIMIT))
+
+
+def choose(dataset: list[Instance], settings: Settings) -> list[Instance]:
+    """--instance-ids, then --filter, then --sample-size with --sample-seed."""
+    return subset(select(dataset, settings.instance_ids), settings.filter, settings.sample_size, settings.sample_seed)
 
 
 def write_plan(path: Path, p: Plan) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from ci_eval.report import REPORT_SCHEMA_VERSION
@@ -11,6 +12,7 @@ from ci_eval.report.merge import Merged
 from ci_eval.report.stats import pass_at_k, wilson
 from ci_eval.results import INFRA_FAILURES, MODEL_FAILURES, Record
 
+LOG_TAIL_LINES, LOG_TAIL_BYTES = 30, 4096  # of a failing instance's log, into the report and JUnit
 NOT_ATTEMPTED = "not_attempted"
 UNREADABLE = "unreadable"  # its only result line is damaged: neither a verdict nor "not attempted"
 # Instances without a model verdict: nothing can be said of the model from them.
@@ -89,7 +91,8 @@ def _instance(iid: str, merged: Merged, damaged: bool) -> dict[str, Any]:
     if first is None:
         status = UNREADABLE if damaged else NOT_ATTEMPTED
         return {"repo": repo_from_id(iid), "status": status, "samples": 0, "resolved_samples": 0,
-                "time": 0.0, "error": None, "failing_tests": []}
+                "time": 0.0, "error": None, "failing_tests": [], "exit_reason": None, "steps": 0, "tokens": 0,
+                "log_tail": ""}
     failing = first.tests.FAIL_TO_PASS.failure + first.tests.PASS_TO_PASS.failure
     return {
         "repo": first.repo,
@@ -100,7 +103,26 @@ def _instance(iid: str, merged: Merged, damaged: bool) -> dict[str, Any]:
         "error": first.error.model_dump() if first.error else None,
         "failing_tests": failing,
         "attempt": first.attempt,
+        "exit_reason": first.agent.exit_reason,  # None when the patch came from predictions
+        "steps": first.agent.steps,
+        "tokens": first.agent.prompt_tokens + first.agent.completion_tokens,
+        "log_tail": "" if first.status == "resolved" else _log_tail(merged.folders.get(iid), iid),
     }
+
+
+def _log_tail(folder: Path | None, iid: str) -> str:
+    """The end of what says why it failed: the test log, else the patch-apply log."""
+    if folder is None:
+        return ""
+    logs = folder / "logs" / iid / "sample-0"
+    for name in ("test_output.txt", "apply.log"):
+        path = logs / name
+        if path.is_file():
+            with path.open("rb") as f:
+                f.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+                text = f.read().decode("utf-8", errors="replace")
+            return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
+    return ""
 
 
 def _rate(k: int, n: int) -> float:

@@ -22,21 +22,40 @@ def clean(text: object) -> str:
     return _NOT_XML.sub("\ufffd", _ANSI.sub("", str(text)))
 
 
+_WHY = {"empty_patch": "no patch", "patch_failed": "the patch does not apply",
+        "timeout": "the tests ran past --eval-timeout under this patch", "unresolved": "the tests say no"}
+
+
+def _body(entry: dict[str, Any]) -> str:
+    """What a reader of the failure wants first: how the attempt ended, then the log's tail."""
+    lines = []
+    if entry.get("exit_reason"):
+        lines.append(f"agent: {entry['exit_reason']} after {entry.get('steps', 0)} step(s), "
+                     f"{entry.get('tokens', 0)} tokens")
+    if entry["failing_tests"]:
+        lines += ["failing tests:", *entry["failing_tests"]]
+    if entry.get("log_tail"):
+        lines += ["", "end of the log:", entry["log_tail"]]
+    return clean("\n".join(lines))
+
+
 def to_junit(report: dict[str, Any]) -> str:
     cases = []
     for iid, entry in report["instances"].items():
         case = TestCase(name=clean(iid), classname=clean(entry["repo"]), elapsed_sec=entry["time"])
         status = entry["status"]
         if status in MODEL_FAILURES:
+            # The type attribute says the status: the message does not repeat it.
             tests = [clean(t) for t in entry["failing_tests"]]
             shown = ", ".join(tests[:_SHOWN_TESTS]) + (" …" if len(tests) > _SHOWN_TESTS else "")
-            case.add_failure_info(message=f"{status}" + (f": failing tests {shown}" if tests else ""),
-                                  output="\n".join(tests), failure_type=status)
+            message = f"failing tests: {shown}" if tests else _WHY.get(status, status)
+            case.add_failure_info(message=clean(message), output=_body(entry), failure_type=status)
         elif status == NOT_ATTEMPTED:
             case.add_skipped_info(message="not attempted")
         elif status in NO_VERDICT:
             error = entry["error"] or {"kind": status, "message": status}
-            case.add_error_info(message=clean(f"{status}: {error['message']}"), error_type=clean(error["kind"]))
+            case.add_error_info(message=clean(error["message"]), output=_body(entry),
+                                error_type=clean(f"{status}/{error['kind']}"))
         cases.append(case)
     identity = report["identity"]
     suite = TestSuite(clean(f"ci-eval {identity.get('model', '')} on {identity.get('dataset', '')}"), cases,

@@ -20,7 +20,7 @@ def to_markdown(report: dict[str, Any], comparison: Comparison | None = None, ve
         parts.append("".join(f"> [!WARNING]\n> {w}\n\n" for w in report["warnings"]))
     if comparison is not None:
         parts.append(comparison_section(comparison))
-    parts += [status_section(report), repo_section(report), slowest_section(report)]
+    parts += [status_section(report), details_section(report), repo_section(report), slowest_section(report)]
     return truncate("\n".join(parts), limit)
 
 
@@ -70,6 +70,32 @@ def comparison_section(c: Comparison) -> str:
 def status_section(report: dict[str, Any]) -> str:
     rows = [f"| {status} | {n} |" for status, n in report["totals"]["by_status"].items()]
     return "\n".join(["### Status", "", "| status | instances |", "| --- | ---: |", *rows, ""])
+
+
+def details_section(report: dict[str, Any]) -> str:
+    """Every instance that did not resolve, folded: why (status, error, failing tests), how the
+    agent's attempt ended, what it cost; infrastructure apart from the model's failures."""
+    groups: dict[str, list[str]] = {"Model failures": [], "Without a verdict": []}
+    for iid, e in report["instances"].items():
+        if e["status"] == "resolved":
+            continue
+        why = e["error"]["message"] if e.get("error") else ", ".join(f"`{t}`" for t in e["failing_tests"][:5])
+        agent = f"{e['exit_reason']} after {e['steps']} steps, {e['tokens']:,} tokens" if e.get("exit_reason") else ""
+        row = f"| `{iid}` | {e['status']} | {_cell(why)} | {_cell(agent)} | {e['time']:.0f} s |"
+        groups["Without a verdict" if iid in report["no_verdict"] else "Model failures"].append(row)
+    out = []
+    for title, rows in groups.items():
+        if rows:
+            out += [f"<details><summary>{title} ({len(rows)})</summary>", "",
+                    "| instance | status | why | agent | time |", "| --- | --- | --- | --- | ---: |", *rows, "",
+                    "</details>", ""]
+    return "\n".join(out)
+
+
+def _cell(text: str) -> str:
+    """Text that stays inside one Markdown table cell."""
+    one_line = " ".join(str(text).split())
+    return (one_line[:200] + "…" if len(one_line) > 200 else one_line).replace("|", "\\|")
 
 
 def repo_section(report: dict[str, Any]) -> str:

@@ -37,6 +37,7 @@ class Merged:
     records: dict[tuple[str, int], Record]
     warnings: list[str] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
+    folders: dict[str, Path] = field(default_factory=dict)  # instance id -> the shard folder holding its logs
 
     @property
     def of(self) -> int:
@@ -88,6 +89,7 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
         warnings.append(f"shard(s) {names} of {len(plan)} missing: their instances count as not attempted")
 
     records: dict[tuple[str, int], Record] = {}
+    folders: dict[str, Path] = {}
     seen_in: dict[str, list[int]] = {}
     for index, run in sorted(newest.items()):
         own = set(plan[index])
@@ -97,6 +99,7 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
                 seen_in[record.instance_id].append(index)
             if record.instance_id in own:
                 records[key] = record
+                folders[record.instance_id] = run.folder
     for iid, shards in sorted(seen_in.items()):
         if len(shards) > 1:
             warnings.append(f"duplicate instance {iid} in shards {', '.join(map(str, shards))}: "
@@ -104,7 +107,7 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
     unreadable = [u for _, run in sorted(newest.items()) for u in run.unreadable]
     warnings += [f"could not read {u}" for u in unreadable]
     samples = int(first.manifest.get("samples", 1))
-    return Merged(first.manifest["identity"], plan, samples, newest, missing, records, warnings, unreadable)
+    return Merged(first.manifest["identity"], plan, samples, newest, missing, records, warnings, unreadable, folders)
 
 
 def _same_run(a: ShardRun, b: ShardRun) -> None:
