@@ -268,12 +268,18 @@ def test_shell_scripts_pass_shellcheck() -> None:
 
 
 FAKE_GH = """#!/usr/bin/env python3
-# A stand-in for the GitHub CLI: `gh api PATH` answers from a JSON file of path -> response.
+# A stand-in for the GitHub CLI: `gh api [-X METHOD] [--paginate] PATH [--input -]` answers GETs
+# from a JSON file of path -> response and logs every call (with its body) to FAKE_GH_LOG.
 import json, os, sys
-assert sys.argv[1] == "api", sys.argv
+args = sys.argv[1:]
+assert args[0] == "api", args
+method = args[args.index("-X") + 1] if "-X" in args else "GET"
+path = next(a for a in args[1:] if "/" in a)
+body = json.load(sys.stdin) if "--input" in args else None
+with open(os.environ.get("FAKE_GH_LOG", os.devnull), "a") as log:
+    log.write(json.dumps({"method": method, "path": path, "body": body}) + "\\n")
 answers = json.load(open(os.environ["FAKE_GH_ANSWERS"]))
-path = sys.argv[2]
-print(json.dumps(answers.get(path, {"workflow_runs": [], "artifacts": []})))
+print(json.dumps(answers.get(path, {"workflow_runs": [], "artifacts": []}) if method == "GET" else {}))
 """
 
 
@@ -347,3 +353,32 @@ def test_a_rerun_resumes_from_the_newest_attempt_by_number(tmp_path: Path) -> No
     done = subprocess.run(["bash", str(ROOT / "scripts" / "shard.sh")], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (out / "which").read_text() == "10"
+
+
+def test_one_pull_request_comment_is_created_then_updated(tmp_path: Path) -> None:
+    if shutil.which("jq") is None:
+        need("jq", "CI_EVAL_REQUIRE_LINTERS", "it is not installed (apt-get install jq)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(FAKE_GH)
+    (bin_dir / "gh").chmod(0o755)
+    runner = Runner(tmp_path / "aggregate")
+    (runner.temp / "ci-eval-report").mkdir(parents=True)
+    (runner.temp / "ci-eval-report" / "comment.md").write_text("## ci-eval: 5 of 6 resolved\n\n**Verdict: pass**\n")
+    log, answers = tmp_path / "calls.jsonl", tmp_path / "answers.json"
+    comments = "repos/me/app/issues/7/comments?per_page=100"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_GH_ANSWERS": str(answers), "FAKE_GH_LOG": str(log),
+           "GITHUB_REPOSITORY": "me/app"}
+    inputs = {"pr-number": "7", "artifact-prefix": "ci-eval", "comment": "true"}
+
+    answers.write_text(json.dumps({comments: [{"id": 1, "body": "LGTM"}]}))
+    first = runner.run(ROOT / "aggregate" / "action.yml", "comment", inputs, env)
+    assert first.returncode == 0, first.stderr
+    answers.write_text(json.dumps({comments: [{"id": 1, "body": "LGTM"},
+                                              {"id": 2, "body": "<!-- ci-eval:ci-eval -->\nold"}]}))
+    second = runner.run(ROOT / "aggregate" / "action.yml", "comment", inputs, env)
+    assert second.returncode == 0, second.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines() if json.loads(line)["method"] != "GET"]
+    assert [(c["method"], c["path"]) for c in calls] == [
+        ("POST", "repos/me/app/issues/7/comments"), ("PATCH", "repos/me/app/issues/comments/2")]
+    assert all(c["body"]["body"].startswith("<!-- ci-eval:ci-eval -->\n## ci-eval: 5 of 6") for c in calls)

@@ -11,7 +11,7 @@ from typing import Any
 from ci_eval.report.build import build_report
 from ci_eval.report.compare import INCONCLUSIVE, Comparison, Verdict, compare, load_report, verdict
 from ci_eval.report.junit import to_junit
-from ci_eval.report.markdown import to_markdown
+from ci_eval.report.markdown import to_comment, to_markdown
 from ci_eval.report.merge import find_shards, merge
 
 
@@ -53,4 +53,5 @@ def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, 
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "junit.xml").write_text(to_junit(report))
     (out / "summary.md").write_text(summary)
+    (out / "comment.md").write_text(to_comment(report, comparison, judged))
     return Aggregated(report, comparison, judged, summary, out)

@@ -24,6 +24,18 @@ def to_markdown(report: dict[str, Any], comparison: Comparison | None = None, ve
     return truncate("\n".join(parts), limit)
 
 
+COMMENT_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
+
+
+def to_comment(report: dict[str, Any], comparison: Comparison | None, verdict: Verdict) -> str:
+    """The pull-request comment: headline, verdict, before and after; the rest is in the summary."""
+    parts = [headline(report), f"**Verdict: {verdict.word}**" + "".join(f"\n- {r}" for r in verdict.reasons) + "\n"]
+    if comparison is not None:
+        parts.append(comparison_section(comparison))
+    text = "\n".join(parts)
+    return text if len(text) <= COMMENT_LIMIT else text[: text.rfind("\n", 0, COMMENT_LIMIT)] + "\n\n_… cut; see the job summary._\n"
+
+
 def headline(report: dict[str, Any]) -> str:
     rate = report["resolve_rate"]
     low, high = rate["ci95"]
