@@ -33,7 +33,9 @@ def to_comment(report: dict[str, Any], comparison: Comparison | None, verdict: V
     if comparison is not None:
         parts.append(comparison_section(comparison))
     text = "\n".join(parts)
-    return text if len(text) <= COMMENT_LIMIT else text[: text.rfind("\n", 0, COMMENT_LIMIT)] + "\n\n_… cut; see the job summary._\n"
+    if len(text) <= COMMENT_LIMIT:
+        return text
+    return text[: text.rfind("\n", 0, COMMENT_LIMIT)] + "\n\n_… cut; see the job summary._\n"
 
 
 def headline(report: dict[str, Any]) -> str:
