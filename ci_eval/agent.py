@@ -6,11 +6,10 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import TYPE_CHECKING, Any
 
+from ci_eval.agent_config import AgentConfig
 from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
 from ci_eval.model import Message, Model, Usage
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
 SUBMIT = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 BASH_BLOCK = re.compile(r"```bash[ \t]*\n(.*?)```", re.DOTALL)
 ELIDED = "[this output was removed to keep the conversation inside the model's context window]"
+PACKAGED = AgentConfig()  # the prompts under ci_eval/prompts/, the limits from the settings
 _PER_MESSAGE_TOKENS = 8  # what a chat template adds around each message
 # A patch is read whole or not at all: one cut in the middle would be graded as another patch.
 PATCH_LIMIT = Limit(keep=16 * 1024 * 1024, flood=16 * 1024 * 1024)
@@ -49,7 +49,10 @@ class Attempt:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
 
-def limits_from(settings: Settings) -> AgentLimits:
+def limits_from(settings: Settings, config: AgentConfig = PACKAGED) -> AgentLimits:
+    """The settings' limits, under those the agent config names that no flag or variable set."""
+    given = settings.model_fields_set
+    settings = settings.model_copy(update={k: v for k, v in config.limits.items() if k not in given})
     return AgentLimits(
         step_limit=settings.step_limit, token_budget=settings.token_budget, time_limit=settings.agent_timeout,
         command_timeout=settings.command_timeout, context_window=settings.context_window,
@@ -57,22 +60,22 @@ def limits_from(settings: Settings) -> AgentLimits:
     )
 
 
-def solver(limits: AgentLimits, model: Model, seed: int) -> Solver:
+def solver(limits: AgentLimits, model: Model, seed: int, config: AgentConfig = PACKAGED) -> Solver:
     """The agent in a sandbox of its own per job (grading later starts a fresh one); sample k
     uses seed + k."""
 
     async def with_agent(job: Job, backend: Backend, logs: Path) -> Solution:
         async with backend.open(job.instance, network=True) as sandbox:
-            attempt = await solve(job.instance, sandbox, model, limits, seed + job.sample, logs / "trajectory.json")
+            attempt = await solve(job.instance, sandbox, model, limits, seed + job.sample, logs / "trajectory.json",
+                                  config)
         return Solution(attempt.patch, attempt.stats)
 
     return with_agent
 
 
 def prompt(name: str, **values: object) -> str:
-    """A template from ci_eval/prompts/, filled with $name placeholders."""
-    text = resources.files("ci_eval.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8")
-    return Template(text).safe_substitute({k: str(v) for k, v in values.items()})
+    """A packaged template from ci_eval/prompts/, filled with $name placeholders."""
+    return PACKAGED.render(name, **values)
 
 
 class TokenCounter:
@@ -130,11 +133,11 @@ def cut_middle(text: str, limit: int) -> str:
 
 
 async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: AgentLimits, seed: int,
-                trajectory: Path) -> Attempt:
+                trajectory: Path, config: AgentConfig = PACKAGED) -> Attempt:
     """Run the loop to a submission or a limit; the trajectory is written whatever happens."""
     messages: list[Message] = [
-        {"role": "system", "content": prompt("system")},
-        {"role": "user", "content": prompt("instance", problem_statement=instance.problem_statement)},
+        {"role": "system", "content": config.render("system")},
+        {"role": "user", "content": config.render("instance", problem_statement=instance.problem_statement)},
     ]
     attempt = Attempt("", AgentStats(), messages)
     usage = Usage()
@@ -160,7 +163,7 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Agen
                 if in_a_row >= limits.max_format_errors:
                     attempt.stats.exit_reason = "format_errors"
                 else:
-                    messages.append({"role": "user", "content": prompt("format_error", found=len(commands))})
+                    messages.append({"role": "user", "content": config.render("format_error", found=len(commands))})
                 continue
             in_a_row = 0
             out = await sandbox.execute(commands[0].strip(), limits.command_timeout)
@@ -172,8 +175,8 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Agen
             if out.output.lstrip().startswith(SUBMIT):
                 attempt.stats.exit_reason = "submitted"
                 break
-            text = (prompt("timeout", seconds=f"{limits.command_timeout:g}", output=shown) if out.timed_out
-                    else prompt("observation", returncode=out.returncode, output=shown))
+            text = (config.render("timeout", seconds=f"{limits.command_timeout:g}", output=shown) if out.timed_out
+                    else config.render("observation", returncode=out.returncode, output=shown))
             messages.append({"role": "user", "content": text})
         if attempt.stats.exit_reason == "submitted":
             patch = await diff(sandbox, instance.base_commit)

@@ -63,6 +63,8 @@ def run_options(func: F) -> F:
         click.option("--agent-timeout", type=float, help="Wall-clock seconds for the agent per attempt [1800]."),
         click.option("--request-timeout", type=float, help="Seconds per model request [300]."),
         click.option("--observation-chars", type=int, help="Command output shown to the model, head+tail [6000]."),
+        click.option("--agent-config", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                     help="TOML or YAML of prompts and limits over the packaged ones."),
         click.option("--local-model/--no-local-model", default=None,
                      help="Start llama.cpp with Gemma 3 270M (extra: local-model) and use it."),
     ]

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     token_budget: int = Field(default=400_000, ge=1)
     agent_timeout: float = Field(default=1800, gt=0)
     observation_chars: int = Field(default=6000, ge=200)
+    agent_config: Path | None = None  # TOML or YAML: prompts and limits over the packaged ones
     local_model: bool = False  # start the bundled llama.cpp server with a small model and use it
 
     @field_validator("filter")
@@ -112,6 +113,9 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json", exclude=_NOT_IDENTITY)
         # The local model listens on a new port each run; the port is not part of what it is.
         data["base_url"] = "local" if self.local_model else redact_url(self.base_url)
+        if self.agent_config is not None:  # what the prompts say, not where the file lay
+            content = self.agent_config.read_bytes() if self.agent_config.is_file() else b""
+            data["agent_config"] = hashlib.sha256(content).hexdigest()[:16]
         return data
 
     def config_hash(self) -> str:

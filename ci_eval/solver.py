@@ -40,7 +40,8 @@ def for_settings(settings: Settings, planned: Sequence[Instance], model: OpenAIM
         from ci_eval import predictions
 
         return predictions.solver(predictions.load_predictions(settings.predictions, planned))
-    from ci_eval import agent
+    from ci_eval import agent, agent_config
 
     assert model is not None, "the agent needs a model"
-    return agent.solver(agent.limits_from(settings), model, settings.seed)
+    config = agent_config.load(settings.agent_config) if settings.agent_config else agent.PACKAGED
+    return agent.solver(agent.limits_from(settings, config), model, settings.seed, config)

@@ -208,3 +208,46 @@ def test_no_secret_reaches_the_sandbox_a_file_or_a_request(tmp_path: Path, monke
     for path in result.folder.rglob("*"):
         if path.is_file():
             assert "canary" not in path.read_text(errors="replace"), path
+
+
+def test_an_agent_config_changes_prompts_and_limits(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text('[prompts]\nsystem = "You are a careful engineer. Use bash."\n'
+                      'instance = "TASK:\\n$problem_statement\\nGo."\n[limits]\nstep_limit = 2\n')
+    with serve(replies(then=LOOK)) as server:
+        result = run_shard(agent_settings(tmp_path, server.url, agent_config=config), 0, 1)
+    first = server.requests[0]["messages"]
+    assert first[0]["content"] == "You are a careful engineer. Use bash."
+    assert first[1]["content"].startswith("TASK:\n") and first[1]["content"].endswith("\nGo.")
+    record = result.records[(CALC_2, 0)]
+    assert (record.agent.exit_reason, record.agent.steps) == ("step_limit", 2)
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["config"]["agent_config"] and manifest["identity"]["config_hash"] != \
+        agent_settings(tmp_path, server.url).config_hash()  # another prompt is another run
+    yaml_config = tmp_path / "agent.yaml"
+    yaml_config.write_text("limits:\n  step_limit: 1\n")
+    with serve(replies(then=LOOK)) as server:
+        result = run_shard(agent_settings(tmp_path / "y", server.url, agent_config=yaml_config, step_limit=3), 0, 1)
+    assert result.records[(CALC_2, 0)].agent.steps == 3  # a flag wins over the file
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ('[prompts]\ninstance = "no placeholder here"\n', "must contain $problem_statement"),
+    ('[prompts]\nobservation = "$output and $stdout"\n', "uses $stdout, which it is never given"),
+    ('[prompts]\ntimeout = "cost: 5$"\n', "lone '$'"),
+    ('[prompts]\nplan = "x"\n', "unknown prompt 'plan'"),
+    ('[limits]\nstep_limit = -1\n', "positive number"),
+    ('[limits]\ntemperature = 1\n', "unknown limit 'temperature'"),
+    ('[model]\nname = "x"\n', "unknown section 'model'"),
+    ('[prompts\n', "not valid TOML"),
+])
+def test_a_bad_agent_config_is_one_line(tmp_path: Path, text: str, needle: str) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "ci_eval", "shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES),
+         "--sandbox", "local", "--agent-config", str(config), "--output", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
