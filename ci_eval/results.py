@@ -7,10 +7,11 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError
 
+from ci_eval.contracts import Manifest, read_manifest
 from ci_eval.errors import InputError
 
 Status = Literal["resolved", "unresolved", "empty_patch", "patch_failed", "error", "timeout"]
@@ -177,63 +178,18 @@ def latest_records(path: Path) -> dict[tuple[str, int], Record]:
     return {r.key: r for r in read_records(path)}
 
 
-class ShardInfo(BaseModel):
-    index: int = Field(ge=0)
-    of: int = Field(ge=1)
-    attempt: int = Field(ge=1)
-
-
-class Manifest(BaseModel):
-    """What aggregation needs of manifest.json; anything of another shape is refused."""
-
-    model_config = ConfigDict(extra="allow")
-
-    identity: dict[str, Any]
-    shard: ShardInfo
-    plan: list[list[str]]
-    planned: list[str]
-    samples: int = Field(default=1, ge=1)
-    written_at: str = ""
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Manifest:
-        if len(self.plan) != self.shard.of or self.shard.index >= self.shard.of:
-            raise ValueError(f"shard {self.shard.index} of {self.shard.of} does not fit a plan of {len(self.plan)}")
-        if self.plan[self.shard.index] != self.planned:
-            raise ValueError("its planned instances are not its shard of the plan")
-        return self
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    """manifest.json, checked: a file of another shape is a one-line error naming it."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        Manifest.model_validate(data)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, ValidationError):
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            reason = f"{where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}"
-        else:
-            reason = str(exc).splitlines()[0][:200]
-        raise InputError(f"{path} is not a ci-eval manifest ({reason}); remove it or fix it") from None
-    result: dict[str, Any] = data
-    return result
-
-
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(folder: Path, manifest: Manifest) -> None:
     """Write manifest.json atomically, refusing to mix two configurations in one folder."""
     path = folder / MANIFEST_FILE
     if path.exists():
-        old = json.loads(path.read_text())
-        if old.get("identity", {}).get("config_hash") != manifest["identity"]["config_hash"]:
+        old = read_manifest(path)
+        if old.identity.get("config_hash") != manifest.identity["config_hash"]:
             raise InputError(
-                f"{folder} holds results of another configuration "
-                f"(config hash {old.get('identity', {}).get('config_hash')}); "
+                f"{folder} holds results of another configuration (config hash {old.identity.get('config_hash')}); "
                 "use another --output or delete the folder"
             )
-        if old.get("planned") != manifest["planned"]:
+        if old.planned != manifest.planned:
             raise InputError(f"{folder} holds results of another shard plan; use another --output")
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.write_text(manifest.model_dump_json(indent=2) + "\n")
     os.replace(tmp, path)

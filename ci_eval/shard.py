@@ -10,10 +10,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ci_eval import __version__, solver
 from ci_eval.config import Settings
+from ci_eval.contracts import Manifest
 from ci_eval.errors import InputError
 from ci_eval.github import run_attempt
 from ci_eval.instances import Instance
@@ -118,11 +118,10 @@ async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, model: Open
             await model.close()
 
 
-def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> dict[str, Any]:
+def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> Manifest:
     """The shard's identity; the whole plan rides along so that aggregation can name the
     instances of a shard whose artifact never arrived."""
-    return {
-        "schema": 1,
+    return Manifest.model_validate({
         "identity": {
             "ci_eval_version": __version__,
             "model": settings.model if settings.predictions is None else f"predictions:{settings.predictions}",
@@ -139,7 +138,7 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> dict[s
         "planned": made.shards[index],
         "plan": made.shards,
         "written_at": now(),
-    }
+    })
 
 
 def _owner(folder: Path) -> str:

@@ -42,11 +42,16 @@ def test_resume_skips_finished_and_retries_infra_failures() -> None:
 
 
 def test_manifest_refuses_another_configuration(tmp_path: Path) -> None:
-    first = {"identity": {"config_hash": "aaa"}, "planned": ["x"]}
-    write_manifest(tmp_path, first)
-    write_manifest(tmp_path, first)  # the same run resuming is fine
+    from ci_eval.contracts import Manifest
+
+    def manifest(config_hash: str) -> Manifest:
+        return Manifest.model_validate({"identity": {"config_hash": config_hash}, "planned": ["x"], "plan": [["x"]],
+                                        "shard": {"index": 0, "of": 1, "attempt": 1}})
+
+    write_manifest(tmp_path, manifest("aaa"))
+    write_manifest(tmp_path, manifest("aaa"))  # the same run resuming is fine
     with pytest.raises(InputError, match="another configuration"):
-        write_manifest(tmp_path, {"identity": {"config_hash": "bbb"}, "planned": ["x"]})
+        write_manifest(tmp_path, manifest("bbb"))
 
 
 def test_settings_precedence_and_no_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ci_eval.report import REPORT_SCHEMA_VERSION
+from ci_eval.contracts import REPORT_VERSION, Report
 from ci_eval.report.merge import Merged
 from ci_eval.report.stats import pass_at_k, wilson
 from ci_eval.results import INFRA_FAILURES, MODEL_FAILURES, Record
@@ -37,7 +37,7 @@ def build_report(merged: Merged) -> dict[str, Any]:
         per_repo[entry["repo"]][entry["status"]] += 1
     records = list(merged.records.values())
     report: dict[str, Any] = {
-        "schema_version": REPORT_SCHEMA_VERSION,
+        "schema_version": REPORT_VERSION,
         "identity": merged.identity,
         "shards": {
             "of": merged.of,
@@ -82,7 +82,9 @@ def build_report(merged: Merged) -> dict[str, Any]:
                           / max(planned, 1), 4)
             for k in range(1, merged.samples + 1)
         }
-    return report
+    # Through the contract: a field that drifts from report.schema.json fails here, not downstream.
+    checked: dict[str, Any] = Report.model_validate(report).model_dump(mode="json")
+    return checked
 
 
 def _instance(iid: str, merged: Merged, damaged: bool) -> dict[str, Any]:

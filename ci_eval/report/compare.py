@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_eval.errors import InputError
-from ci_eval.report import REPORT_SCHEMA_VERSION
+from ci_eval.contracts import read_report
 from ci_eval.report.stats import mcnemar_exact
 from ci_eval.results import MODEL_FAILURES
 
@@ -52,13 +50,8 @@ class Verdict:
 
 
 def load_report(path: Path) -> dict[str, Any]:
-    try:
-        report: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read report {path}: {exc}") from None
-    if not isinstance(report, dict) or report.get("schema_version") != REPORT_SCHEMA_VERSION \
-            or not isinstance(report.get("instances"), dict):
-        raise InputError(f"{path} is not a ci-eval report (schema {REPORT_SCHEMA_VERSION})")
+    """A report.json, read through its contract (an older report gets the newer fields' defaults)."""
+    report: dict[str, Any] = read_report(path).model_dump(mode="json")
     return report
 
 

@@ -53,7 +53,7 @@ def headline(report: dict[str, Any]) -> str:
            "not counted as wrong answers)" if unknown else ""),
         "",
     ]
-    if "pass_at_k" in report:
+    if report.get("pass_at_k"):
         lines.append(" · ".join(f"pass@{k} {v:.1%}" for k, v in report["pass_at_k"].items()) + "\n")
     return "\n".join(lines)
 

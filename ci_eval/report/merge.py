@@ -7,24 +7,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ci_eval.contracts import Manifest, read_manifest, same_run
 from ci_eval.errors import InputError
-from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, Record, Unreadable, read_manifest, scan_records
+from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, Record, Unreadable, scan_records
 
 
 @dataclass
 class ShardRun:
     folder: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     records: dict[tuple[str, int], Record]
     unreadable: list[Unreadable] = field(default_factory=list)
 
     @property
     def index(self) -> int:
-        return int(self.manifest["shard"]["index"])
+        return self.manifest.shard.index
 
     @property
     def attempt(self) -> int:
-        return int(self.manifest["shard"]["attempt"])
+        return self.manifest.shard.attempt
 
 
 @dataclass
@@ -66,17 +67,15 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
         raise InputError("no shard results found (no manifest.json below the given folders)")
     first = runs[0]
     for run in runs[1:]:
-        _same_run(first, run)
+        same_run(first.manifest, run.manifest, first.folder, run.folder)
 
     newest: dict[int, ShardRun] = {}
     for run in runs:  # a re-run's newer attempt replaces the older; shards not re-run stay
         kept = newest.get(run.index)
-        if kept is None or (run.attempt, run.manifest.get("written_at", "")) > (
-            kept.attempt, kept.manifest.get("written_at", "")
-        ):
+        if kept is None or (run.attempt, run.manifest.written_at) > (kept.attempt, kept.manifest.written_at):
             newest[run.index] = run
 
-    plan: list[list[str]] = first.manifest["plan"]
+    plan = first.manifest.plan
     missing = [n for n in range(len(plan)) if n not in newest]
     warnings = []
     if missing:
@@ -106,17 +105,5 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
                             "kept the result of the shard that planned it")
     unreadable = [u for _, run in sorted(newest.items()) for u in run.unreadable]
     warnings += [f"could not read {u}" for u in unreadable]
-    samples = int(first.manifest.get("samples", 1))
-    return Merged(first.manifest["identity"], plan, samples, newest, missing, records, warnings, unreadable, folders)
-
-
-def _same_run(a: ShardRun, b: ShardRun) -> None:
-    for key in sorted(set(a.manifest["identity"]) | set(b.manifest["identity"])):
-        va, vb = a.manifest["identity"].get(key), b.manifest["identity"].get(key)
-        if va != vb:
-            raise InputError(
-                f"shards are from different runs: {key} is {va!r} in {a.folder} but {vb!r} in {b.folder}; "
-                "aggregate the shards of one configuration at a time"
-            )
-    if a.manifest["plan"] != b.manifest["plan"]:
-        raise InputError(f"shards {a.folder} and {b.folder} were planned differently (another --of or instance set)")
+    samples = first.manifest.samples
+    return Merged(first.manifest.identity, plan, samples, newest, missing, records, warnings, unreadable, folders)

@@ -1,0 +1,199 @@
+"""What crosses a job boundary, typed: the shard's manifest.json and the run's report.json.
+
+Each is a pydantic model with one version field, `schema_version`; their JSON Schemas are
+generated into schemas/ (`python -m ci_eval.contracts`) and a test keeps them current. Reading
+either file goes through its model, so a file of another shape is one clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ci_eval.errors import InputError
+
+MANIFEST_VERSION = 1
+REPORT_VERSION = 1
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+Contract = TypeVar("Contract", bound=BaseModel)
+
+
+class ShardInfo(BaseModel):
+    index: int = Field(ge=0)
+    of: int = Field(ge=1)
+    attempt: int = Field(ge=1)
+
+
+class Manifest(BaseModel):
+    """manifest.json: who ran this shard, with what, and the whole plan (so that aggregation can
+    name the instances of a shard whose artifact never arrived)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = MANIFEST_VERSION
+    identity: dict[str, Any]  # what a result depends on; shards of one run agree on all of it
+    config: dict[str, Any] = Field(default_factory=dict)
+    shard: ShardInfo
+    sandbox: str = ""
+    samples: int = Field(default=1, ge=1)
+    planned: list[str]
+    plan: list[list[str]]
+    written_at: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_version_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "schema" in data and "schema_version" not in data:  # before 0.2
+            data = {**data, "schema_version": data["schema"]}
+            del data["schema"]
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if len(self.plan) != self.shard.of or self.shard.index >= self.shard.of:
+            raise ValueError(f"shard {self.shard.index} of {self.shard.of} does not fit a plan of {len(self.plan)}")
+        if self.plan[self.shard.index] != self.planned:
+            raise ValueError("its planned instances are not its shard of the plan")
+        return self
+
+
+def same_run(a: Manifest, b: Manifest, where_a: object, where_b: object) -> None:
+    """The one check that two shards belong to one run: same identity, same plan."""
+    for key in sorted(set(a.identity) | set(b.identity)):
+        va, vb = a.identity.get(key), b.identity.get(key)
+        if va != vb:
+            raise InputError(f"shards are from different runs: {key} is {va!r} in {where_a} but {vb!r} in {where_b}; "
+                             "aggregate the shards of one configuration at a time")
+    if a.plan != b.plan:
+        raise InputError(f"shards {where_a} and {where_b} were planned differently (another --of or instance set)")
+
+
+class ErrorEntry(BaseModel):
+    kind: str
+    message: str
+
+
+class InstanceResult(BaseModel):
+    repo: str
+    status: str  # a Record status, or not_attempted / unreadable
+    samples: int = 0
+    resolved_samples: int = 0
+    time: float = 0.0
+    error: ErrorEntry | None = None
+    failing_tests: list[str] = Field(default_factory=list)
+    attempt: int | None = None
+    exit_reason: str | None = None
+    steps: int = 0
+    tokens: int = 0
+    log_tail: str = ""
+
+
+class ShardsSeen(BaseModel):
+    of: int
+    present: list[int]
+    missing: list[int]
+    attempts: dict[str, int]
+
+
+class Totals(BaseModel):
+    planned: int
+    attempted: int
+    by_status: dict[str, int]
+
+
+class ResolveRate(BaseModel):
+    resolved: int
+    planned: int
+    rate: float
+    ci95: tuple[float, float]
+
+
+class InfraFailures(BaseModel):
+    count: int
+    instances: list[str]
+
+
+class RepoResult(BaseModel):
+    planned: int
+    resolved: int
+    rate: float
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model_seconds: float = 0.0
+    agent_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+class UnreadableLine(BaseModel):
+    file: str
+    line: int
+    reason: str
+    instance_id: str | None = None
+
+
+class Report(BaseModel):
+    """report.json: what a merged run amounts to."""
+
+    schema_version: int = REPORT_VERSION
+    identity: dict[str, Any]
+    shards: ShardsSeen
+    totals: Totals
+    resolve_rate: ResolveRate
+    model_failures: dict[str, int]
+    infrastructure_failures: InfraFailures
+    per_repo: dict[str, RepoResult]
+    no_verdict: list[str] = Field(default_factory=list)
+    unreadable: list[UnreadableLine] = Field(default_factory=list)
+    usage: Usage
+    samples: int = 1
+    warnings: list[str] = Field(default_factory=list)
+    instances: dict[str, InstanceResult]
+    pass_at_k: dict[str, float] | None = None
+
+
+def read_manifest(path: Path) -> Manifest:
+    return _read(path, Manifest, MANIFEST_VERSION, "a ci-eval manifest", "remove it or fix it")
+
+
+def read_report(path: Path) -> Report:
+    return _read(path, Report, REPORT_VERSION, "a ci-eval report", "give the report.json of a ci-eval run")
+
+
+def _read(path: Path, model: type[Contract], version: int, what: str, todo: str) -> Contract:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        parsed = model.model_validate(data)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            reason = f"{where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}"
+        else:
+            reason = str(exc).splitlines()[0][:200]
+        raise InputError(f"{path} is not {what} ({reason}); {todo}") from None
+    if getattr(parsed, "schema_version", None) != version:
+        found = getattr(parsed, "schema_version", None)
+        raise InputError(f"{path} is {what} of schema version {found}; this ci-eval reads {version}")
+    return parsed
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    return {"manifest.schema.json": Manifest.model_json_schema(), "report.schema.json": Report.model_json_schema()}
+
+
+def write_schemas(folder: Path = SCHEMAS) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, schema in schemas().items():
+        (folder / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_schemas(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMAS)

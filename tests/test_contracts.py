@@ -1,0 +1,46 @@
+"""The files between jobs keep their contracts: the committed JSON Schemas are the models', and
+real shard output and reports validate against them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from ci_eval.contracts import SCHEMAS, read_manifest, read_report, schemas
+from ci_eval.errors import InputError
+from ci_eval.report.aggregate import aggregate
+from ci_eval.shard import run_shard
+from tests.conftest import FIXTURES, settings
+
+
+def test_the_committed_schemas_are_the_models() -> None:
+    for name, schema in schemas().items():
+        committed = json.loads((SCHEMAS / name).read_text())
+        assert committed == schema, f"schemas/{name} is stale: run python -m ci_eval.contracts"
+
+
+def test_real_shard_output_and_its_report_follow_the_schemas(tmp_path: Path) -> None:
+    cfg = settings(tmp_path, predictions="gold", sandbox="local", repos_dir=FIXTURES / "repos",
+                   output=tmp_path / "artifacts" / "shard-0")
+    run_shard(cfg, 0, 1)
+    aggregate([tmp_path / "artifacts"], tmp_path / "report")
+    manifest = json.loads((tmp_path / "artifacts" / "shard-0" / "manifest.json").read_text())
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    jsonschema.validate(manifest, json.loads((SCHEMAS / "manifest.schema.json").read_text()))
+    jsonschema.validate(report, json.loads((SCHEMAS / "report.schema.json").read_text()))
+    assert manifest["schema_version"] == 1 and report["schema_version"] == 1
+    broken = dict(report, resolve_rate={"rate": "high"})
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, json.loads((SCHEMAS / "report.schema.json").read_text()))
+
+
+def test_versions_are_read_by_their_one_name(tmp_path: Path) -> None:
+    old = {"schema": 1, "identity": {}, "shard": {"index": 0, "of": 1, "attempt": 1}, "planned": [], "plan": [[]]}
+    (tmp_path / "manifest.json").write_text(json.dumps(old))
+    assert read_manifest(tmp_path / "manifest.json").schema_version == 1  # an older artifact still reads
+    (tmp_path / "report.json").write_text(json.dumps({"schema_version": 2}))
+    with pytest.raises(InputError, match="is not a ci-eval report"):
+        read_report(tmp_path / "report.json")
