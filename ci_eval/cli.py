@@ -8,9 +8,10 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import click
+from pydantic.fields import FieldInfo
 
 from ci_eval import __version__
 from ci_eval.config import Settings, load_settings
@@ -20,57 +21,52 @@ from ci_eval.github import write_outputs, write_summary
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def settings_options(func: F) -> F:
-    """The flags that become Settings; unset flags fall through to env, file, defaults."""
-    options = [
-        click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file of settings."),
-        click.option("--dataset", help="Hub dataset name or a .json/.jsonl/.parquet file."),
-        click.option("--split", help="Dataset split (Hub datasets)."),
-        click.option("--revision", help="Hub dataset revision (commit, tag or branch) to pin."),
-        click.option("--instance-ids", multiple=True, help="Only these instances (repeatable)."),
-        click.option("--filter", help="Only instances whose id matches this regular expression."),
-        click.option("--sample-size", type=int, help="A random subset of this many instances."),
-        click.option("--sample-seed", type=int, help="The seed that draws --sample-size [0]."),
-        click.option("--timings", type=click.Path(path_type=Path, exists=True), help="JSON id->seconds cost prior."),
-    ]
-    for option in reversed(options):
+def _section(field: FieldInfo) -> str:
+    extra = field.json_schema_extra
+    return str(extra.get("section", "run")) if isinstance(extra, dict) else "run"
+
+
+def _flag(name: str, field: FieldInfo) -> Callable[[Any], Any]:
+    """One click option for one Settings field: its name, its type, its description as help."""
+    flag = "--" + name.replace("_", "-")
+    kind: Any = field.annotation
+    if type(None) in get_args(kind):  # X | None: the option takes X; not given means "unset"
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    default = field.get_default(call_default_factory=True)
+    description = field.description or ""
+    hidden = default is None or default is False or default in ([], "") or "[" in description
+    shown = "" if hidden else f" [{default:g}]" if isinstance(default, float) else f" [{default}]"
+    help_text = description + shown
+    if kind is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
+    if get_origin(kind) is Literal:
+        return click.option(flag, name, type=click.Choice(list(get_args(kind))), help=help_text)
+    if get_origin(kind) is list:
+        return click.option(flag, name, multiple=True, help=help_text)
+    if kind is Path:
+        return click.option(flag, name, type=click.Path(path_type=Path), help=help_text)
+    return click.option(flag, name, type=kind, help=help_text)
+
+
+def _options(func: F, section: str, before: list[Callable[[Any], Any]], after: list[Callable[[Any], Any]]) -> F:
+    fields = [_flag(n, f) for n, f in Settings.model_fields.items() if _section(f) == section]
+    for option in reversed([*before, *fields, *after]):
         func = option(func)
     return func
+
+
+def settings_options(func: F) -> F:
+    """The flags that choose what to evaluate, made from the Settings fields; an unset flag falls
+    through to env, file, defaults."""
+    config = click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file of settings.")
+    timings = click.option("--timings", type=click.Path(path_type=Path, exists=True),
+                           help="Cost prior: JSON id -> seconds, or an earlier run's report.json.")
+    return _options(func, "select", [config], [timings])
 
 
 def run_options(func: F) -> F:
-    options = [
-        click.option("--predictions", help="'gold' or an official predictions .json/.jsonl file."),
-        click.option("--output", type=click.Path(path_type=Path), help="The shard's folder [ci-eval-results/shard-I]."),
-        click.option("--workers", type=int, help="Concurrent instances [4]."),
-        click.option("--sandbox", type=click.Choice(["auto", "docker", "local"]), help="Where commands run [auto]."),
-        click.option("--repos-dir", type=click.Path(path_type=Path), help="Source trees for the local sandbox."),
-        click.option("--samples", type=int, help="Independent attempts per instance [1]."),
-        click.option("--max-attempts", type=int, help="Tries per instance for infrastructure failures [3]."),
-        click.option("--instance-timeout", type=float, help="Wall-clock seconds per instance [3600]."),
-        click.option("--eval-timeout", type=float, help="Seconds for the tests [1800]."),
-        click.option("--command-timeout", type=float, help="Seconds per agent command [120]."),
-        click.option("--memory-limit", help="Container memory limit [4g]."),
-        click.option("--prune-images/--keep-images", default=None, help="Remove each image after its last use."),
-        click.option("--model", help="Model name on the server [granite4:tiny-h]."),
-        click.option("--base-url", help="OpenAI-compatible server [http://localhost:11434/v1]."),
-        click.option("--context-window", type=int, help="Tokens the whole request must fit in [8192]."),
-        click.option("--max-tokens", type=int, help="Tokens per model reply [1024]."),
-        click.option("--temperature", type=float, help="Sampling temperature [0]."),
-        click.option("--seed", type=int, help="Model seed; sample k uses seed + k [0]."),
-        click.option("--step-limit", type=int, help="Model calls per attempt [40]."),
-        click.option("--token-budget", type=int, help="Tokens per attempt [400000]."),
-        click.option("--agent-timeout", type=float, help="Wall-clock seconds for the agent per attempt [1800]."),
-        click.option("--request-timeout", type=float, help="Seconds per model request [300]."),
-        click.option("--observation-chars", type=int, help="Command output shown to the model, head+tail [6000]."),
-        click.option("--agent-config", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-                     help="TOML or YAML of prompts and limits over the packaged ones."),
-        click.option("--local-model/--no-local-model", default=None,
-                     help="Start llama.cpp with Gemma 3 270M (extra: local-model) and use it."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """The flags of how to run, made from the Settings fields (one source of help and defaults)."""
+    return _options(func, "run", [], [])
 
 
 def friendly(func: F) -> F:

@@ -31,47 +31,55 @@ class Settings(BaseSettings):
     # Empty variables count as unset: the GitHub Action maps every input, given or not, to one.
     model_config = SettingsConfigDict(env_prefix="CI_EVAL_", extra="forbid", env_ignore_empty=True)
 
-    # what to evaluate
-    dataset: str = DEFAULT_DATASET
-    split: str = "test"
-    revision: str | None = None  # a Hub dataset's commit, tag or branch: pin it so every run grades the same rows
-    instance_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    filter: str | None = None  # a regular expression: only instance ids it matches (re.search)
-    sample_size: int | None = Field(default=None, ge=1)  # a random subset of this many instances…
-    sample_seed: int = 0  # … drawn with this seed: the same subset on every machine
-    predictions: str | None = None  # "gold", a predictions file, or None to run the agent
-    samples: int = Field(default=1, ge=1)
+    # What to evaluate. Each field's description is its --flag's help (cli.py builds the flags
+    # from these fields); the section says which commands take it.
+    dataset: str = Field(DEFAULT_DATASET, description="Hub dataset name or a .json/.jsonl/.parquet file.",
+                         json_schema_extra={"section": "select"})
+    split: str = Field("test", description="Dataset split (Hub datasets).", json_schema_extra={"section": "select"})
+    revision: str | None = Field(None, description="Hub dataset revision (commit, tag or branch) to pin.",
+                                 json_schema_extra={"section": "select"})
+    instance_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Only these instances (repeatable).", json_schema_extra={"section": "select"})
+    filter: str | None = Field(None, description="Only instances whose id matches this regular expression.",
+                               json_schema_extra={"section": "select"})
+    sample_size: int | None = Field(None, ge=1, description="A random subset of this many instances.",
+                                    json_schema_extra={"section": "select"})
+    sample_seed: int = Field(0, description="The seed that draws --sample-size.",
+                             json_schema_extra={"section": "select"})
+    predictions: str | None = Field(None, description="'gold' or an official predictions .json/.jsonl file.")
+    samples: int = Field(1, ge=1, description="Independent attempts per instance.")
 
     # where and how
-    output: Path | None = None  # the shard's folder; None means ci-eval-results/shard-<index>
-    workers: int = Field(default=4, ge=1, le=64)
-    sandbox: Literal["auto", "docker", "local"] = "auto"
-    repos_dir: Path | None = None
-    max_attempts: int = Field(default=3, ge=1)
-    prune_images: bool = False  # remove an instance image once no job of the shard needs it
+    output: Path | None = Field(None, description="The shard's folder [ci-eval-results/shard-I].")
+    workers: int = Field(4, ge=1, le=64, description="Concurrent instances.")
+    sandbox: Literal["auto", "docker", "local"] = Field("auto", description="Where commands run.")
+    repos_dir: Path | None = Field(None, description="Source trees for the local sandbox.")
+    max_attempts: int = Field(3, ge=1, description="Tries per instance for infrastructure failures.")
+    prune_images: bool = Field(False, description="Remove each instance image after its last use in the shard.")
 
     # limits
-    instance_timeout: float = Field(default=3600, gt=0)
-    eval_timeout: float = Field(default=1800, gt=0)
-    command_timeout: float = Field(default=120, gt=0)
-    memory_limit: str = "4g"
-    pids_limit: int = Field(default=1024, ge=16)
+    instance_timeout: float = Field(3600, gt=0, description="Wall-clock seconds per instance.")
+    eval_timeout: float = Field(1800, gt=0, description="Seconds for the tests.")
+    command_timeout: float = Field(120, gt=0, description="Seconds per agent command.")
+    memory_limit: str = Field("4g", description="Container memory limit.")
+    pids_limit: int = Field(1024, ge=16, description="Container process limit.")
 
     # the model (any OpenAI-compatible server)
-    model: str = "granite4:tiny-h"
-    base_url: str = "http://localhost:11434/v1"
-    api_key: SecretStr = SecretStr("")
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    seed: int = 0
-    request_timeout: float = 300
-    context_window: int = 8192
-    step_limit: int = Field(default=40, ge=1)
-    token_budget: int = Field(default=400_000, ge=1)
-    agent_timeout: float = Field(default=1800, gt=0)
-    observation_chars: int = Field(default=6000, ge=200)
-    agent_config: Path | None = None  # TOML or YAML: prompts and limits over the packaged ones
-    local_model: bool = False  # start the bundled llama.cpp server with a small model and use it
+    model: str = Field("granite4:tiny-h", description="Model name on the server.")
+    base_url: str = Field("http://localhost:11434/v1", description="OpenAI-compatible server.")
+    api_key: SecretStr = Field(SecretStr(""), description="From CI_EVAL_API_KEY only: never a flag, never written.",
+                               json_schema_extra={"section": "none"})
+    temperature: float = Field(0.0, description="Sampling temperature.")
+    max_tokens: int = Field(1024, description="Tokens per model reply.")
+    seed: int = Field(0, description="Model seed; sample k uses seed + k.")
+    request_timeout: float = Field(300, description="Seconds per model request.")
+    context_window: int = Field(8192, description="Tokens the whole request must fit in.")
+    step_limit: int = Field(40, ge=1, description="Model calls per attempt.")
+    token_budget: int = Field(400_000, ge=1, description="Tokens per attempt.")
+    agent_timeout: float = Field(1800, gt=0, description="Wall-clock seconds for the agent per attempt.")
+    observation_chars: int = Field(6000, ge=200, description="Command output shown to the model, head+tail.")
+    agent_config: Path | None = Field(None, description="TOML or YAML of prompts and limits over the packaged ones.")
+    local_model: bool = Field(False, description="Start llama.cpp with Gemma 3 270M (extra: local-model) and use it.")
 
     @field_validator("filter")
     @classmethod

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tests.conftest import INSTANCES, rows
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     import os
@@ -54,3 +56,27 @@ def test_missing_docker_engine(tmp_path: Path) -> None:
 def test_bad_setting(tmp_path: Path) -> None:
     one_line_error(run("shard", "--index", "0", "--of", "1", "--workers", "0", "--dataset", str(INSTANCES)),
                    "workers")
+
+
+def test_every_setting_is_a_flag_with_its_description_as_help() -> None:
+    """One source of settings: the flags are made from the Settings fields."""
+    from ci_eval.cli import main
+    from ci_eval.config import Settings
+
+    shard = {p.name: p for p in main.commands["shard"].params}
+    plan = {p.name for p in main.commands["plan"].params}
+    for name, field in Settings.model_fields.items():
+        if name == "api_key":
+            assert name not in shard  # a secret is never a flag
+            continue
+        assert name in shard, f"Settings.{name} has no --{name.replace('_', '-')}"
+        assert (shard[name].help or "").startswith(field.description or "?"), name
+    assert {"dataset", "split", "revision", "instance_ids", "filter", "sample_size", "sample_seed"} <= plan
+
+
+def test_the_workflows_two_input_lists_are_one() -> None:
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "evaluate.yml").read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
+    assert triggers["workflow_call"]["inputs"] == triggers["workflow_dispatch"]["inputs"]
