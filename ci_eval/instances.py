@@ -40,6 +40,40 @@ def check_text(value: Any, what: str = "text") -> Any:
     return value
 
 
+def classic_image(instance_id: str) -> str:
+    """The official harness's image for an instance (`__` is `_1776_` on Docker Hub)."""
+    from swebench.task.checks import expected_image
+
+    image: str = expected_image(instance_id)
+    return image
+
+
+def classic_parser(repo: str) -> str:
+    """swebench's log parser for a repository, by its registered name."""
+    parser = _parsers_by_repo().get(repo)
+    if parser is None:
+        raise ValueError(f"has no log_parser and swebench knows no parser for repository {repo!r}; "
+                         "add a log_parser column")
+    return parser
+
+
+@functools.cache
+def _parsers_by_repo() -> dict[str, str]:
+    from swebench.harness import log_parsers
+    from swebench.harness.log_parsers import PARSER_REGISTRY
+
+    # The registry names each parser function; several names alias one function: take the first.
+    name_of: dict[int, str] = {}
+    for name, function in PARSER_REGISTRY.items():
+        name_of.setdefault(id(function), name)
+    by_repo: dict[str, str] = {}
+    for module in vars(log_parsers).values():
+        for attr, value in vars(module).items() if hasattr(module, "__dict__") else ():
+            if attr.startswith("MAP_REPO_TO_PARSER") and isinstance(value, dict):
+                by_repo.update({repo: name_of[id(f)] for repo, f in value.items() if id(f) in name_of})
+    return by_repo
+
+
 @functools.cache
 def known_parsers() -> frozenset[str]:
     from swebench.harness.log_parsers import PARSER_REGISTRY
@@ -69,7 +103,7 @@ class Instance(BaseModel):
     PASS_TO_PASS: list[str]
     version: str
     image: str
-    eval_script: str
+    eval_script: str = ""  # empty: a classic-schema row, which can be planned but not graded
     log_parser: str
     eval_type: str = "pass_and_fail"
     difficulty: str | None = None
@@ -84,6 +118,18 @@ class Instance(BaseModel):
             except json.JSONDecodeError:
                 raise ValueError("is a string but not a JSON list") from None
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _classic(cls, row: Any) -> Any:
+        """A row of the classic 13-column schema (mirrors, parquet exports, SWE-bench Lite) has no
+        image or log_parser: derive both as swebench names them."""
+        if isinstance(row, dict) and isinstance(row.get("instance_id"), str) and isinstance(row.get("repo"), str):
+            if not row.get("image"):
+                row = {**row, "image": classic_image(row["instance_id"])}
+            if not row.get("log_parser"):
+                row = {**row, "log_parser": classic_parser(row["repo"])}
+        return row
 
     @model_validator(mode="before")
     @classmethod

@@ -70,6 +70,12 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
         made = make_plan(settings, of, timings)
     by_id = {inst.instance_id: inst for inst in made.instances}
     planned = [by_id[iid] for iid in costliest_first(shard_ids(made.shards, index), made.costs)]
+    scriptless = sorted(i.instance_id for i in planned if not i.eval_script)
+    if scriptless:
+        raise InputError(
+            f"{len(scriptless)} planned instance(s) have no eval_script ({scriptless[0]}, …): a classic-schema row "
+            "can be planned but not graded, since swebench 5 ships eval scripts as data and derives none from "
+            "repo and version; use a dataset that has them (SWE-bench/SWE-bench_Verified as published now)")
     folder = settings.output or Path("ci-eval-results") / f"shard-{index}"
     writable(folder)
     if settings.local_model and settings.predictions is None:

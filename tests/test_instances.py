@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,3 +84,44 @@ def test_malformed_predictions_line_is_one_line(tmp_path: Path) -> None:
     path.write_text('{"instance_id": "a", "model_patch": ""}\n{oops\n')
     with pytest.raises(InputError, match="line 2 is not JSON"):
         load_predictions(str(path), load_instances(str(INSTANCES))[:1])
+
+
+CLASSIC = ("instance_id", "repo", "base_commit", "patch", "test_patch", "problem_statement", "hints_text",
+           "created_at", "version", "FAIL_TO_PASS", "PASS_TO_PASS", "environment_setup_commit", "difficulty")
+
+
+def test_classic_rows_get_swebenchs_image_and_parser_and_plan_like_the_new_ones(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ci_eval.cli import main
+
+    # Real Verified ids and repositories: the names the official harness derives.
+    real = {"django__django-11099": ("django/django", "parse_log_django"),
+            "sympy__sympy-20590": ("sympy/sympy", "parse_log_sympy"),
+            "pytest-dev__pytest-5221": ("pytest-dev/pytest", "parse_log_pytest"),
+            "sphinx-doc__sphinx-8721": ("sphinx-doc/sphinx", "parse_log_pytest_v2")}
+    base = {k: v for k, v in rows()[0].items() if k in CLASSIC}
+    for iid, (repo, parser) in real.items():
+        inst = load_one(tmp_path, {**base, "instance_id": iid, "repo": repo})
+        assert inst.image == f"swebench/sweb.eval.x86_64.{iid.replace('__', '_1776_')}:latest"
+        assert inst.log_parser == parser and inst.eval_script == ""
+
+    # The fixtures' repositories are not swebench's: their rows keep their own log_parser.
+    classic = tmp_path / "classic.jsonl"
+    classic.write_text("".join(json.dumps({k: v for k, v in r.items() if k in (*CLASSIC, "log_parser")}) + "\n"
+                               for r in rows()))
+    plans = [CliRunner().invoke(main, ["plan", "--of", "2", "--dataset", str(d)]) for d in (classic, INSTANCES)]
+    assert plans[0].exit_code == 0 and plans[0].output == plans[1].output  # the same plan from both schemas
+    graded = CliRunner().invoke(main, ["shard", "--index", "0", "--of", "1", "--dataset", str(classic),
+                                       "--predictions", "gold", "--sandbox", "local", "--output", str(tmp_path / "o")])
+    assert graded.exit_code == 2 and "no eval_script" in graded.output  # said before any work, in one line
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text(json.dumps({**base, "instance_id": "acme__rocket-1", "repo": "acme/rocket"}) + "\n")
+    with pytest.raises(InputError, match=r"row 1 \(acme__rocket-1\).*no parser for repository 'acme/rocket'"):
+        load_instances(str(unknown))
+
+
+def load_one(tmp_path: Path, row: dict[str, object]) -> Any:
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    return load_instances(str(path))[0]
