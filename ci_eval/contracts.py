@@ -72,7 +72,9 @@ def same_run(a: Manifest, b: Manifest, where_a: object, where_b: object) -> None
         raise InputError(f"shards {where_a} and {where_b} were planned differently (another --of or instance set)")
 
 
-class ErrorEntry(BaseModel):
+class ErrorInfo(BaseModel):
+    """Why an instance has no verdict, or failed: a kind (docker, model, oom, …) and one line."""
+
     kind: str
     message: str
 
@@ -83,7 +85,7 @@ class InstanceResult(BaseModel):
     samples: int = 0
     resolved_samples: int = 0
     time: float = 0.0
-    error: ErrorEntry | None = None
+    error: ErrorInfo | None = None
     failing_tests: list[str] = Field(default_factory=list)
     attempt: int | None = None
     exit_reason: str | None = None
@@ -123,7 +125,7 @@ class RepoResult(BaseModel):
     rate: float
 
 
-class Usage(BaseModel):
+class UsageTotals(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model_seconds: float = 0.0
@@ -152,7 +154,7 @@ class Report(BaseModel):
     per_repo: dict[str, RepoResult]
     no_verdict: list[str] = Field(default_factory=list)
     unreadable: list[UnreadableLine] = Field(default_factory=list)
-    usage: Usage
+    usage: UsageTotals
     samples: int = 1
     warnings: list[str] = Field(default_factory=list)
     instances: dict[str, InstanceResult]

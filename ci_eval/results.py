@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from ci_eval.contracts import ErrorInfo as ErrorInfo  # part of a Record; defined with the contracts
 from ci_eval.contracts import Manifest, read_manifest
 from ci_eval.errors import InputError
 
@@ -22,11 +23,6 @@ INFRA_FAILURES = ("error",)
 
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"
-
-
-class ErrorInfo(BaseModel):
-    kind: str
-    message: str
 
 
 class Outcome(BaseModel):
