@@ -60,7 +60,7 @@ def main() -> None:
             result = aggregate([root], Path(tmp) / f"out{n}")
             times.append(time.perf_counter() - start)
         sizes = {f.name: f.stat().st_size for f in (Path(tmp) / "out0").iterdir()}
-    assert result.report["totals"]["planned"] == args.instances
+    assert result.report.totals.planned == args.instances
     print(f"aggregate {args.instances} instances in {args.shards} shards -> report.json, junit.xml, summary.md")
     print(f"median {statistics.median(times) * 1000:.0f} ms, min {min(times) * 1000:.0f} ms over {args.repeat} runs")
     print("outputs: " + ", ".join(f"{name} {size / 1024:.0f} KiB" for name, size in sorted(sizes.items())))

@@ -180,7 +180,7 @@ def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool
                        max_new_failures=max_new_failures, baseline_missing=baseline_missing)
     write_summary(result.summary)  # GitHub's side effects stay here, at the edge
     write_outputs(result.outputs())
-    for warning in result.report["warnings"]:
+    for warning in result.report.warnings:
         click.echo(f"ci-eval: warning: {warning}", err=True)
     click.echo(headline(result.report).splitlines()[0].lstrip("# "))
     click.echo(f"verdict: {result.verdict.word}" + "".join(f"; {r}" for r in result.verdict.reasons))

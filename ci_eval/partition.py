@@ -102,8 +102,10 @@ def _read_timings(path: Path) -> dict[str, float]:
     finite number of seconds >= 0 is refused, naming it."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if "instances" in data and "schema_version" in data:  # a ci-eval report.json: its measured times
-            data = {iid: entry["time"] for iid, entry in data["instances"].items() if entry["time"] > 0}
+        if "schema_version" in data:  # a ci-eval report.json, read through its contract: its measured times
+            from ci_eval.contracts import Report
+
+            data = {iid: entry.time for iid, entry in Report.model_validate(data).instances.items() if entry.time > 0}
         known = {str(k): float(v) for k, v in data.items()}
     except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
         raise InputError(f"timings file {path}: expected a report.json or a JSON object id -> seconds "

@@ -93,7 +93,7 @@ def junit_schema() -> Any:
 def test_complete_set(tmp_path: Path, junit_schema: Any) -> None:
     out = tmp_path / "report"
     result = aggregate([complete(tmp_path / "artifacts")], out)
-    report = result.report
+    report = result.report.model_dump(mode="json")
     assert report["totals"] == {"planned": 12, "attempted": 12,
                                 "by_status": {"error": 3, "resolved": 6, "unresolved": 3}}
     assert report["resolve_rate"]["rate"] == 0.5
@@ -128,9 +128,9 @@ def test_missing_shard_refused_unless_partial(tmp_path: Path, junit_schema: Any)
     with pytest.raises(InputError, match=r"missing shard\(s\) 1 of 3.*--allow-partial"):
         aggregate([root], tmp_path / "r")
     result = aggregate([root], tmp_path / "r", allow_partial=True)
-    assert result.report["totals"]["by_status"]["not_attempted"] == 4
-    assert result.report["resolve_rate"]["planned"] == 12  # the rate is over everything planned
-    assert any("missing" in w for w in result.report["warnings"])
+    assert result.report.totals.by_status["not_attempted"] == 4
+    assert result.report.resolve_rate.planned == 12  # the rate is over everything planned
+    assert any("missing" in w for w in result.report.warnings)
     xml = (tmp_path / "r" / "junit.xml").read_text()
     junit_schema.validate(xml)
     assert xml.count("<skipped") == 4
@@ -141,7 +141,7 @@ def test_duplicate_instance_is_named(tmp_path: Path) -> None:
     per_artifact(root, 0, STATUSES)
     per_artifact(root, 1, STATUSES, extra=[record(PLAN[0][0], "unresolved")])  # shard 1 also ran shard 0's
     per_artifact(root, 2, STATUSES)
-    report = aggregate([root], tmp_path / "r").report
+    report = aggregate([root], tmp_path / "r").report.model_dump(mode="json")
     assert any(PLAN[0][0] in w and "duplicate" in w for w in report["warnings"])
     assert report["instances"][PLAN[0][0]]["status"] == "resolved"  # its own shard's result wins
 
@@ -167,7 +167,7 @@ def test_rerun_keeps_newest_attempt_of_rerun_shard_only(tmp_path: Path, layout: 
             shard(root / f"shard-{n}-attempt-1", n, STATUSES)
         shard(root / "shard-2-attempt-1", 2, ["error"] * 2, attempt=1)
         shard(root / "shard-2-attempt-2", 2, ["resolved"] * 4, attempt=2)
-    report = aggregate([root], tmp_path / "r").report
+    report = aggregate([root], tmp_path / "r").report.model_dump(mode="json")
     assert report["shards"]["attempts"] == {"0": 1, "1": 1, "2": 2}
     assert all(report["instances"][iid]["status"] == "resolved" for iid in PLAN[2])
     assert report["totals"]["by_status"] == {"error": 2, "resolved": 8, "unresolved": 2}
@@ -177,13 +177,13 @@ def test_samples_give_pass_at_k(tmp_path: Path) -> None:
     root = tmp_path / "artifacts"
     for n in range(3):
         per_artifact(root, n, STATUSES, samples=3)
-    report = aggregate([root], tmp_path / "r").report
+    report = aggregate([root], tmp_path / "r").report.model_dump(mode="json")
     assert set(report["pass_at_k"]) == {"1", "2", "3"}
     assert report["pass_at_k"]["1"] == 0.5 and report["instances"][PLAN[0][0]]["resolved_samples"] == 3
 
 
 def test_baseline_verdict_and_github_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    base = aggregate([complete(tmp_path / "base")], tmp_path / "base-report").report
+    base = aggregate([complete(tmp_path / "base")], tmp_path / "base-report").report.model_dump(mode="json")
     assert base["resolve_rate"]["resolved"] == 6
     worse = tmp_path / "worse"
     for n in range(3):
@@ -281,7 +281,7 @@ def test_what_cannot_be_read_is_said_not_dropped(tmp_path: Path, junit_schema: A
     first.write_text("".join(lines) + '{"instance_id": "torn')  # and a torn last line, cut silently
     next(root.glob("ci-eval-shard-1-*/*/results.jsonl")).unlink()  # a shard folder without results
     result = aggregate([root], tmp_path / "r")
-    report = result.report
+    report = result.report.model_dump(mode="json")
     where = {(Path(u["file"]).parent.name, u["line"]) for u in report["unreadable"]}
     assert where == {("shard-0-attempt-1", 2), ("shard-0-attempt-1", 3), ("shard-1-attempt-1", 0)}
     assert any("results.jsonl:2" in w and "status" in w for w in report["warnings"])

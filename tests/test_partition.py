@@ -121,15 +121,21 @@ def test_plan_command_prints_matrix_and_writes_plan(tmp_path: Path) -> None:
 
 def test_a_report_is_a_timings_prior(tmp_path: Path) -> None:
     instances = synthetic(20)
-    times = {i.instance_id: {"time": 1000.0 if n == 0 else 1.0} for n, i in enumerate(instances)}
-    report = {"schema_version": 1, "instances": times}
+    times = {i.instance_id: {"repo": i.repo, "status": "resolved", "time": 1000.0 if n == 0 else 1.0}
+             for n, i in enumerate(instances)}
+    report = {"schema_version": 1, "identity": {}, "shards": {"of": 1, "present": [0], "missing": [], "attempts": {}},
+              "totals": {"planned": 20, "attempted": 20, "by_status": {"resolved": 20}},
+              "resolve_rate": {"resolved": 20, "planned": 20, "rate": 1.0, "ci95": [0.8, 1.0]},
+              "model_failures": {}, "infrastructure_failures": {"count": 0, "instances": []}, "per_repo": {},
+              "usage": {}, "instances": times}
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report))
     shards = plan(instances, 2, costs_for(instances, path))
     assert instances[0].instance_id in shards[0] and len(shards[0]) == 1
-    path.write_text("[1, 2]")
-    with pytest.raises(InputError, match=r"expected a report\.json or a JSON object"):
-        costs_for(instances, path)
+    for bad in ("[1, 2]", json.dumps({"schema_version": 1, "instances": times})):  # not a report of this shape
+        path.write_text(bad)
+        with pytest.raises(InputError, match=r"expected a report\.json or a JSON object"):
+            costs_for(instances, path)
 
 
 def test_shards_run_from_the_plan_file_without_the_dataset(tmp_path: Path) -> None:
@@ -148,7 +154,7 @@ def test_shards_run_from_the_plan_file_without_the_dataset(tmp_path: Path) -> No
                        repos_dir=FIXTURES / "repos", output=tmp_path / "artifacts" / f"shard-{index}")
         result = run_shard(cfg, index, plan_file=plan_file)
         assert set(result.counts) == {"resolved"}
-    report = aggregate([tmp_path / "artifacts"], tmp_path / "report").report
+    report = aggregate([tmp_path / "artifacts"], tmp_path / "report").report.model_dump(mode="json")
     assert report["resolve_rate"]["resolved"] == 6 and report["identity"]["dataset"] == str(dataset)
     with pytest.raises(InputError, match="leave --of out"):
         run_shard(cfg, 0, 3, plan_file=plan_file)

@@ -363,8 +363,13 @@ def test_one_pull_request_comment_is_created_then_updated(tmp_path: Path) -> Non
     (bin_dir / "gh").write_text(FAKE_GH)
     (bin_dir / "gh").chmod(0o755)
     runner = Runner(tmp_path / "aggregate")
-    (runner.temp / "ci-eval-report").mkdir(parents=True)
-    (runner.temp / "ci-eval-report" / "comment.md").write_text("## ci-eval: 5 of 6 resolved\n\n**Verdict: pass**\n")
+    # Real shard output, aggregated as the action's step does: comment.md is what gets posted.
+    ci_eval = shutil.which("ci-eval") or "ci-eval"
+    subprocess.run([ci_eval, "shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--predictions", "gold",
+                    "--sandbox", "local", "--output", str(runner.temp / "ci-eval-artifacts" / "shard-0")],
+                   check=True, capture_output=True)
+    done = runner.run(ROOT / "aggregate" / "action.yml", "aggregate", {})
+    assert done.returncode == 0, done.stdout + done.stderr
     log, answers = tmp_path / "calls.jsonl", tmp_path / "answers.json"
     comments = "repos/me/app/issues/7/comments?per_page=100"
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_GH_ANSWERS": str(answers), "FAKE_GH_LOG": str(log),
@@ -381,4 +386,5 @@ def test_one_pull_request_comment_is_created_then_updated(tmp_path: Path) -> Non
     calls = [json.loads(line) for line in log.read_text().splitlines() if json.loads(line)["method"] != "GET"]
     assert [(c["method"], c["path"]) for c in calls] == [
         ("POST", "repos/me/app/issues/7/comments"), ("PATCH", "repos/me/app/issues/comments/2")]
-    assert all(c["body"]["body"].startswith("<!-- ci-eval:ci-eval -->\n## ci-eval: 5 of 6") for c in calls)
+    assert all(c["body"]["body"].startswith("<!-- ci-eval:ci-eval -->\n## ci-eval: 6 of 6 resolved") for c in calls)
+    assert all("**Verdict: pass**" in c["body"]["body"] for c in calls)

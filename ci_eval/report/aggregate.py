@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from ci_eval.contracts import Report
 from ci_eval.report.build import build_report
 from ci_eval.report.compare import INCONCLUSIVE, Comparison, Verdict, compare, load_report, verdict
 from ci_eval.report.junit import to_junit
@@ -17,7 +16,7 @@ from ci_eval.report.merge import find_shards, merge
 
 @dataclass
 class Aggregated:
-    report: dict[str, Any]
+    report: Report
     comparison: Comparison | None
     verdict: Verdict
     summary: str
@@ -25,12 +24,12 @@ class Aggregated:
 
     def outputs(self) -> dict[str, object]:
         """The headline figures and the verdict, named as every ci-eval action names its outputs."""
-        rate, c = self.report["resolve_rate"], self.comparison
+        rate, c = self.report.resolve_rate, self.comparison
         return {
-            "resolved": rate["resolved"], "planned": rate["planned"], "rate": rate["rate"],
-            "ci-low": rate["ci95"][0], "ci-high": rate["ci95"][1],
-            "infrastructure-failures": self.report["infrastructure_failures"]["count"],
-            "no-verdict": len(self.report["no_verdict"]),
+            "resolved": rate.resolved, "planned": rate.planned, "rate": rate.rate,
+            "ci-low": rate.ci95[0], "ci-high": rate.ci95[1],
+            "infrastructure-failures": self.report.infrastructure_failures.count,
+            "no-verdict": len(self.report.no_verdict),
             "newly-failing": len(c.newly_failing) if c else "", "newly-resolved": len(c.newly_resolved) if c else "",
             "verdict": self.verdict.word, "report": str(self.folder / "report.json"),
         }
@@ -50,7 +49,7 @@ def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, 
     summary = to_markdown(report, comparison, judged)
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "report.json").write_text(report.model_dump_json(indent=1) + "\n")
     (out / "junit.xml").write_text(to_junit(report))
     (out / "summary.md").write_text(summary)
     (out / "comment.md").write_text(to_comment(report, comparison, judged))

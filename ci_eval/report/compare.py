@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from ci_eval.contracts import read_report
+from ci_eval.contracts import Report, read_report
 from ci_eval.report.stats import mcnemar_exact
 from ci_eval.results import MODEL_FAILURES
 
@@ -49,10 +48,9 @@ class Verdict:
         return EXIT_CODES[self.word]
 
 
-def load_report(path: Path) -> dict[str, Any]:
+def load_report(path: Path) -> Report:
     """A report.json, read through its contract (an older report gets the newer fields' defaults)."""
-    report: dict[str, Any] = read_report(path).model_dump(mode="json")
-    return report
+    return read_report(path)
 
 
 def verdict_of(status: str) -> bool | None:
@@ -60,16 +58,16 @@ def verdict_of(status: str) -> bool | None:
     return True if status == "resolved" else False if status in MODEL_FAILURES else None
 
 
-def compare(base: dict[str, Any], new: dict[str, Any]) -> Comparison:
+def compare(base: Report, new: Report) -> Comparison:
     """Paired comparison over the instances both runs planned and both judged."""
-    was = {i: verdict_of(e["status"]) for i, e in base["instances"].items()}
-    now = {i: verdict_of(e["status"]) for i, e in new["instances"].items()}
+    was = {i: verdict_of(e.status) for i, e in base.instances.items()}
+    now = {i: verdict_of(e.status) for i, e in new.instances.items()}
     both = sorted(set(was) & set(now))
     judged = [i for i in both if was[i] is not None and now[i] is not None]
     failing = [i for i in judged if was[i] and not now[i]]
     resolved = [i for i in judged if now[i] and not was[i]]
     return Comparison(
-        base_rate=base["resolve_rate"]["rate"], new_rate=new["resolve_rate"]["rate"], common=len(judged),
+        base_rate=base.resolve_rate.rate, new_rate=new.resolve_rate.rate, common=len(judged),
         newly_failing=failing, newly_resolved=resolved, p_value=mcnemar_exact(len(failing), len(resolved)),
         no_verdict_new=[i for i in both if now[i] is None],
         no_verdict_base=[i for i in both if was[i] is None and now[i] is not None],
@@ -77,19 +75,19 @@ def compare(base: dict[str, Any], new: dict[str, Any]) -> Comparison:
     )
 
 
-def verdict(new: dict[str, Any], comparison: Comparison | None, fail_under: float | None,
+def verdict(new: Report, comparison: Comparison | None, fail_under: float | None,
             max_new_failures: int | None) -> Verdict:
     """`regression` when a limit is broken whatever the instances without a verdict would have
     been; `inconclusive` when they could decide it, or when any planned instance of this run has
     no verdict (a crashed shard is never a pass, nor a regression); else `pass`."""
-    unknown = [i for i, e in new["instances"].items() if verdict_of(e["status"]) is None]
-    rate = new["resolve_rate"]
+    unknown = [i for i, e in new.instances.items() if verdict_of(e.status) is None]
+    rate = new.resolve_rate
     broken: list[str] = []
     open_: list[str] = []
-    if fail_under is not None and rate["rate"] < fail_under:
-        best = (rate["resolved"] + len(unknown)) / max(rate["planned"], 1)
+    if fail_under is not None and rate.rate < fail_under:
+        best = (rate.resolved + len(unknown)) / max(rate.planned, 1)
         (broken if best < fail_under else open_).append(
-            f"resolve rate {rate['rate']:.1%} is under --fail-under {fail_under:.1%}"
+            f"resolve rate {rate.rate:.1%} is under --fail-under {fail_under:.1%}"
             + ("" if best < fail_under else f" (at most {best:.1%} with the instances without a verdict)"))
     if comparison is not None and max_new_failures is not None and len(comparison.newly_failing) > max_new_failures:
         broken.append(f"{len(comparison.newly_failing)} newly failing instance(s), more than "

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 from xml.etree import ElementTree
 
 from junit_xml import TestCase, TestSuite
 
+from ci_eval.contracts import ErrorInfo, InstanceResult, Report
 from ci_eval.report.build import NO_VERDICT, NOT_ATTEMPTED
 from ci_eval.results import MODEL_FAILURES
 
@@ -26,38 +26,37 @@ _WHY = {"empty_patch": "no patch", "patch_failed": "the patch does not apply",
         "timeout": "the tests ran past --eval-timeout under this patch", "unresolved": "the tests say no"}
 
 
-def _body(entry: dict[str, Any]) -> str:
+def _body(entry: InstanceResult) -> str:
     """What a reader of the failure wants first: how the attempt ended, then the log's tail."""
     lines = []
-    if entry.get("exit_reason"):
-        lines.append(f"agent: {entry['exit_reason']} after {entry.get('steps', 0)} step(s), "
-                     f"{entry.get('tokens', 0)} tokens")
-    if entry["failing_tests"]:
-        lines += ["failing tests:", *entry["failing_tests"]]
-    if entry.get("log_tail"):
-        lines += ["", "end of the log:", entry["log_tail"]]
+    if entry.exit_reason:
+        lines.append(f"agent: {entry.exit_reason} after {entry.steps} step(s), {entry.tokens} tokens")
+    if entry.failing_tests:
+        lines += ["failing tests:", *entry.failing_tests]
+    if entry.log_tail:
+        lines += ["", "end of the log:", entry.log_tail]
     return clean("\n".join(lines))
 
 
-def to_junit(report: dict[str, Any]) -> str:
+def to_junit(report: Report) -> str:
     cases = []
-    for iid, entry in report["instances"].items():
-        case = TestCase(name=clean(iid), classname=clean(entry["repo"]), elapsed_sec=entry["time"])
-        status = entry["status"]
+    for iid, entry in report.instances.items():
+        case = TestCase(name=clean(iid), classname=clean(entry.repo), elapsed_sec=entry.time)
+        status = entry.status
         if status in MODEL_FAILURES:
             # The type attribute says the status: the message does not repeat it.
-            tests = [clean(t) for t in entry["failing_tests"]]
+            tests = [clean(t) for t in entry.failing_tests]
             shown = ", ".join(tests[:_SHOWN_TESTS]) + (" …" if len(tests) > _SHOWN_TESTS else "")
             message = f"failing tests: {shown}" if tests else _WHY.get(status, status)
             case.add_failure_info(message=clean(message), output=_body(entry), failure_type=status)
         elif status == NOT_ATTEMPTED:
             case.add_skipped_info(message="not attempted")
         elif status in NO_VERDICT:
-            error = entry["error"] or {"kind": status, "message": status}
-            case.add_error_info(message=clean(error["message"]), output=_body(entry),
-                                error_type=clean(f"{status}/{error['kind']}"))
+            error = entry.error or ErrorInfo(kind=status, message=status)
+            case.add_error_info(message=clean(error.message), output=_body(entry),
+                                error_type=clean(f"{status}/{error.kind}"))
         cases.append(case)
-    identity = report["identity"]
+    identity = report.identity
     suite = TestSuite(clean(f"ci-eval {identity.get('model', '')} on {identity.get('dataset', '')}"), cases,
                       properties={clean(k): clean(v) for k, v in identity.items()})
     # junit-xml adds `disabled`, which the Jenkins/Surefire schema does not allow: build the

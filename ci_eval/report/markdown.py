@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from ci_eval.contracts import Report
 from ci_eval.report.compare import Comparison, Verdict
 
 SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses step summaries above 1 MiB
@@ -11,13 +10,13 @@ _LISTED = 50
 _SLOWEST = 10
 
 
-def to_markdown(report: dict[str, Any], comparison: Comparison | None = None, verdict: Verdict | None = None,
+def to_markdown(report: Report, comparison: Comparison | None = None, verdict: Verdict | None = None,
                 limit: int = SUMMARY_LIMIT) -> str:
     parts = [headline(report)]
     if verdict is not None:
         parts.append(f"**Verdict: {verdict.word}**" + "".join(f"\n- {r}" for r in verdict.reasons) + "\n")
-    if report["warnings"]:
-        parts.append("".join(f"> [!WARNING]\n> {w}\n\n" for w in report["warnings"]))
+    if report.warnings:
+        parts.append("".join(f"> [!WARNING]\n> {w}\n\n" for w in report.warnings))
     if comparison is not None:
         parts.append(comparison_section(comparison))
     parts += [status_section(report), details_section(report), repo_section(report), slowest_section(report)]
@@ -27,7 +26,7 @@ def to_markdown(report: dict[str, Any], comparison: Comparison | None = None, ve
 COMMENT_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
 
 
-def to_comment(report: dict[str, Any], comparison: Comparison | None, verdict: Verdict) -> str:
+def to_comment(report: Report, comparison: Comparison | None, verdict: Verdict) -> str:
     """The pull-request comment: headline, verdict, before and after; the rest is in the summary."""
     parts = [headline(report), f"**Verdict: {verdict.word}**" + "".join(f"\n- {r}" for r in verdict.reasons) + "\n"]
     if comparison is not None:
@@ -38,23 +37,22 @@ def to_comment(report: dict[str, Any], comparison: Comparison | None, verdict: V
     return text[: text.rfind("\n", 0, COMMENT_LIMIT)] + "\n\n_… cut; see the job summary._\n"
 
 
-def headline(report: dict[str, Any]) -> str:
-    rate = report["resolve_rate"]
-    low, high = rate["ci95"]
-    ident = report["identity"]
-    unknown = len(report["no_verdict"])
+def headline(report: Report) -> str:
+    rate = report.resolve_rate
+    low, high = rate.ci95
+    ident = report.identity
+    unknown = len(report.no_verdict)
     lines = [
-        f"## ci-eval: {rate['resolved']} of {rate['planned']} resolved "
-        f"({rate['rate']:.1%}, 95% CI {low:.1%} to {high:.1%})",
+        f"## ci-eval: {rate.resolved} of {rate.planned} resolved ({rate.rate:.1%}, 95% CI {low:.1%} to {high:.1%})",
         "",
         f"`{ident.get('model')}` on `{ident.get('dataset')}` ({ident.get('split')}), "
-        f"{report['shards']['of']} shard(s), config `{ident.get('config_hash')}`"
+        f"{report.shards.of} shard(s), config `{ident.get('config_hash')}`"
         + (f", **{unknown} without a verdict** (infrastructure failure, not attempted or unreadable; "
            "not counted as wrong answers)" if unknown else ""),
         "",
     ]
-    if report.get("pass_at_k"):
-        lines.append(" · ".join(f"pass@{k} {v:.1%}" for k, v in report["pass_at_k"].items()) + "\n")
+    if report.pass_at_k:
+        lines.append(" · ".join(f"pass@{k} {v:.1%}" for k, v in report.pass_at_k.items()) + "\n")
     return "\n".join(lines)
 
 
@@ -81,22 +79,23 @@ def comparison_section(c: Comparison) -> str:
     return "\n".join(out)
 
 
-def status_section(report: dict[str, Any]) -> str:
-    rows = [f"| {status} | {n} |" for status, n in report["totals"]["by_status"].items()]
+def status_section(report: Report) -> str:
+    rows = [f"| {status} | {n} |" for status, n in report.totals.by_status.items()]
     return "\n".join(["### Status", "", "| status | instances |", "| --- | ---: |", *rows, ""])
 
 
-def details_section(report: dict[str, Any]) -> str:
+def details_section(report: Report) -> str:
     """Every instance that did not resolve, folded: why (status, error, failing tests), how the
     agent's attempt ended, what it cost; infrastructure apart from the model's failures."""
     groups: dict[str, list[str]] = {"Model failures": [], "Without a verdict": []}
-    for iid, e in report["instances"].items():
-        if e["status"] == "resolved":
+    unknown = set(report.no_verdict)
+    for iid, e in report.instances.items():
+        if e.status == "resolved":
             continue
-        why = e["error"]["message"] if e.get("error") else ", ".join(f"`{t}`" for t in e["failing_tests"][:5])
-        agent = f"{e['exit_reason']} after {e['steps']} steps, {e['tokens']:,} tokens" if e.get("exit_reason") else ""
-        row = f"| `{iid}` | {e['status']} | {_cell(why)} | {_cell(agent)} | {e['time']:.0f} s |"
-        groups["Without a verdict" if iid in report["no_verdict"] else "Model failures"].append(row)
+        why = e.error.message if e.error else ", ".join(f"`{t}`" for t in e.failing_tests[:5])
+        agent = f"{e.exit_reason} after {e.steps} steps, {e.tokens:,} tokens" if e.exit_reason else ""
+        row = f"| `{iid}` | {e.status} | {_cell(why)} | {_cell(agent)} | {e.time:.0f} s |"
+        groups["Without a verdict" if iid in unknown else "Model failures"].append(row)
     out = []
     for title, rows in groups.items():
         if rows:
@@ -112,16 +111,15 @@ def _cell(text: str) -> str:
     return (one_line[:200] + "…" if len(one_line) > 200 else one_line).replace("|", "\\|")
 
 
-def repo_section(report: dict[str, Any]) -> str:
-    rows = [f"| {repo} | {r['resolved']} | {r['planned']} | {r['rate']:.1%} |"
-            for repo, r in report["per_repo"].items()]
+def repo_section(report: Report) -> str:
+    rows = [f"| {repo} | {r.resolved} | {r.planned} | {r.rate:.1%} |" for repo, r in report.per_repo.items()]
     return "\n".join(["### Per repository", "", "| repository | resolved | planned | rate |",
                       "| --- | ---: | ---: | ---: |", *rows, ""])
 
 
-def slowest_section(report: dict[str, Any]) -> str:
-    slow = sorted(report["instances"].items(), key=lambda kv: -kv[1]["time"])[:_SLOWEST]
-    rows = [f"| `{iid}` | {e['status']} | {e['time']:.1f} s |" for iid, e in slow if e["time"] > 0]
+def slowest_section(report: Report) -> str:
+    slow = sorted(report.instances.items(), key=lambda kv: -kv[1].time)[:_SLOWEST]
+    rows = [f"| `{iid}` | {e.status} | {e.time:.1f} s |" for iid, e in slow if e.time > 0]
     return "\n".join(["### Slowest instances", "", "| instance | status | time |", "| --- | --- | ---: |", *rows, ""])
 
 
