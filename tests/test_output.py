@@ -4,6 +4,7 @@ test_hardening_docker.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,9 @@ from ci_eval.sandbox.local import LocalSandbox
 from ci_eval.sandbox.output import EVAL, Capture, Limit
 
 
-def box(tmp_path: Path) -> LocalSandbox:
+def box(tmp_path: Path, coreutils: bool | None = None) -> LocalSandbox:
     (tmp_path / "testbed").mkdir(exist_ok=True)
-    return LocalSandbox(tmp_path)
+    return LocalSandbox(tmp_path, coreutils)
 
 
 def test_capture_keeps_head_and_tail_and_counts_the_rest() -> None:
@@ -49,3 +50,15 @@ def test_commands_get_a_minimal_environment(tmp_path: Path, monkeypatch: pytest.
     out = asyncio.run(box(tmp_path).execute("env; cat /proc/self/environ", timeout=30))
     assert "canary" not in out.output
     assert "PATH=" in out.output and "HOME=" in out.output
+
+
+def test_without_gnu_timeout_the_same_limits_hold(tmp_path: Path) -> None:
+    """A laptop without coreutils' `timeout` (macOS): this process enforces the limits."""
+    sandbox = box(tmp_path, coreutils=False)
+    flood = asyncio.run(sandbox.execute("yes", timeout=60))
+    assert flood.flooded and len(flood.output) < 1_100_000
+    marker = tmp_path / "child-survived"
+    hung = asyncio.run(sandbox.execute(f"(sleep 3; touch {marker}) & echo started; sleep 60", timeout=1))
+    assert hung.timed_out and "started" in hung.output and hung.seconds < 10
+    time.sleep(3.5)
+    assert not marker.exists()

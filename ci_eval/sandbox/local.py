@@ -106,7 +106,10 @@ class LocalBackend:
 
 
 class LocalSandbox:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, coreutils: bool | None = None) -> None:
+        # GNU `timeout` stops floods and hangs where they run; a machine without it (macOS, say)
+        # gets the same limits from this process: a deadline and a byte count, then SIGKILL.
+        self.coreutils = shutil.which("timeout") is not None if coreutils is None else coreutils
         self.testbed = root / "testbed"
         self.scratch = root / "scratch"
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -135,8 +138,10 @@ class LocalSandbox:
 
     async def execute(self, command: str, timeout: float, limit: Limit = AGENT) -> Output:
         start = time.monotonic()
+        script = self.localize(command)
+        argv = wrap(script, timeout, limit.flood) if self.coreutils else ["bash", "-c", script]
         proc = await asyncio.create_subprocess_exec(
-            *wrap(self.localize(command), timeout, limit.flood),
+            *argv,
             cwd=self.testbed, env=self.env(), start_new_session=True,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
@@ -147,11 +152,14 @@ class LocalSandbox:
             assert proc.stdout is not None
             while chunk := await proc.stdout.read(65536):
                 capture.feed(chunk)
+                if capture.flooded and not self.coreutils:
+                    _kill_group(proc.pid)
+                    break
 
         reader = asyncio.create_task(drain())
         stuck = False
-        try:  # `timeout` in the wrapper ends the command; this is the backstop
-            await asyncio.wait_for(asyncio.shield(reader), timeout + KILL_GRACE + 5)
+        try:  # with coreutils, `timeout` in the wrapper ends the command and this is the backstop
+            await asyncio.wait_for(asyncio.shield(reader), timeout + KILL_GRACE + 5 if self.coreutils else timeout)
         except TimeoutError:
             stuck = True
             _kill_group(proc.pid)
@@ -162,7 +170,8 @@ class LocalSandbox:
             await reader
             returncode = await proc.wait()
         seconds = time.monotonic() - start
-        return capture.result(returncode, stuck or timed_out(returncode, seconds, timeout), seconds)
+        return capture.result(returncode, stuck or (self.coreutils and timed_out(returncode, seconds, timeout)),
+                              seconds)
 
 
 def _kill_group(pid: int) -> None:
