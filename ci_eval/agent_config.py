@@ -10,7 +10,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from ci_eval.errors import InputError
+from ci_eval.errors import InputError, one_line
 
 # Each prompt and the placeholders it may use; the starred ones it must use.
 PLACEHOLDERS: dict[str, dict[str, bool]] = {
@@ -88,7 +88,7 @@ def _read(path: Path) -> dict[str, Any]:
             data = tomllib.loads(text)
     except Exception as exc:  # tomllib and yaml each have their own error types
         kind = "YAML" if path.suffix in (".yaml", ".yml") else "TOML"
-        raise InputError(f"{path}: not valid {kind} ({str(exc).splitlines()[0][:200]})") from None
+        raise InputError(f"{path}: not valid {kind} ({one_line(exc)})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a table of prompts and limits")
     return data

@@ -18,7 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from ci_eval.errors import InputError
+from ci_eval.errors import InputError, first_error
 
 DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
 
@@ -143,9 +143,8 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
     try:
         return FromFile(**given)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise InputError(f"bad setting {where!r}: {err['msg'].removeprefix('Value error, ')}") from None
+        where, what = first_error(exc)
+        raise InputError(f"bad setting {where!r}: {what}") from None
 
 
 def redact_url(url: str) -> str:

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ci_eval.errors import InputError
+from ci_eval.errors import InputError, one_line
 
 MANIFEST_VERSION = 1
 REPORT_VERSION = 1
@@ -174,13 +174,7 @@ def _read(path: Path, model: type[Contract], version: int, what: str, todo: str)
         data = json.loads(path.read_text(encoding="utf-8"))
         parsed = model.model_validate(data)
     except (OSError, ValueError) as exc:
-        if isinstance(exc, ValidationError):
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            reason = f"{where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}"
-        else:
-            reason = str(exc).splitlines()[0][:200]
-        raise InputError(f"{path} is not {what} ({reason}); {todo}") from None
+        raise InputError(f"{path} is not {what} ({one_line(exc)}); {todo}") from None
     if getattr(parsed, "schema_version", None) != version:
         found = getattr(parsed, "schema_version", None)
         raise InputError(f"{path} is {what} of schema version {found}; this ci-eval reads {version}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from ci_eval.errors import InputError
+from ci_eval.errors import InputError, first_error, one_line
 
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
 # SWE-bench ids are owner__repo-number. An id names folders and containers, so nothing that
@@ -223,12 +223,10 @@ def _validate(row: Any, number: int, source: str) -> Instance:
     try:
         return Instance.model_validate(row)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
+        field, message = first_error(exc)
         where = f" field {field!r}" if field else ""
         name = row.get("instance_id", "?")
         name = name[:60].encode("unicode_escape").decode() if isinstance(name, str) else "?"
-        message = err["msg"].removeprefix("Value error, ")
         raise InputError(f"{source}: row {number} ({name}){where}: {message}; fix or remove the row") from None
 
 
@@ -249,7 +247,7 @@ def _read_file(path: Path) -> list[Any]:
         try:
             return list(pq.read_table(path).to_pylist())
         except (pyarrow.ArrowException, OSError) as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+            raise InputError(f"{path}: not a readable Parquet file ({one_line(exc)})") from None
     data = read_json(path)
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON list of instances")
@@ -290,10 +288,7 @@ def _read_hub(name: str, split: str, revision: str | None) -> list[Any]:
     except Exception as exc:
         raise InputError(
             f"cannot load dataset {name!r} split {split!r}{f' revision {revision!r}' if revision else ''} "
-            f"from the Hub ({_first_line(exc)}); "
+            f"from the Hub ({one_line(exc)}); "
             "check the name and network, or pass --dataset FILE.jsonl"
         ) from None
 
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

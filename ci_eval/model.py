@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ci_eval.config import Settings, redact_url
-from ci_eval.errors import InfraError, InputError
+from ci_eval.errors import InfraError, InputError, one_line
 
 Message = dict[str, str]
 
@@ -103,5 +103,4 @@ class OpenAIModel:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:300]
+    return one_line(exc, 300)

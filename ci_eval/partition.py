@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ci_eval.errors import InputError
+from ci_eval.errors import InputError, one_line
 from ci_eval.instances import Instance
 
 # Expected seconds per instance by SWE-bench Verified's difficulty label (the time a person
@@ -109,7 +109,7 @@ def _read_timings(path: Path) -> dict[str, float]:
         known = {str(k): float(v) for k, v in data.items()}
     except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
         raise InputError(f"timings file {path}: expected a report.json or a JSON object id -> seconds "
-                         f"({str(exc).splitlines()[0][:200]})") from None
+                         f"({one_line(exc)})") from None
     bad = [iid for iid, t in known.items() if not math.isfinite(t) or t < 0]
     if bad:
         raise InputError(f"timings file {path}: {bad[0]} has {known[bad[0]]!r} seconds; times must be finite "

@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from ci_eval.config import Settings
-from ci_eval.errors import InputError
+from ci_eval.errors import InputError, one_line
 from ci_eval.instances import Instance, fingerprint, load_instances, select, subset
 from ci_eval.partition import costs_for, plan, shards_for_budget
 
@@ -78,8 +76,8 @@ def read_plan(path: Path) -> Plan:
                       [[str(i) for i in ids] for ids in data["shards"]],
                       {str(k): float(v) for k, v in data["costs"].items()})
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc).splitlines()[0][:200]
-        raise InputError(f"{path} is not a ci-eval plan ({reason}); make it with ci-eval plan --output") from None
+        raise InputError(f"{path} is not a ci-eval plan ({one_line(exc)}); make it with ci-eval plan --output") \
+            from None
     known = {inst.instance_id for inst in result.instances}
     if sorted(i for ids in result.shards for i in ids) != sorted(known):
         raise InputError(f"{path}: its shards do not cover its instances exactly once; make it again")

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from ci_eval.contracts import ErrorInfo as ErrorInfo  # part of a Record; defined with the contracts
 from ci_eval.contracts import Manifest, read_manifest
-from ci_eval.errors import InputError
+from ci_eval.errors import InputError, one_line
 
 Status = Literal["resolved", "unresolved", "empty_patch", "patch_failed", "error", "timeout"]
 # `timeout` is the tests hanging under the patch: the patch's doing, so a model failure, never
@@ -145,16 +145,8 @@ def scan_records(path: Path) -> tuple[list[Record], list[Unreadable]]:
         try:
             records.append(Record.model_validate_json(raw))
         except ValueError as exc:
-            unreadable.append(Unreadable(str(path), number, _why(exc), _id_of(raw)))
+            unreadable.append(Unreadable(str(path), number, one_line(exc), _id_of(raw)))
     return records, unreadable
-
-
-def _why(exc: ValueError) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        return f"{where + ': ' if where else ''}{err['msg']}"[:200]
-    return str(exc).splitlines()[0][:200]
 
 
 def _id_of(raw: bytes) -> str | None:

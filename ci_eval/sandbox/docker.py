@@ -18,7 +18,7 @@ from docker.models.containers import Container
 from docker.utils import parse_repository_tag
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ci_eval.errors import InfraError, InputError
+from ci_eval.errors import InfraError, InputError, one_line
 from ci_eval.instances import Instance
 from ci_eval.sandbox import WORKDIR, Limit, Output
 from ci_eval.sandbox.output import AGENT, Capture, timed_out, wrap
@@ -51,9 +51,8 @@ def connect(timeout: int = 600) -> docker.DockerClient:
         client.ping()
         return client
     except docker.errors.DockerException as exc:
-        reason = str(exc).splitlines()[0][:200]
         raise InputError(
-            f"cannot reach the Docker engine ({reason}); start it (dockerd) "
+            f"cannot reach the Docker engine ({one_line(exc)}); start it (dockerd) "
             "or run without Docker: --sandbox local"
         ) from None
 
@@ -133,8 +132,8 @@ class DockerBackend:
             try:
                 await asyncio.to_thread(self._pull, image)
             except docker.errors.DockerException as exc:
-                reason = str(exc).splitlines()[0][:300]
-                raise InfraError(f"image {image} is not present and the pull failed: {reason}", kind="image") from None
+                raise InfraError(f"image {image} is not present and the pull failed: {one_line(exc, 300)}",
+                                 kind="image") from None
 
     def _has_image(self, image: str) -> bool:
         try:
@@ -219,8 +218,7 @@ _FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException
 
 
 def _infra(what: str, exc: BaseException) -> InfraError:
-    reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-    return InfraError(f"{what}: {reason}", kind="docker", transient=_transient(exc))
+    return InfraError(f"{what}: {one_line(exc, 300)}", kind="docker", transient=_transient(exc))
 
 
 def _remove(container: Container) -> None:
