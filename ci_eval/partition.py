@@ -5,13 +5,13 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ci_eval.errors import InputError, one_line
 from ci_eval.instances import Instance
+from ci_eval.progress import say
 
 # Expected seconds per instance by SWE-bench Verified's difficulty label (the time a person
 # needs to fix it). Harder issues mean longer agent runs; the scale is a guess for a small
@@ -59,7 +59,7 @@ def costs_for(instances: Sequence[Instance], timings: Path | None = None) -> dic
         ids = {i.instance_id for i in instances}
         mine = {iid: t for iid, t in known.items() if iid in ids}  # another dataset's times say nothing here
         if len(mine) < LOW_OVERLAP * len(ids):
-            _warn(f"timings file {timings} knows {len(mine)} of the {len(ids)} planned instances; "
+            say(f"warning: timings file {timings} knows {len(mine)} of the {len(ids)} planned instances; "
                   "the rest get their mean")
         if not mine:
             return {}
@@ -116,9 +116,6 @@ def _read_timings(path: Path) -> dict[str, float]:
                          f"and not negative ({len(bad)} such)")
     return known
 
-
-def _warn(message: str) -> None:
-    print(f"ci-eval: warning: {message}", file=sys.stderr, flush=True)
 
 
 def matrix(shards: list[list[str]]) -> dict[str, list[dict[str, int]]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from ci_eval.instances import Instance
 from ci_eval.model import OpenAIModel
 from ci_eval.partition import costliest_first, shard_ids
 from ci_eval.planfile import Plan, make_plan, read_plan
-from ci_eval.progress import Display, display
+from ci_eval.progress import Display, display, say
 from ci_eval.results import Record, ResultStore, now, write_manifest
 from ci_eval.runner import Limits, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
@@ -97,7 +96,7 @@ def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Ins
     store = ResultStore(folder)
     jobs = pending_jobs(planned, settings.samples, store.latest(), settings.max_attempts)
     total = len(planned) * settings.samples
-    _say(f"shard {index}/{made.of}: {len(planned)} instances, {len(jobs)} to run, "
+    say(f"shard {index}/{made.of}: {len(planned)} instances, {len(jobs)} to run, "
          f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
     show = display(total, total - len(jobs))
     try:
@@ -150,6 +149,3 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> Manife
 def _owner(folder: Path) -> str:
     return hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
 
-
-def _say(message: str) -> None:
-    print(f"ci-eval: {message}", file=sys.stderr, flush=True)

@@ -3,13 +3,13 @@ an engine answers and the shard's images are there (or no local sources exist), 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ci_eval.errors import InputError
 from ci_eval.instances import Instance
+from ci_eval.progress import say
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.local import LocalBackend, repo_dir
 
@@ -28,18 +28,18 @@ def choose_backend(sandbox: str, planned: Sequence[Instance], owner: str, *, rep
     except InputError as exc:
         if sandbox == "docker" or repos is None:
             raise
-        _say(f"no Docker engine ({exc}); using the local sandbox with {repos}")
+        say(f"no Docker engine ({exc}); using the local sandbox with {repos}")
         return LocalBackend(repos)
     if sandbox == "auto" and repos is not None:
         missing = sorted({i.image for i in planned} - _local_images(client))
         if missing and all(repo_dir(repos, i.repo).is_dir() for i in planned):
-            _say(f"{len(missing)} image(s) not built here ({missing[0]}, …); using the local sandbox with {repos}")
+            say(f"{len(missing)} image(s) not built here ({missing[0]}, …); using the local sandbox with {repos}")
             client.close()
             return LocalBackend(repos)
     backend = DockerBackend(client, owner, memory_limit, pids_limit)
     swept = backend.sweep()
     if swept:
-        _say(f"removed {swept} container(s) left by an interrupted run")
+        say(f"removed {swept} container(s) left by an interrupted run")
     return backend
 
 
@@ -51,6 +51,3 @@ def _repos_beside(dataset: str) -> Path | None:
     candidate = Path(dataset).parent / "repos"
     return candidate if Path(dataset).is_file() and candidate.is_dir() else None
 
-
-def _say(message: str) -> None:
-    print(f"ci-eval: {message}", file=sys.stderr, flush=True)
