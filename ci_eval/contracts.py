@@ -135,10 +135,16 @@ class UsageTotals(BaseModel):
 
 
 class UnreadableLine(BaseModel):
+    """A line of results.jsonl (line 0: the whole file) that could not be read: said, never dropped."""
+
     file: str
     line: int
     reason: str
     instance_id: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.reason}" + (f" ({self.instance_id})" if self.instance_id else "")
 
 
 class Report(BaseModel):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -12,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ci_eval.contracts import ErrorInfo as ErrorInfo  # part of a Record; defined with the contracts
-from ci_eval.contracts import Manifest, read_manifest
+from ci_eval.contracts import Manifest, UnreadableLine, read_manifest
 from ci_eval.errors import InputError, one_line
 
 Status = Literal["resolved", "unresolved", "empty_patch", "patch_failed", "error", "timeout"]
@@ -112,28 +111,14 @@ class ResultStore:
                 f.truncate(cut)
 
 
-@dataclass(frozen=True)
-class Unreadable:
-    """A line of results.jsonl (or the whole file) that could not be read: said, never dropped."""
-
-    file: str
-    line: int  # 0: the file itself
-    reason: str
-    instance_id: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.reason}" + (f" ({self.instance_id})" if self.instance_id else "")
-
-
-def scan_records(path: Path) -> tuple[list[Record], list[Unreadable]]:
+def scan_records(path: Path) -> tuple[list[Record], list[UnreadableLine]]:
     """Every record of a results file, oldest first, and every line that is not one.
 
     Only a torn last line (no newline: the writer was killed mid-line) is cut silently; every
     line is written whole, so anything else that does not read is damage worth naming.
     """
     if not path.exists():
-        return [], [Unreadable(str(path), 0, "results.jsonl is missing")]
+        return [], [UnreadableLine(file=str(path), line=0, reason="results.jsonl is missing")]
     data = path.read_bytes()
     lines = data.split(b"\n")
     if lines and lines[-1]:
@@ -145,7 +130,8 @@ def scan_records(path: Path) -> tuple[list[Record], list[Unreadable]]:
         try:
             records.append(Record.model_validate_json(raw))
         except ValueError as exc:
-            unreadable.append(Unreadable(str(path), number, one_line(exc), _id_of(raw)))
+            unreadable.append(UnreadableLine(file=str(path), line=number, reason=one_line(exc),
+                                             instance_id=_id_of(raw)))
     return records, unreadable
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ def build_report(merged: Merged) -> Report:
             for repo, c in sorted(per_repo.items())
         },
         "no_verdict": sorted(i for i, e in instances.items() if e["status"] in NO_VERDICT),
-        "unreadable": [asdict(u) for u in merged.unreadable],
+        "unreadable": merged.unreadable,
         "usage": {
             "prompt_tokens": sum(r.agent.prompt_tokens for r in records),
             "completion_tokens": sum(r.agent.completion_tokens for r in records),

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_eval.contracts import Manifest, read_manifest, same_run
+from ci_eval.contracts import Manifest, UnreadableLine, read_manifest, same_run
 from ci_eval.errors import InputError
-from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, Record, Unreadable, scan_records
+from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, Record, scan_records
 
 
 @dataclass
@@ -17,7 +17,7 @@ class ShardRun:
     folder: Path
     manifest: Manifest
     records: dict[tuple[str, int], Record]
-    unreadable: list[Unreadable] = field(default_factory=list)
+    unreadable: list[UnreadableLine] = field(default_factory=list)
 
     @property
     def index(self) -> int:
@@ -37,7 +37,7 @@ class Merged:
     missing: list[int]
     records: dict[tuple[str, int], Record]
     warnings: list[str] = field(default_factory=list)
-    unreadable: list[Unreadable] = field(default_factory=list)
+    unreadable: list[UnreadableLine] = field(default_factory=list)
     folders: dict[str, Path] = field(default_factory=dict)  # instance id -> the shard folder holding its logs
 
     @property
