@@ -108,16 +108,14 @@ def plan_command(of: int | None, budget_minutes: float | None, workers: int, pla
                  config_file: Path | None, timings: Path | None, **flags: Any) -> None:
     """Print the GitHub Actions matrix for N shards."""
     from ci_eval.partition import matrix
-    from ci_eval.planfile import choose_shards, make_plan, write_plan
+    from ci_eval.planfile import make_plan, write_plan
 
     settings = _settings(config_file, **flags)
     if (of is None) == (budget_minutes is None):
         raise InputError("give either --of N or --budget-minutes M")
+    made = make_plan(settings, of, timings, None if budget_minutes is None else (budget_minutes, workers))
     if budget_minutes is not None:
-        of = choose_shards(settings, budget_minutes, workers, timings)
-        click.echo(f"ci-eval: {of} shard(s) for {budget_minutes:g} minutes on {workers} workers each", err=True)
-    assert of is not None
-    made = make_plan(settings, of, timings)
+        click.echo(f"ci-eval: {made.of} shard(s) for {budget_minutes:g} minutes on {workers} workers each", err=True)
     if plan_file is not None:
         write_plan(plan_file, made)
     click.echo(json.dumps(matrix(made.shards)))

@@ -1,4 +1,5 @@
-"""What crosses a job boundary, typed: the shard's manifest.json and the run's report.json.
+"""What crosses a job boundary, typed: the plan job's plan.json, the shard's manifest.json and the
+run's report.json.
 
 Each is a pydantic model with one version field, `schema_version`; their JSON Schemas are
 generated into schemas/ (`python -m ci_eval.contracts`) and a test keeps them current. Reading
@@ -15,11 +16,37 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ci_eval.errors import InputError, one_line
+from ci_eval.instances import Instance
 
+PLAN_VERSION = 1
 MANIFEST_VERSION = 1
 REPORT_VERSION = 1
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 Contract = TypeVar("Contract", bound=BaseModel)
+
+
+class Plan(BaseModel):
+    """plan.json: the plan made once by the plan job; every shard runs from it, so no shard
+    reloads (or re-plans) the dataset and all of them agree on what they run."""
+
+    schema_version: int = PLAN_VERSION
+    dataset: str
+    split: str
+    revision: str | None = None
+    dataset_fingerprint: str  # of the whole dataset the instances were chosen from
+    shards: list[list[str]]
+    costs: dict[str, float]
+    instances: list[Instance]  # the chosen ones, whole, in dataset order
+
+    @property
+    def of(self) -> int:
+        return len(self.shards)
+
+    @model_validator(mode="after")
+    def _covering(self) -> Plan:
+        if sorted(i for ids in self.shards for i in ids) != sorted(i.instance_id for i in self.instances):
+            raise ValueError("its shards do not cover its instances exactly once")
+        return self
 
 
 class ShardInfo(BaseModel):
@@ -167,6 +194,10 @@ class Report(BaseModel):
     pass_at_k: dict[str, float] | None = None
 
 
+def read_plan(path: Path) -> Plan:
+    return _read(path, Plan, PLAN_VERSION, "a ci-eval plan", "make it with ci-eval plan --output")
+
+
 def read_manifest(path: Path) -> Manifest:
     return _read(path, Manifest, MANIFEST_VERSION, "a ci-eval manifest", "remove it or fix it")
 
@@ -188,7 +219,8 @@ def _read(path: Path, model: type[Contract], version: int, what: str, todo: str)
 
 
 def schemas() -> dict[str, dict[str, Any]]:
-    return {"manifest.schema.json": Manifest.model_json_schema(), "report.schema.json": Report.model_json_schema()}
+    return {"plan.schema.json": Plan.model_json_schema(), "manifest.schema.json": Manifest.model_json_schema(),
+            "report.schema.json": Report.model_json_schema()}
 
 
 def write_schemas(folder: Path = SCHEMAS) -> None:

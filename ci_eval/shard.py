@@ -12,13 +12,13 @@ from pathlib import Path
 
 from ci_eval import __version__, solver
 from ci_eval.config import Settings
-from ci_eval.contracts import Manifest
+from ci_eval.contracts import Manifest, Plan, read_plan
 from ci_eval.errors import InputError
 from ci_eval.github import run_attempt
 from ci_eval.instances import Instance
 from ci_eval.model import OpenAIModel
 from ci_eval.partition import costliest_first, shard_ids
-from ci_eval.planfile import Plan, make_plan, read_plan
+from ci_eval.planfile import make_plan
 from ci_eval.progress import Display, display, say
 from ci_eval.results import Record, ResultStore, now, write_manifest
 from ci_eval.runner import Limits, pending_jobs, run_jobs, until_signal
@@ -133,7 +133,7 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> Manife
             "base_url": settings.identity()["base_url"] if settings.predictions is None else None,
             "dataset": settings.dataset,
             "split": settings.split,
-            "dataset_fingerprint": made.fingerprint,
+            "dataset_fingerprint": made.dataset_fingerprint,
             "config_hash": settings.config_hash(),
         },
         "config": settings.identity(),

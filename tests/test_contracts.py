@@ -8,12 +8,14 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from click.testing import CliRunner
 
+from ci_eval.cli import main
 from ci_eval.contracts import SCHEMAS, read_manifest, read_report, schemas
 from ci_eval.errors import InputError
 from ci_eval.report.aggregate import aggregate
 from ci_eval.shard import run_shard
-from tests.conftest import FIXTURES, settings
+from tests.conftest import FIXTURES, INSTANCES, settings
 
 
 def test_the_committed_schemas_are_the_models() -> None:
@@ -23,9 +25,13 @@ def test_the_committed_schemas_are_the_models() -> None:
 
 
 def test_real_shard_output_and_its_report_follow_the_schemas(tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.json"
+    made = CliRunner().invoke(main, ["plan", "--of", "1", "--dataset", str(INSTANCES), "--output", str(plan_file)])
+    assert made.exit_code == 0, made.output
+    jsonschema.validate(json.loads(plan_file.read_text()), json.loads((SCHEMAS / "plan.schema.json").read_text()))
     cfg = settings(tmp_path, predictions="gold", sandbox="local", repos_dir=FIXTURES / "repos",
                    output=tmp_path / "artifacts" / "shard-0")
-    run_shard(cfg, 0, 1)
+    run_shard(cfg, 0, plan_file=plan_file)
     aggregate([tmp_path / "artifacts"], tmp_path / "report")
     manifest = json.loads((tmp_path / "artifacts" / "shard-0" / "manifest.json").read_text())
     report = json.loads((tmp_path / "report" / "report.json").read_text())
