@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ci_eval.agent_config import AgentConfig
 from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
+from ci_eval.layout import TRAJECTORY
 from ci_eval.model import Message, Model, Usage
 from ci_eval.results import AgentStats
 from ci_eval.sandbox import Backend, Limit, Sandbox
@@ -66,7 +67,7 @@ def solver(limits: AgentLimits, model: Model, seed: int, config: AgentConfig = P
 
     async def with_agent(job: Job, backend: Backend, logs: Path) -> Solution:
         async with backend.open(job.instance, network=True) as sandbox:
-            attempt = await solve(job.instance, sandbox, model, limits, seed + job.sample, logs / "trajectory.json",
+            attempt = await solve(job.instance, sandbox, model, limits, seed + job.sample, logs / TRAJECTORY,
                                   config)
         return Solution(attempt.patch, attempt.stats)
 

@@ -9,13 +9,13 @@ from typing import Any
 
 from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
+from ci_eval.layout import APPLY_LOG, PATCH, TEST_LOG
 from ci_eval.results import ErrorInfo, Outcome, Status, Tests
 from ci_eval.sandbox import SCRATCH, Backend, Sandbox
 from ci_eval.sandbox.output import EVAL
 
 PATCH_PATH = f"{SCRATCH}/patch.diff"
 EVAL_PATH = f"{SCRATCH}/eval.sh"
-TEST_LOG = "test_output.txt"
 _SHORT = 60  # seconds for a git command
 
 
@@ -32,10 +32,10 @@ async def grade(instance: Instance, patch: str, backend: Backend, log_dir: Path,
     if not patch.strip():
         return Graded("empty_patch")
     log_dir.mkdir(parents=True, exist_ok=True)
-    (log_dir / "patch.diff").write_text(patch, encoding="utf-8")
+    (log_dir / PATCH).write_text(patch, encoding="utf-8")
     async with backend.open(instance, network=False) as sandbox:
         applied, apply_log = await apply_patch(sandbox, patch)
-        (log_dir / "apply.log").write_text(apply_log, encoding="utf-8")
+        (log_dir / APPLY_LOG).write_text(apply_log, encoding="utf-8")
         if not applied:
             return Graded("patch_failed")
         spec = _test_spec(instance)

@@ -7,6 +7,12 @@ from pathlib import Path
 
 from ci_eval.errors import InputError
 
+# The files of one attempt, in its log_dir.
+PATCH = "patch.diff"
+APPLY_LOG = "apply.log"
+TEST_LOG = "test_output.txt"
+TRAJECTORY = "trajectory.json"
+
 
 def within(root: Path, *parts: str) -> Path:
     """root/parts…, refused when it would resolve outside root (`..`, an absolute part, a link)."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_eval.contracts import REPORT_VERSION, Report
+from ci_eval.layout import APPLY_LOG, TEST_LOG, log_dir
 from ci_eval.report.merge import Merged
 from ci_eval.report.stats import pass_at_k, wilson
 from ci_eval.results import INFRA_FAILURES, MODEL_FAILURES, Record
@@ -113,8 +114,8 @@ def _log_tail(folder: Path | None, iid: str) -> str:
     """The end of what says why it failed: the test log, else the patch-apply log."""
     if folder is None:
         return ""
-    logs = folder / "logs" / iid / "sample-0"
-    for name in ("test_output.txt", "apply.log"):
+    logs = log_dir(folder, iid, 0)
+    for name in (TEST_LOG, APPLY_LOG):
         path = logs / name
         if path.is_file():
             with path.open("rb") as f:
