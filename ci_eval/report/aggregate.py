@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ci_eval.contracts import Report
 from ci_eval.report.build import build_report
-from ci_eval.report.compare import INCONCLUSIVE, Comparison, Verdict, compare, load_report, verdict
+from ci_eval.report.compare import Comparison, Verdict, compare, load_report, verdict
 from ci_eval.report.junit import to_junit
 from ci_eval.report.markdown import to_comment, to_markdown
 from ci_eval.report.merge import find_shards, merge
@@ -38,14 +38,10 @@ class Aggregated:
 def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, baseline: Path | None = None,
               fail_under: float | None = None, max_new_failures: int | None = None,
               baseline_missing: bool = False) -> Aggregated:
-    """`baseline_missing`: a baseline was wanted and none was found; the comparison it would have
-    made cannot pass, so the verdict is at best inconclusive."""
     base = load_report(baseline) if baseline else None  # bad input fails before any work
     report = build_report(merge(find_shards(paths), allow_partial))
     comparison = compare(base, report) if base else None
-    judged = verdict(report, comparison, fail_under, max_new_failures)
-    if baseline_missing and base is None and not judged.regression:
-        judged = Verdict(INCONCLUSIVE, [*judged.reasons, "no baseline report was found to compare against"])
+    judged = verdict(report, comparison, fail_under, max_new_failures, baseline_missing)
     summary = to_markdown(report, comparison, judged)
 
     out.mkdir(parents=True, exist_ok=True)

@@ -76,10 +76,11 @@ def compare(base: Report, new: Report) -> Comparison:
 
 
 def verdict(new: Report, comparison: Comparison | None, fail_under: float | None,
-            max_new_failures: int | None) -> Verdict:
+            max_new_failures: int | None, baseline_missing: bool = False) -> Verdict:
     """`regression` when a limit is broken whatever the instances without a verdict would have
-    been; `inconclusive` when they could decide it, or when any planned instance of this run has
-    no verdict (a crashed shard is never a pass, nor a regression); else `pass`."""
+    been; `inconclusive` when they could decide it, when any planned instance of this run has
+    no verdict (a crashed shard is never a pass, nor a regression), or when a baseline was wanted
+    and none was found; else `pass`."""
     unknown = [i for i, e in new.instances.items() if verdict_of(e.status) is None]
     rate = new.resolve_rate
     broken: list[str] = []
@@ -92,9 +93,11 @@ def verdict(new: Report, comparison: Comparison | None, fail_under: float | None
     if comparison is not None and max_new_failures is not None and len(comparison.newly_failing) > max_new_failures:
         broken.append(f"{len(comparison.newly_failing)} newly failing instance(s), more than "
                       f"--max-new-failures {max_new_failures}")
+    if unknown:
+        open_.append(f"{len(unknown)} planned instance(s) have no verdict "
+                     "(infrastructure failure, not attempted or unreadable)")
+    if baseline_missing and comparison is None:
+        open_.append("no baseline report was found to compare against")
     if broken:
         return Verdict(REGRESSION, broken + open_)
-    if unknown:
-        return Verdict(INCONCLUSIVE, [*open_, f"{len(unknown)} planned instance(s) have no verdict "
-                                      "(infrastructure failure, not attempted or unreadable)"])
-    return Verdict(PASS, open_)
+    return Verdict(INCONCLUSIVE, open_) if open_ else Verdict(PASS)
