@@ -4,7 +4,7 @@ test_hardening_docker.py)."""
 from __future__ import annotations
 
 import asyncio
-import time
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,9 +13,9 @@ from ci_eval.sandbox.local import LocalSandbox
 from ci_eval.sandbox.output import EVAL, Capture, Limit
 
 
-def box(tmp_path: Path, coreutils: bool | None = None) -> LocalSandbox:
+def box(tmp_path: Path) -> LocalSandbox:
     (tmp_path / "testbed").mkdir(exist_ok=True)
-    return LocalSandbox(tmp_path, coreutils)
+    return LocalSandbox(tmp_path)
 
 
 def test_capture_keeps_head_and_tail_and_counts_the_rest() -> None:
@@ -31,7 +31,7 @@ def test_capture_keeps_head_and_tail_and_counts_the_rest() -> None:
 
 def test_a_flooding_command_is_stopped_and_costs_little_memory(tmp_path: Path) -> None:
     out = asyncio.run(box(tmp_path).execute("yes", timeout=60))
-    assert out.flooded and not out.timed_out and out.returncode == 141  # SIGPIPE, long before the timeout
+    assert out.flooded and not out.timed_out and out.returncode == -signal.SIGKILL  # long before the timeout
     assert len(out.output) < 1_100_000 and "stopped after printing" in out.output
     assert out.output.startswith("y\ny\n")
 
@@ -50,15 +50,3 @@ def test_commands_get_a_minimal_environment(tmp_path: Path, monkeypatch: pytest.
     out = asyncio.run(box(tmp_path).execute("env; cat /proc/self/environ", timeout=30))
     assert "canary" not in out.output
     assert "PATH=" in out.output and "HOME=" in out.output
-
-
-def test_without_gnu_timeout_the_same_limits_hold(tmp_path: Path) -> None:
-    """A laptop without coreutils' `timeout` (macOS): this process enforces the limits."""
-    sandbox = box(tmp_path, coreutils=False)
-    flood = asyncio.run(sandbox.execute("yes", timeout=60))
-    assert flood.flooded and len(flood.output) < 1_100_000
-    marker = tmp_path / "child-survived"
-    hung = asyncio.run(sandbox.execute(f"(sleep 3; touch {marker}) & echo started; sleep 60", timeout=1))
-    assert hung.timed_out and "started" in hung.output and hung.seconds < 10
-    time.sleep(3.5)
-    assert not marker.exists()

@@ -21,10 +21,11 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 from ci_eval.errors import InfraError, InputError, one_line
 from ci_eval.instances import Instance
 from ci_eval.sandbox import WORKDIR, Limit, Output
-from ci_eval.sandbox.output import AGENT, Capture, timed_out, wrap
+from ci_eval.sandbox.output import AGENT, Capture
 
 LABEL = "ci-eval"  # every container ci-eval makes carries it
 OWNER_LABEL = "ci-eval.owner"  # which shard folder made it: a rerun sweeps only its own
+KILL_GRACE = 5  # seconds between TERM and KILL when a command runs out of time
 # The kernel's count of processes the memory limit killed: cgroup v2, then v1.
 OOM_KILLS = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null"
 
@@ -212,6 +213,24 @@ class DockerSandbox:
         returncode: Any = self.api.exec_inspect(exec_id)["ExitCode"]
         seconds = time.monotonic() - start
         return capture.result(int(returncode or 0), timed_out(int(returncode or 0), seconds, timeout), seconds)
+
+
+def wrap(command: str, timeout: float, flood: int) -> list[str]:
+    """argv that runs `command` under `timeout`, stderr on stdout, stopped after `flood` bytes.
+
+    `timeout` signals the command's whole process group (the test runner's children too) and
+    leaves `head` outside it, so `head` still writes out what it holds when the command dies.
+    `head` ends a flood at the source with SIGPIPE, so a flood costs neither this process's
+    memory nor a socket's worth of copying; pipefail keeps the command's own exit status (141
+    when stopped, 124 when timed out). The command travels as an argument, never spliced in.
+    """
+    script = 'set -o pipefail; timeout -k "$3" "$2" bash -c "$1" 2>&1 | head -c "$4"'
+    return ["bash", "-c", script, "ci-eval", command, f"{timeout:g}", str(KILL_GRACE), str(flood)]
+
+
+def timed_out(returncode: int, seconds: float, timeout: float) -> bool:
+    """What `timeout` reports: 124 after TERM, 137 when KILL had to follow."""
+    return returncode == 124 or (returncode == 137 and seconds >= timeout)
 
 
 _FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException)

@@ -24,7 +24,7 @@ from pathlib import Path
 from ci_eval.errors import InfraError, InputError
 from ci_eval.instances import Instance
 from ci_eval.sandbox import SCRATCH, WORKDIR, Limit, Output
-from ci_eval.sandbox.output import AGENT, KILL_GRACE, Capture, timed_out, wrap
+from ci_eval.sandbox.output import AGENT, Capture
 
 # A fixed author and date make the snapshot's commit id depend on the files alone, so the
 # same tree gives the same base_commit here, in a fixture image and on any machine.
@@ -106,10 +106,7 @@ class LocalBackend:
 
 
 class LocalSandbox:
-    def __init__(self, root: Path, coreutils: bool | None = None) -> None:
-        # GNU `timeout` stops floods and hangs where they run; a machine without it (macOS, say)
-        # gets the same limits from this process: a deadline and a byte count, then SIGKILL.
-        self.coreutils = shutil.which("timeout") is not None if coreutils is None else coreutils
+    def __init__(self, root: Path) -> None:
         self.testbed = root / "testbed"
         self.scratch = root / "scratch"
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -137,11 +134,11 @@ class LocalSandbox:
         return False  # no memory limit here: nothing but the machine itself can run out
 
     async def execute(self, command: str, timeout: float, limit: Limit = AGENT) -> Output:
+        """The limits are enforced from here, with nothing but Python (macOS has no GNU timeout):
+        a deadline, and a byte count; either kills the command's whole process group."""
         start = time.monotonic()
-        script = self.localize(command)
-        argv = wrap(script, timeout, limit.flood) if self.coreutils else ["bash", "-c", script]
         proc = await asyncio.create_subprocess_exec(
-            *argv,
+            "bash", "-c", self.localize(command),
             cwd=self.testbed, env=self.env(), start_new_session=True,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
@@ -152,16 +149,16 @@ class LocalSandbox:
             assert proc.stdout is not None
             while chunk := await proc.stdout.read(65536):
                 capture.feed(chunk)
-                if capture.flooded and not self.coreutils:
+                if capture.flooded:
                     _kill_group(proc.pid)
                     break
 
         reader = asyncio.create_task(drain())
-        stuck = False
-        try:  # with coreutils, `timeout` in the wrapper ends the command and this is the backstop
-            await asyncio.wait_for(asyncio.shield(reader), timeout + KILL_GRACE + 5 if self.coreutils else timeout)
+        timed_out = False
+        try:
+            await asyncio.wait_for(asyncio.shield(reader), timeout)
         except TimeoutError:
-            stuck = True
+            timed_out = True
             _kill_group(proc.pid)
         except BaseException:
             _kill_group(proc.pid)  # cancelled: leave no process behind
@@ -169,9 +166,7 @@ class LocalSandbox:
         finally:
             await reader
             returncode = await proc.wait()
-        seconds = time.monotonic() - start
-        return capture.result(returncode, stuck or (self.coreutils and timed_out(returncode, seconds, timeout)),
-                              seconds)
+        return capture.result(returncode, timed_out, time.monotonic() - start)
 
 
 def _kill_group(pid: int) -> None:

@@ -1,5 +1,5 @@
-"""A command's output, bounded: the head and the tail are kept, the middle is counted, and a
-command that floods is stopped where it runs."""
+"""A command's output, bounded: the head and the tail are kept, the middle is counted; past its
+flood limit a sandbox stops the command (Docker's where it runs, the local one from here)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ KEEP = 1024 * 1024  # bytes of an agent command's output kept in memory (the mod
 FLOOD = 32 * 1024 * 1024  # an agent command is stopped once it has printed this much
 EVAL_KEEP = 8 * 1024 * 1024  # the test log: the parser reads its tail, where the summary is
 EVAL_FLOOD = 256 * 1024 * 1024  # no test suite of SWE-bench prints a fraction of this
-KILL_GRACE = 5  # seconds between TERM and KILL when a command runs out of time
 
 
 @dataclass(frozen=True)
@@ -31,24 +30,6 @@ class Output:
     seconds: float
     dropped: int = 0  # bytes printed but not kept (cut from the middle)
     flooded: bool = False  # stopped for printing more than its limit allowed
-
-
-def wrap(command: str, timeout: float, flood: int) -> list[str]:
-    """argv that runs `command` under `timeout`, stderr on stdout, stopped after `flood` bytes.
-
-    `timeout` signals the command's whole process group (the test runner's children too) and
-    leaves `head` outside it, so `head` still writes out what it holds when the command dies.
-    `head` ends a flood at the source with SIGPIPE, so a flood costs neither this process's
-    memory nor a socket's worth of copying; pipefail keeps the command's own exit status (141
-    when stopped, 124 when timed out). The command travels as an argument, never spliced in.
-    """
-    script = 'set -o pipefail; timeout -k "$3" "$2" bash -c "$1" 2>&1 | head -c "$4"'
-    return ["bash", "-c", script, "ci-eval", command, f"{timeout:g}", str(KILL_GRACE), str(flood)]
-
-
-def timed_out(returncode: int, seconds: float, timeout: float) -> bool:
-    """What `timeout` reports: 124 after TERM, 137 when KILL had to follow."""
-    return returncode == 124 or (returncode == 137 and seconds >= timeout)
 
 
 class Capture:
