@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,6 +35,7 @@ class AgentConfig:
         return Template(text).substitute({k: str(v) for k, v in values.items()})
 
 
+@functools.cache  # read once per process, not at every step of every attempt
 def packaged(name: str) -> str:
     return resources.files("ci_eval.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8")
 

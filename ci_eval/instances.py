@@ -7,6 +7,7 @@ import hashlib
 import json
 import random
 import re
+import types
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,13 @@ def _parsers_by_repo() -> dict[str, str]:
     name_of: dict[int, str] = {}
     for name, function in PARSER_REGISTRY.items():
         name_of.setdefault(id(function), name)
+    # Each language's module keeps a MAP_REPO_TO_PARSER_<LANG> of repository -> parser function.
     by_repo: dict[str, str] = {}
     for module in vars(log_parsers).values():
-        for attr, value in vars(module).items() if hasattr(module, "__dict__") else ():
-            if attr.startswith("MAP_REPO_TO_PARSER") and isinstance(value, dict):
-                by_repo.update({repo: name_of[id(f)] for repo, f in value.items() if id(f) in name_of})
+        if isinstance(module, types.ModuleType):
+            for attr, value in vars(module).items():
+                if attr.startswith("MAP_REPO_TO_PARSER") and isinstance(value, dict):
+                    by_repo.update({repo: name_of[id(f)] for repo, f in value.items() if id(f) in name_of})
     return by_repo
 
 
