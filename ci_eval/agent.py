@@ -74,11 +74,6 @@ def solver(limits: AgentLimits, model: Model, seed: int, config: AgentConfig = P
     return with_agent
 
 
-def prompt(name: str, **values: object) -> str:
-    """A packaged template from ci_eval/prompts/, filled with $name placeholders."""
-    return PACKAGED.render(name, **values)
-
-
 class TokenCounter:
     """Estimates prompt tokens without the model's tokenizer. It counts UTF-8 bytes at 2.5 bytes
     per token, pessimistic for code and prose, and grows more pessimistic, never less, when the

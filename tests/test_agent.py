@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ci_eval.agent import ELIDED, TokenCounter, cut_middle, fit, prompt
+from ci_eval.agent import ELIDED, PACKAGED, TokenCounter, cut_middle, fit
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, INSTANCES, settings
 from tests.openai_server import replies, serve
@@ -174,9 +174,9 @@ def test_counter_learns_denser_tokenizers_only() -> None:
 
 
 def test_prompts_are_data_and_cuts_are_marked() -> None:
-    assert "$problem_statement" not in prompt("instance", problem_statement="it breaks")
-    assert "it breaks" in prompt("instance", problem_statement="it breaks")
-    assert "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT" in prompt("system")
+    assert "$problem_statement" not in PACKAGED.render("instance", problem_statement="it breaks")
+    assert "it breaks" in PACKAGED.render("instance", problem_statement="it breaks")
+    assert "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT" in PACKAGED.render("system")
     assert cut_middle("a" * 50 + "b" * 50, 20) == "a" * 10 + "\n[... 80 characters cut ...]\n" + "b" * 10
 
 
