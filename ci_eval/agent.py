@@ -13,9 +13,9 @@ from ci_eval.agent_config import AgentConfig
 from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
 from ci_eval.layout import TRAJECTORY
-from ci_eval.model import Message, Model, Usage
+from ci_eval.model import Message, Model, Reply, Usage
 from ci_eval.results import AgentStats
-from ci_eval.sandbox import Backend, Limit, Sandbox
+from ci_eval.sandbox import Backend, Limit, Output, Sandbox
 from ci_eval.solver import Job, Solution, Solver
 
 if TYPE_CHECKING:
@@ -26,20 +26,25 @@ BASH_BLOCK = re.compile(r"```bash[ \t]*\n(.*?)```", re.DOTALL)
 ELIDED = "[this output was removed to keep the conversation inside the model's context window]"
 PACKAGED = AgentConfig()  # the prompts under ci_eval/prompts/, the limits from the settings
 _PER_MESSAGE_TOKENS = 8  # what a chat template adds around each message
+# A compaction elides down to this share of the window: low enough that the next one is many
+# steps away, high enough to keep the recent exchanges (benchmarks/model_time.py).
+LOW_WATER = 0.5
 # A patch is read whole or not at all: one cut in the middle would be graded as another patch.
 PATCH_LIMIT = Limit(keep=16 * 1024 * 1024, flood=16 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
 class AgentLimits:
-    step_limit: int = 40
-    token_budget: int = 400_000
-    time_limit: float = 1800.0
-    command_timeout: float = 120.0
-    context_window: int = 8192
-    max_tokens: int = 1024
-    observation_chars: int = 6000
-    max_format_errors: int = 3
+    """The agent's limits; their defaults are the settings' (limits_from)."""
+
+    step_limit: int
+    token_budget: int
+    time_limit: float
+    command_timeout: float
+    context_window: int
+    max_tokens: int
+    observation_chars: int
+    max_format_errors: int = 3  # in a row; not a setting
 
 
 @dataclass
@@ -55,7 +60,7 @@ def limits_from(settings: Settings, config: AgentConfig = PACKAGED) -> AgentLimi
     given = settings.model_fields_set
     settings = settings.model_copy(update={k: v for k, v in config.limits.items() if k not in given})
     return AgentLimits(
-        step_limit=settings.step_limit, token_budget=settings.token_budget, time_limit=settings.agent_timeout,
+        step_limit=settings.step_limit, token_budget=settings.token_budget, time_limit=settings.agent_time_limit(),
         command_timeout=settings.command_timeout, context_window=settings.context_window,
         max_tokens=settings.max_tokens, observation_chars=settings.observation_chars,
     )
@@ -96,19 +101,54 @@ def _bytes(messages: list[Message]) -> int:
     return sum(len(m["content"].encode()) for m in messages)
 
 
-def fit(messages: list[Message], budget: int, counter: TokenCounter) -> list[Message]:
-    """The conversation cut to `budget` tokens: the oldest observations go first, then the oldest
-    replies; the system prompt, the issue and the last exchange stay unless nothing else is left."""
+class Context:
+    """What the model is sent: the conversation, append-only between rare compactions.
+
+    A model server reuses only the exact leading part of the previous request (llama.cpp and
+    Ollama; for hybrid Mamba models such as Granite 4.0 H the recurrent state can only continue
+    it), so a request that appends to the last costs only its new tokens. When the next request
+    would not fit `budget`, one compaction elides the oldest observations (then the oldest
+    replies) down to `low_water` of it, and appending starts again: the elided past stays as it
+    is, so even a compaction keeps the system prompt, the issue and all it elided before.
+    """
+
+    def __init__(self, messages: list[Message], budget: int, counter: TokenCounter,
+                 low_water: float = LOW_WATER) -> None:
+        self.messages = [dict(m) for m in messages]
+        self.budget, self.counter, self.low_water = budget, counter, low_water
+        self.compactions = 0
+        self.sent: list[Message] = []  # the last request
+        self.sent_chars = 0  # over every request
+        self.repeated_chars = 0  # … of which the start of the request before had the same
+
+    def append(self, message: Message) -> None:
+        self.messages.append(dict(message))
+
+    def request(self) -> list[Message]:
+        if self.counter.estimate(self.messages) > self.budget:
+            self.messages = compact(self.messages, int(self.budget * self.low_water), self.budget, self.counter)
+            self.compactions += 1
+        request = [dict(m) for m in self.messages]
+        self.sent_chars += _chars(request)
+        self.repeated_chars += repeated_prefix(self.sent, request)
+        self.sent = request
+        return [dict(m) for m in request]
+
+
+def compact(messages: list[Message], target: int, budget: int, counter: TokenCounter) -> list[Message]:
+    """The conversation cut to `target` tokens: the oldest observations are elided first, then
+    the oldest replies, then the oldest elided exchanges dropped whole (their stubs still cost
+    tokens); the system prompt, the issue and the last exchange stay, cut in the middle only
+    when they alone exceed `budget`."""
     out = [dict(m) for m in messages]
-    if counter.estimate(out) <= budget:
-        return out
-    middle = range(2, len(out) - 2)
     for role in ("user", "assistant"):
-        for i in middle:
+        for i in range(2, len(out) - 2):
+            if counter.estimate(out) <= target:
+                return out
             if out[i]["role"] == role and out[i]["content"] != ELIDED:
                 out[i]["content"] = ELIDED
-                if counter.estimate(out) <= budget:
-                    return out
+    while counter.estimate(out) > target and len(out) > 4:
+        del out[2:4]  # a reply and its observation: the roles still alternate
     while (over := counter.estimate(out) - budget) > 0:
         longest = max(range(len(out)), key=lambda k: len(out[k]["content"]))
         content = out[longest]["content"]
@@ -118,6 +158,35 @@ def fit(messages: list[Message], budget: int, counter: TokenCounter) -> list[Mes
                              "the issue", kind="context", transient=False)
         out[longest]["content"] = cut_middle(content, keep)
     return out
+
+
+def repeated_prefix(before: list[Message], after: list[Message]) -> int:
+    """How many characters at the start of `after` repeat the start of `before` (roles and
+    contents in order): what a server's prompt cache can reuse."""
+    same = 0
+    for old, new in zip(before, after, strict=False):
+        if old["role"] != new["role"]:
+            break
+        if old["content"] != new["content"]:
+            return same + len(old["role"]) + _common_start(old["content"], new["content"])
+        same += len(new["role"]) + len(new["content"])
+    return same
+
+
+def _common_start(a: str, b: str) -> int:
+    """The length of the longest common prefix, by bisection over slice comparisons (in C)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _chars(messages: list[Message]) -> int:
+    return sum(len(m["role"]) + len(m["content"]) for m in messages)
 
 
 def cut_middle(text: str, limit: int) -> str:
@@ -138,43 +207,33 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Agen
     attempt = Attempt("", AgentStats(), messages)
     usage = Usage()
     counter = TokenCounter()
-    budget = limits.context_window - limits.max_tokens
+    context = Context(messages, limits.context_window - limits.max_tokens, counter)
     start = time.monotonic()
     in_a_row = 0
     try:
-        while attempt.stats.exit_reason is None:
-            attempt.stats.exit_reason = _limit_hit(attempt.stats, usage, limits, time.monotonic() - start)
-            if attempt.stats.exit_reason:
-                break
-            request = fit(messages, budget, counter)
-            reply = await model.complete(request, seed)
-            counter.observe(request, reply.prompt_tokens)
-            usage.add(reply)
-            attempt.stats.steps += 1
-            messages.append({"role": "assistant", "content": reply.content})
+        while not (reason := _limit_hit(attempt.stats, usage, limits, time.monotonic() - start)):
+            reply = await query(model, context, seed, attempt.stats, usage)
+            say(attempt, context, {"role": "assistant", "content": reply.content})
             commands = BASH_BLOCK.findall(reply.content)
             if len(commands) != 1:
                 attempt.stats.format_errors += 1
                 in_a_row += 1
                 if in_a_row >= limits.max_format_errors:
-                    attempt.stats.exit_reason = "format_errors"
-                else:
-                    messages.append({"role": "user", "content": config.render("format_error", found=len(commands))})
+                    reason = "format_errors"
+                    break
+                say(attempt, context, {"role": "user", "content": config.render("format_error", found=len(commands))})
                 continue
             in_a_row = 0
-            out = await sandbox.execute(commands[0].strip(), limits.command_timeout)
-            shown = cut_middle(out.output, limits.observation_chars)
-            attempt.steps.append({"step": attempt.stats.steps, "command": commands[0].strip(),
-                                  "returncode": out.returncode, "timed_out": out.timed_out,
-                                  "seconds": round(out.seconds, 3), "model_seconds": round(reply.seconds, 3),
-                                  "output": shown})
-            if out.output.lstrip().startswith(SUBMIT):
-                attempt.stats.exit_reason = "submitted"
+            out = await execute(sandbox, commands[0].strip(), limits, attempt, reply)
+            if submitted(out.output):
+                reason = "submitted"
                 break
+            shown = attempt.steps[-1]["output"]
             text = (config.render("timeout", seconds=f"{limits.command_timeout:g}", output=shown) if out.timed_out
                     else config.render("observation", returncode=out.returncode, output=shown))
-            messages.append({"role": "user", "content": text})
-        if attempt.stats.exit_reason == "submitted":
+            say(attempt, context, {"role": "user", "content": text})
+        attempt.stats.exit_reason = reason
+        if reason == "submitted":
             patch = await diff(sandbox, instance.base_commit)
             if patch is None:
                 attempt.stats.exit_reason = "patch_too_large"
@@ -183,9 +242,42 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Agen
         attempt.stats.exit_reason = attempt.stats.exit_reason or "interrupted"
         attempt.stats.prompt_tokens = usage.prompt_tokens
         attempt.stats.completion_tokens = usage.completion_tokens
+        attempt.stats.cached_tokens = usage.cached_tokens
         attempt.stats.model_seconds = round(usage.seconds, 3)
+        attempt.stats.compactions = context.compactions
+        attempt.stats.sent_chars, attempt.stats.repeated_chars = context.sent_chars, context.repeated_chars
         save(trajectory, instance, attempt, usage)
     return attempt
+
+
+async def query(model: Model, context: Context, seed: int, stats: AgentStats, usage: Usage) -> Reply:
+    """One model call, and what it cost."""
+    request = context.request()
+    reply = await model.complete(request, seed)
+    context.counter.observe(request, reply.prompt_tokens)
+    usage.add(reply)
+    stats.steps += 1
+    return reply
+
+
+async def execute(sandbox: Sandbox, command: str, limits: AgentLimits, attempt: Attempt, reply: Reply) -> Output:
+    """Run the model's command; the step goes into the trajectory with what the model will see."""
+    out = await sandbox.execute(command, limits.command_timeout)
+    attempt.steps.append({"step": attempt.stats.steps, "command": command, "returncode": out.returncode,
+                          "timed_out": out.timed_out, "seconds": round(out.seconds, 3),
+                          "model_seconds": round(reply.seconds, 3),
+                          "output": cut_middle(out.output, limits.observation_chars)})
+    return out
+
+
+def submitted(output: str) -> bool:
+    return output.lstrip().startswith(SUBMIT)
+
+
+def say(attempt: Attempt, context: Context, message: Message) -> None:
+    """A message joins the conversation: whole in the trajectory, appended to the context."""
+    attempt.messages.append(message)
+    context.append(message)
 
 
 async def diff(sandbox: Sandbox, base_commit: str) -> str | None:

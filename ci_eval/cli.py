@@ -98,19 +98,20 @@ def main() -> None:
 @click.option("--of", "of", type=int, help="Number of shards (or let --budget-minutes choose).")
 @click.option("--budget-minutes", type=click.FloatRange(min=1), help="Choose the fewest shards expected to end "
               "within this many minutes each (from the timings prior or the difficulty prior).")
-@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="Workers per shard, for --budget-minutes.")
+@click.option("--workers", type=click.IntRange(1, 64),
+              help="Workers per shard, for --budget-minutes [the shard's --workers setting].")
 @click.option("--output", "plan_file", type=click.Path(path_type=Path),
               help="Also write the plan (instances, costs, shards) for `ci-eval shard --plan`.")
 @settings_options
 @friendly
-def plan_command(of: int | None, budget_minutes: float | None, workers: int, plan_file: Path | None,
+def plan_command(of: int | None, budget_minutes: float | None, workers: int | None, plan_file: Path | None,
                  config_file: Path | None, timings: Path | None, **flags: Any) -> None:
     """Print the GitHub Actions matrix for N shards."""
     from ci_eval.partition import matrix
     from ci_eval.planfile import make_plan, write_plan
 
     settings = _settings(config_file, **flags)
+    workers = workers or settings.workers
     if (of is None) == (budget_minutes is None):
         raise InputError("give either --of N or --budget-minutes M")
     made = make_plan(settings, of, timings, None if budget_minutes is None else (budget_minutes, workers))
@@ -149,9 +150,13 @@ def shard_command(index: int, of: int | None, plan_file: Path | None, config_fil
                    "infrastructure-failures": result.infra_failures, "folder": str(result.folder)})
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     click.echo(f"ci-eval: shard {index} done: {summary or 'nothing planned'} ({result.folder})", err=True)
+    if result.unfinished:
+        click.echo(f"ci-eval: {result.unfinished} instance(s) not done by --deadline-minutes; run the same "
+                   "command again (or re-run the failed job) to resume them", err=True)
     if result.infra_failures:
         click.echo(f"ci-eval: {result.infra_failures} instance(s) ended in infrastructure failures; "
                    "rerun to retry them", err=True)
+    if result.unfinished or result.infra_failures:
         sys.exit(1)
 
 

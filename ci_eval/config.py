@@ -24,7 +24,16 @@ DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
 
 # Settings that only change how fast or where a run goes, not what it measures: they stay out
 # of the config hash, so shards run with different worker counts still merge.
-_NOT_IDENTITY = {"workers", "output", "repos_dir", "max_attempts", "api_key", "instance_ids", "prune_images"}
+# The time limits are here too: an attempt they cut gets no verdict (status too_slow or error),
+# so they decide whether a run says something, never what it says.
+_NOT_IDENTITY = {"workers", "model_slots", "output", "repos_dir", "max_attempts", "api_key", "instance_ids",
+                 "prune_images", "instance_timeout", "agent_timeout", "deadline_minutes", "request_timeout"}
+# What the time limits allow per agent step when they are not set: about three times a step of
+# granite4:tiny-h on an ubuntu-latest runner with cache-friendly requests (benchmarks/model_time.py),
+# so that the step limit, not the runner's speed, ends an attempt.
+STEP_SECONDS = 180.0
+# What an instance needs besides its agent and its tests: the image pull, two containers.
+SETUP_SECONDS = 900.0
 
 
 class Settings(BaseSettings):
@@ -51,14 +60,19 @@ class Settings(BaseSettings):
 
     # where and how
     output: Path | None = Field(None, description="The shard's folder [ci-eval-results/shard-I].")
-    workers: int = Field(4, ge=1, le=64, description="Concurrent instances.")
+    workers: int = Field(2, ge=1, le=64, description="Concurrent instances.")
+    model_slots: int = Field(1, ge=1, le=64, description="Concurrent model requests (the server's parallel streams).")
+    deadline_minutes: float | None = Field(
+        None, gt=0, description="Past this many minutes from the start, no instance starts and running ones stop "
+        "(not attempted, resumable).")
     sandbox: Literal["auto", "docker", "local"] = Field("auto", description="Where commands run.")
     repos_dir: Path | None = Field(None, description="Source trees for the local sandbox.")
     max_attempts: int = Field(3, ge=1, description="Tries per instance for infrastructure failures.")
     prune_images: bool = Field(False, description="Remove each instance image after its last use in the shard.")
 
     # limits
-    instance_timeout: float = Field(3600, gt=0, description="Wall-clock seconds per instance.")
+    instance_timeout: float | None = Field(
+        None, gt=0, description="Wall-clock seconds per instance [the agent's limit + eval timeout + 900].")
     eval_timeout: float = Field(1800, gt=0, description="Seconds for the tests.")
     command_timeout: float = Field(120, gt=0, description="Seconds per agent command.")
     memory_limit: str = Field("4g", description="Container memory limit.")
@@ -76,7 +90,8 @@ class Settings(BaseSettings):
     context_window: int = Field(8192, description="Tokens the whole request must fit in.")
     step_limit: int = Field(40, ge=1, description="Model calls per attempt.")
     token_budget: int = Field(400_000, ge=1, description="Tokens per attempt.")
-    agent_timeout: float = Field(1800, gt=0, description="Wall-clock seconds for the agent per attempt.")
+    agent_timeout: float | None = Field(
+        None, gt=0, description=f"Wall-clock seconds for the agent per attempt [step limit x {STEP_SECONDS:g}].")
     observation_chars: int = Field(6000, ge=200, description="Command output shown to the model, head+tail.")
     agent_config: Path | None = Field(None, description="TOML or YAML of prompts and limits over the packaged ones.")
     local_model: bool = Field(False, description="Start llama.cpp with Gemma 3 270M (extra: local-model) and use it.")
@@ -115,6 +130,14 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def agent_time_limit(self) -> float:
+        """The agent's safety net, sized from the step limit unless set."""
+        return self.agent_timeout or self.step_limit * STEP_SECONDS
+
+    def instance_time_limit(self) -> float:
+        solving = self.agent_time_limit() if self.predictions is None else 0.0
+        return self.instance_timeout or solving + self.eval_timeout + SETUP_SECONDS
 
     def identity(self) -> dict[str, Any]:
         """What a result depends on, secrets removed: recorded in every manifest."""

@@ -156,6 +156,12 @@ class UsageTotals(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model_seconds: float = 0.0
+    # Prompt reuse: the share of request text that repeated the start of the request before
+    # (what a prefix cache can reuse, measured by ci-eval), and the share of prompt tokens the
+    # server said it took from its cache (None when it never said: Ollama does not).
+    repeated_prefix_share: float | None = None
+    cached_tokens: int | None = None
+    cached_share: float | None = None
     agent_seconds: float = 0.0
     eval_seconds: float = 0.0
     total_seconds: float = 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ class Reply:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+    cached_tokens: int | None = None  # of prompt_tokens, reused from the server's cache, when it says
 
 
 class Model(Protocol):
@@ -32,6 +34,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    cached_tokens: int | None = None  # None while the server has never said
     per_call: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, reply: Reply) -> None:
@@ -39,8 +42,10 @@ class Usage:
         self.prompt_tokens += reply.prompt_tokens
         self.completion_tokens += reply.completion_tokens
         self.seconds += reply.seconds
-        self.per_call.append({"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                              "seconds": round(reply.seconds, 3)})
+        if reply.cached_tokens is not None:
+            self.cached_tokens = (self.cached_tokens or 0) + reply.cached_tokens
+        self.per_call.append({"prompt_tokens": reply.prompt_tokens, "cached_tokens": reply.cached_tokens,
+                              "completion_tokens": reply.completion_tokens, "seconds": round(reply.seconds, 3)})
 
 
 class OpenAIModel:
@@ -53,6 +58,10 @@ class OpenAIModel:
 
     def __init__(self, settings: Settings, retries: int = 4) -> None:
         from openai import AsyncOpenAI
+
+        # On a CPU the model computes one request at a time as fast as two at once: the other
+        # workers pull images, start containers and grade meanwhile (--model-slots).
+        self.slots = asyncio.Semaphore(settings.model_slots)
 
         self.name = settings.model
         self.where = redact_url(settings.base_url)
@@ -78,11 +87,20 @@ class OpenAIModel:
                              f"pull it (ollama pull {self.name}) or pass --model")
 
     async def complete(self, messages: list[Message], seed: int) -> Reply:
+        async with self.slots:
+            start = time.monotonic()
+            response = await self._create(messages, seed)
+            seconds = time.monotonic() - start
+        usage = response.usage
+        content = response.choices[0].message.content if response.choices else None
+        return Reply(content or "", usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
+                     seconds, cached_tokens(response))
+
+    async def _create(self, messages: list[Message], seed: int) -> Any:
         import openai
 
-        start = time.monotonic()
         try:
-            response = await self.client.chat.completions.create(
+            return await self.client.chat.completions.create(
                 model=self.name, messages=messages,  # type: ignore[arg-type]
                 temperature=self.settings.temperature, max_tokens=self.settings.max_tokens, seed=seed,
             )
@@ -92,14 +110,21 @@ class OpenAIModel:
             # 400 (context too long, bad request), 401, 404 (no such model): retrying will not help.
             raise InfraError(f"model server {self.where} refused the request: {_reason(exc)}", kind="model",
                              transient=False) from None
-        seconds = time.monotonic() - start
-        usage = response.usage
-        content = response.choices[0].message.content if response.choices else None
-        return Reply(content or "", usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
-                     seconds)
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def cached_tokens(response: Any) -> int | None:
+    """The prompt tokens the server took from its cache, where it says: OpenAI's and vLLM's
+    `usage.prompt_tokens_details.cached_tokens`, llama.cpp's `timings.cache_n`; Ollama says nothing."""
+    details = getattr(response.usage, "prompt_tokens_details", None)
+    if details is not None and isinstance(getattr(details, "cached_tokens", None), int):
+        return int(details.cached_tokens)
+    timings = (getattr(response, "model_extra", None) or {}).get("timings")
+    if isinstance(timings, dict) and isinstance(timings.get("cache_n"), int):
+        return int(timings["cache_n"])
+    return None
 
 
 def _reason(exc: BaseException) -> str:

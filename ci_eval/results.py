@@ -6,7 +6,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, Field
 
@@ -14,11 +14,17 @@ from ci_eval.contracts import ErrorInfo as ErrorInfo  # part of a Record; define
 from ci_eval.contracts import Manifest, UnreadableLine, read_manifest
 from ci_eval.errors import InputError, one_line
 
-Status = Literal["resolved", "unresolved", "empty_patch", "patch_failed", "error", "timeout"]
+Status = Literal["resolved", "unresolved", "empty_patch", "patch_failed", "error", "timeout", "too_slow",
+                 "not_attempted"]
 # `timeout` is the tests hanging under the patch: the patch's doing, so a model failure, never
 # retried. Infrastructure running out of time (a stuck pull, a stuck server) is an `error`.
 MODEL_FAILURES = ("unresolved", "empty_patch", "patch_failed", "timeout")
 INFRA_FAILURES = ("error",)
+# The agent's wall clock cut the attempt before its step limit: that says how fast the runner
+# was, not what the model can do. No verdict, and not retried: the same runner would cut it again.
+TOO_SLOW: Final = "too_slow"
+# The shard's deadline stopped the attempt (or it never started): the next run of the shard does it.
+NOT_ATTEMPTED: Final = "not_attempted"
 
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -40,7 +46,13 @@ class AgentStats(BaseModel):
     format_errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int | None = None  # of prompt_tokens, as the server reported (None: it never said)
     model_seconds: float = 0.0
+    # The text of every request, and how much of it repeated the start of the request before:
+    # what a prefix cache can reuse, measured on our side whatever the server reports.
+    sent_chars: int = 0
+    repeated_chars: int = 0
+    compactions: int = 0
 
 
 class Timings(BaseModel):

@@ -19,7 +19,7 @@ from ci_eval.grading import grade
 from ci_eval.instances import Instance
 from ci_eval.layout import log_dir
 from ci_eval.progress import Display
-from ci_eval.results import AgentStats, ErrorInfo, Record, ResultStore, Timings, now
+from ci_eval.results import NOT_ATTEMPTED, TOO_SLOW, AgentStats, ErrorInfo, Record, ResultStore, Timings, now
 from ci_eval.sandbox import Backend
 from ci_eval.solver import Job, Solver
 
@@ -31,6 +31,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Limits:
     instance_timeout: float
     eval_timeout: float
+    deadline: float | None = None  # time.monotonic() past which no job starts and running ones stop
 
 
 class Interrupted(Exception):
@@ -51,6 +52,8 @@ def pending_jobs(
             last = done.get((inst.instance_id, sample))
             if last is None:
                 jobs.append(Job(inst, sample))
+            elif last.status == NOT_ATTEMPTED:  # stopped by a deadline: its attempt did not count
+                jobs.append(Job(inst, sample, last.attempt))
             elif last.is_infra_failure and last.attempt < max_attempts:
                 jobs.append(Job(inst, sample, last.attempt + 1))
     return jobs
@@ -105,11 +108,12 @@ async def run_jobs(
     backend.prefetch(upcoming[: 2 * workers])
 
     async def worker() -> None:
-        while queue:
+        while queue and not past(limits.deadline):
             job = queue.popleft()
             ahead = len(jobs) - len(queue) + workers  # keep the image of the job after this wave coming
             backend.prefetch(upcoming[ahead : ahead + 1])
-            record = await run_one(job, backend, solve, log_dir(root, job.instance.instance_id, job.sample), limits)
+            record = await until_deadline(job, run_one(job, backend, solve, log_dir(root, job.instance.instance_id,
+                                                                                     job.sample), limits), limits)
             store.append(record)
             show.update(record)
             uses[job.instance.image] -= 1
@@ -128,6 +132,26 @@ async def run_jobs(
     for outcome in results:
         if isinstance(outcome, BaseException):
             raise outcome
+
+
+def past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+async def until_deadline(job: Job, attempt: Awaitable[Record], limits: Limits) -> Record:
+    """The attempt's record, or past the shard's deadline a `not_attempted` one: the attempt is
+    cancelled (its sandboxes removed on the way out) and the next run of the shard redoes it."""
+    if limits.deadline is None:
+        return await attempt
+    started = now()
+    try:
+        async with asyncio.timeout(limits.deadline - time.monotonic()):
+            return await attempt
+    except TimeoutError:
+        return Record(instance_id=job.instance.instance_id, repo=job.instance.repo, sample=job.sample,
+                      attempt=job.attempt, status=NOT_ATTEMPTED, started_at=started, finished_at=now(),
+                      error=ErrorInfo(kind="deadline", message="stopped at the shard's --deadline-minutes; "
+                                      "run the shard again to resume it"))
 
 
 async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits: Limits) -> Record:
@@ -156,6 +180,10 @@ async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits:
             solution = await solve(job, backend, logs)
             timings.agent = time.monotonic() - t
             patch, agent = solution.patch, solution.agent
+            if agent.exit_reason == "time_limit":
+                return record(status=TOO_SLOW, error=ErrorInfo(kind="time_limit", message=(
+                    f"the agent's wall clock (--agent-timeout) cut it after {agent.steps} step(s): "
+                    "the runner was too slow to reach a verdict")))
             async for try_ in AsyncRetrying(
                 retry=retry_if_exception(lambda e: isinstance(e, InfraError) and e.transient),
                 stop=stop_after_attempt(2), wait=wait_exponential(multiplier=1, max=10), reraise=True,

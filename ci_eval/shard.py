@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from ci_eval.model import OpenAIModel
 from ci_eval.partition import costliest_first, shard_ids
 from ci_eval.planfile import make_plan
 from ci_eval.progress import Display, display, say
-from ci_eval.results import Record, ResultStore, now, write_manifest
+from ci_eval.results import NOT_ATTEMPTED, Record, ResultStore, now, write_manifest
 from ci_eval.runner import Limits, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.choose import choose_backend
@@ -32,6 +33,12 @@ class ShardResult:
     folder: Path
     records: dict[tuple[str, int], Record]
     ran: int
+    planned: int  # instances x samples
+
+    @property
+    def unfinished(self) -> int:
+        """Jobs the deadline stopped or never started: the next run of the shard does them."""
+        return self.planned - sum(r.status != NOT_ATTEMPTED for r in self.records.values())
 
     @property
     def counts(self) -> Counter[str]:
@@ -56,6 +63,7 @@ def writable(folder: Path) -> None:
 def run_shard(settings: Settings, index: int, of: int | None = None, timings: Path | None = None,
               plan_file: Path | None = None) -> ShardResult:
     """Plan (or read the plan job's plan), then run shard `index` of it, costliest first."""
+    began = time.monotonic()  # --deadline-minutes counts from here
     if plan_file is not None:
         made = read_plan(plan_file)
         if of is not None and of != made.of:
@@ -82,11 +90,12 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
 
         with llama_server.serve(settings.context_window, folder / "local-model.log") as url:
             local = settings.model_copy(update={"base_url": url, "model": llama_server.MODEL_ALIAS})
-            return _run_shard(local, made, index, planned, folder)
-    return _run_shard(settings, made, index, planned, folder)
+            return _run_shard(local, made, index, planned, folder, began)
+    return _run_shard(settings, made, index, planned, folder, began)
 
 
-def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Instance], folder: Path) -> ShardResult:
+def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Instance], folder: Path,
+               began: float) -> ShardResult:
     model = OpenAIModel(settings) if settings.predictions is None else None
     solve = solver.for_settings(settings, planned, model)
     backend = choose_backend(settings.sandbox, planned, _owner(folder), repos_dir=settings.repos_dir,
@@ -98,23 +107,25 @@ def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Ins
     total = len(planned) * settings.samples
     say(f"shard {index}/{made.of}: {len(planned)} instances, {len(jobs)} to run, "
          f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
+    deadline = None if settings.deadline_minutes is None else began + settings.deadline_minutes * 60
+    limits = Limits(settings.instance_time_limit(), settings.eval_timeout, deadline)
     show = display(total, total - len(jobs))
     try:
-        asyncio.run(until_signal(_run(jobs, backend, solve, model, store, folder, settings, show)))
+        asyncio.run(until_signal(_run(jobs, backend, solve, model, store, folder, settings, limits, show)))
     finally:
         show.close()
         store.close()
-    return ShardResult(folder, store.latest(), len(jobs))
+    return ShardResult(folder, store.latest(), len(jobs), total)
 
 
 async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, model: OpenAIModel | None,
-               store: ResultStore, folder: Path, settings: Settings, show: Display) -> None:
+               store: ResultStore, folder: Path, settings: Settings, limits: Limits, show: Display) -> None:
     try:
         if model is not None and jobs:
             await model.check()  # a server that is down is one clear line before any work
         await run_jobs(
             jobs, backend=backend, solve=solve, store=store, root=folder,
-            limits=Limits(settings.instance_timeout, settings.eval_timeout), workers=settings.workers,
+            limits=limits, workers=settings.workers,
             show=show, prune=settings.prune_images,
         )
     finally:

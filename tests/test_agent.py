@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ci_eval.agent import ELIDED, PACKAGED, TokenCounter, cut_middle, fit
+from ci_eval.agent import ELIDED, PACKAGED, Context, TokenCounter, compact, cut_middle, repeated_prefix
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, INSTANCES, settings
 from tests.openai_server import replies, serve
@@ -134,7 +134,7 @@ def test_requests_never_exceed_the_context_window(tmp_path: Path) -> None:
         cfg = agent_settings(tmp_path, server.url, context_window=2048, max_tokens=256, observation_chars=3000)
         result = run_shard(cfg, 0, 1)
     assert len(server.requests) == 9 and server.violations == []
-    assert any(ELIDED in m["content"] for r in server.requests for m in r["messages"])
+    assert len(server.requests[-1]["messages"]) < 2 + 2 * 8  # compacted: old exchanges elided or dropped
     last = trajectory(result.folder)["steps"][0]["output"]
     assert "characters cut" in last and last.startswith("1\n2\n") and last.rstrip().endswith("30000")
 
@@ -151,17 +151,46 @@ def test_samples_use_different_seeds_and_no_secret_is_written(tmp_path: Path,
             assert "sk-test-secret-4711" not in path.read_text(errors="replace"), path
 
 
-def test_fit_elides_old_observations_first_and_always_fits() -> None:
+def test_compact_elides_old_observations_first_and_always_fits() -> None:
     counter = TokenCounter()
     big = "x" * 6000
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "issue"}]
     for n in range(6):
         messages += [{"role": "assistant", "content": f"step {n}"}, {"role": "user", "content": big}]
-    fitted = fit(messages, 3000, counter)
+    fitted = compact(messages, 3000, 3000, counter)
     assert counter.estimate(fitted) <= 3000
     assert fitted[3]["content"] == ELIDED and fitted[-1]["content"] == big and fitted[2]["content"] == "step 0"
     huge = [{"role": "system", "content": "s"}, {"role": "user", "content": "y" * 100_000}]
-    assert counter.estimate(fit(huge, 2000, counter)) <= 2000
+    assert counter.estimate(compact(huge, 1000, 2000, counter)) <= 2000
+
+
+def test_the_context_only_appends_between_rare_compactions() -> None:
+    """Each request repeats the previous one whole, but at a compaction; a compaction goes down
+    to half the budget and keeps what it elided before, so the requests stay a cacheable prefix."""
+    counter = TokenCounter()
+    context = Context([{"role": "system", "content": "s" * 500}, {"role": "user", "content": "issue " * 100}],
+                      budget=8000, counter=counter)
+    requests = []
+    for n in range(40):
+        requests.append(context.request())
+        context.append({"role": "assistant", "content": f"step {n}\n```bash\ncat file{n}\n```"})
+        context.append({"role": "user", "content": f"output {n} " + "y" * 1500})
+    assert all(counter.estimate(r) <= 8000 for r in requests)
+    cut = [n for n in range(1, 40) if requests[n][: len(requests[n - 1])] != requests[n - 1]]
+    # 40 steps of ~660 tokens: the window fills at step 12, then each compaction frees ~4000, 6 steps' worth
+    assert 3 <= len(cut) <= 5 and context.compactions == len(cut)
+    assert min(b - a for a, b in zip(cut, cut[1:], strict=False)) >= 5
+    for n in cut:  # a compaction keeps the system prompt and the issue, and goes down to the low-water mark
+        assert requests[n][:2] == requests[n - 1][:2]
+        assert counter.estimate(requests[n]) <= 8000 * 0.5 + 700
+    assert context.repeated_chars / context.sent_chars > 0.75
+
+
+def test_repeated_prefix_counts_what_a_server_could_reuse() -> None:
+    a = [{"role": "system", "content": "abc"}, {"role": "user", "content": "hello world"}]
+    assert repeated_prefix([], a) == 0
+    assert repeated_prefix(a, a + [{"role": "assistant", "content": "x"}]) == len("systemabcuserhello world")
+    assert repeated_prefix(a, [a[0], {"role": "user", "content": "hello there"}]) == len("systemabcuserhello ")
 
 
 def test_counter_learns_denser_tokenizers_only() -> None:

@@ -10,13 +10,12 @@ from ci_eval.contracts import REPORT_VERSION, Report
 from ci_eval.layout import APPLY_LOG, TEST_LOG, log_dir
 from ci_eval.report.merge import Merged
 from ci_eval.report.stats import pass_at_k, wilson
-from ci_eval.results import INFRA_FAILURES, MODEL_FAILURES, Record
+from ci_eval.results import INFRA_FAILURES, MODEL_FAILURES, NOT_ATTEMPTED, TOO_SLOW, Record
 
 LOG_TAIL_LINES, LOG_TAIL_BYTES = 30, 4096  # of a failing instance's log, into the report and JUnit
-NOT_ATTEMPTED = "not_attempted"
 UNREADABLE = "unreadable"  # its only result line is damaged: neither a verdict nor "not attempted"
 # Instances without a model verdict: nothing can be said of the model from them.
-NO_VERDICT = (*INFRA_FAILURES, NOT_ATTEMPTED, UNREADABLE)
+NO_VERDICT = (*INFRA_FAILURES, TOO_SLOW, NOT_ATTEMPTED, UNREADABLE)
 
 
 def repo_from_id(instance_id: str) -> str:
@@ -64,14 +63,7 @@ def build_report(merged: Merged) -> Report:
         },
         "no_verdict": sorted(i for i, e in instances.items() if e["status"] in NO_VERDICT),
         "unreadable": merged.unreadable,
-        "usage": {
-            "prompt_tokens": sum(r.agent.prompt_tokens for r in records),
-            "completion_tokens": sum(r.agent.completion_tokens for r in records),
-            "model_seconds": round(sum(r.agent.model_seconds for r in records), 3),
-            "agent_seconds": round(sum(r.timings.agent for r in records), 3),
-            "eval_seconds": round(sum(r.timings.eval for r in records), 3),
-            "total_seconds": round(sum(r.timings.total for r in records), 3),
-        },
+        "usage": _usage(records),
         "samples": merged.samples,
         "warnings": merged.warnings,
         "instances": instances,
@@ -83,6 +75,24 @@ def build_report(merged: Merged) -> Report:
             for k in range(1, merged.samples + 1)
         }
     return Report.model_validate(report)
+
+
+def _usage(records: list[Record]) -> dict[str, Any]:
+    sent = sum(r.agent.sent_chars for r in records)
+    reported = [r.agent for r in records if r.agent.cached_tokens is not None]
+    told = sum(a.prompt_tokens for a in reported)
+    cached = sum(a.cached_tokens or 0 for a in reported)
+    return {
+        "prompt_tokens": sum(r.agent.prompt_tokens for r in records),
+        "completion_tokens": sum(r.agent.completion_tokens for r in records),
+        "model_seconds": round(sum(r.agent.model_seconds for r in records), 3),
+        "repeated_prefix_share": round(sum(r.agent.repeated_chars for r in records) / sent, 4) if sent else None,
+        "cached_tokens": cached if reported else None,
+        "cached_share": round(cached / told, 4) if told else None,
+        "agent_seconds": round(sum(r.timings.agent for r in records), 3),
+        "eval_seconds": round(sum(r.timings.eval for r in records), 3),
+        "total_seconds": round(sum(r.timings.total for r in records), 3),
+    }
 
 
 def _instance(iid: str, merged: Merged, damaged: bool) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def verdict(new: Report, comparison: Comparison | None, fail_under: float | None
                       f"--max-new-failures {max_new_failures}")
     if unknown:
         open_.append(f"{len(unknown)} planned instance(s) have no verdict "
-                     "(infrastructure failure, not attempted or unreadable)")
+                     "(infrastructure failure, too slow, not attempted or unreadable)")
     if baseline_missing and comparison is None:
         open_.append("no baseline report was found to compare against")
     if broken:

@@ -8,8 +8,8 @@ from xml.etree import ElementTree
 from junit_xml import TestCase, TestSuite
 
 from ci_eval.contracts import ErrorInfo, InstanceResult, Report
-from ci_eval.report.build import NO_VERDICT, NOT_ATTEMPTED
-from ci_eval.results import MODEL_FAILURES
+from ci_eval.report.build import NO_VERDICT
+from ci_eval.results import MODEL_FAILURES, NOT_ATTEMPTED, TOO_SLOW
 
 _SHOWN_TESTS = 20
 # Terminal colour codes first (a server's error text carries them), then every character XML 1.0
@@ -51,6 +51,9 @@ def to_junit(report: Report) -> str:
             case.add_failure_info(message=clean(message), output=_body(entry), failure_type=status)
         elif status == NOT_ATTEMPTED:
             case.add_skipped_info(message="not attempted")
+        elif status == TOO_SLOW:  # no verdict: the runner's speed, not the model, ended it
+            message = f"too slow: {entry.error.message}" if entry.error else "too slow"
+            case.add_error_info(message=clean(message), output=_body(entry), error_type=TOO_SLOW)
         elif status in NO_VERDICT:
             error = entry.error or ErrorInfo(kind=status, message=status)
             case.add_error_info(message=clean(error.message), output=_body(entry),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from ci_eval.contracts import Report
 from ci_eval.report.compare import Comparison, Verdict
+from ci_eval.results import TOO_SLOW
 
 SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses step summaries above 1 MiB
 _LISTED = 50
 _SLOWEST = 10
+MANY_TOO_SLOW = 0.1  # this share of attempts cut by the wall clock makes the headline warn
 
 
 def to_markdown(report: Report, comparison: Comparison | None = None, verdict: Verdict | None = None,
@@ -19,7 +21,8 @@ def to_markdown(report: Report, comparison: Comparison | None = None, verdict: V
         parts.append("".join(f"> [!WARNING]\n> {w}\n\n" for w in report.warnings))
     if comparison is not None:
         parts.append(comparison_section(comparison))
-    parts += [status_section(report), details_section(report), repo_section(report), slowest_section(report)]
+    parts += [status_section(report), details_section(report), repo_section(report), model_time_section(report),
+              slowest_section(report)]
     return truncate("\n".join(parts), limit)
 
 
@@ -47,10 +50,18 @@ def headline(report: Report) -> str:
         "",
         f"`{ident.get('model')}` on `{ident.get('dataset')}` ({ident.get('split')}), "
         f"{report.shards.of} shard(s), config `{ident.get('config_hash')}`"
-        + (f", **{unknown} without a verdict** (infrastructure failure, not attempted or unreadable; "
+        + (f", **{unknown} without a verdict** (infrastructure failure, too slow, not attempted or unreadable; "
            "not counted as wrong answers)" if unknown else ""),
         "",
     ]
+    slow = report.totals.by_status.get(TOO_SLOW, 0)
+    if slow:
+        lines += [f"**{slow} of {rate.planned} attempts were too slow**: the agent's wall clock (--agent-timeout) "
+                  "cut them before the step limit, so they say how fast the runner was, not what the model can do; "
+                  "they have no verdict and are not compared.", ""]
+        if slow >= MANY_TOO_SLOW * rate.planned:
+            lines += ["> [!WARNING]\n> So many attempts were cut that this run says little: give the agent more time "
+                      "(--agent-timeout), a faster runner, or fewer workers per model.", ""]
     if report.pass_at_k:
         lines.append(" · ".join(f"pass@{k} {v:.1%}" for k, v in report.pass_at_k.items()) + "\n")
     return "\n".join(lines)
@@ -87,7 +98,7 @@ def status_section(report: Report) -> str:
 def details_section(report: Report) -> str:
     """Every instance that did not resolve, folded: why (status, error, failing tests), how the
     agent's attempt ended, what it cost; infrastructure apart from the model's failures."""
-    groups: dict[str, list[str]] = {"Model failures": [], "Without a verdict": []}
+    groups: dict[str, list[str]] = {"Model failures": [], "Too slow (no verdict)": [], "Without a verdict": []}
     unknown = set(report.no_verdict)
     for iid, e in report.instances.items():
         if e.status == "resolved":
@@ -95,7 +106,9 @@ def details_section(report: Report) -> str:
         why = e.error.message if e.error else ", ".join(f"`{t}`" for t in e.failing_tests[:5])
         agent = f"{e.exit_reason} after {e.steps} steps, {e.tokens:,} tokens" if e.exit_reason else ""
         row = f"| `{iid}` | {e.status} | {_cell(why)} | {_cell(agent)} | {e.time:.0f} s |"
-        groups["Without a verdict" if iid in unknown else "Model failures"].append(row)
+        group = "Too slow (no verdict)" if e.status == TOO_SLOW else "Without a verdict" if iid in unknown \
+            else "Model failures"
+        groups[group].append(row)
     out = []
     for title, rows in groups.items():
         if rows:
@@ -115,6 +128,20 @@ def repo_section(report: Report) -> str:
     rows = [f"| {repo} | {r.resolved} | {r.planned} | {r.rate:.1%} |" for repo, r in report.per_repo.items()]
     return "\n".join(["### Per repository", "", "| repository | resolved | planned | rate |",
                       "| --- | ---: | ---: | ---: |", *rows, ""])
+
+
+def model_time_section(report: Report) -> str:
+    """Where the model's time went, and how much of each request a prompt cache could reuse."""
+    u = report.usage
+    if not u.prompt_tokens:
+        return ""
+    rows = [f"| prompt tokens | {u.prompt_tokens:,} |", f"| completion tokens | {u.completion_tokens:,} |",
+            f"| model seconds | {u.model_seconds:,.0f} |"]
+    if u.repeated_prefix_share is not None:
+        rows.append(f"| request text repeating the previous request's start | {u.repeated_prefix_share:.1%} |")
+    rows.append(f"| prompt tokens the server took from its cache | {u.cached_share:.1%} |" if u.cached_share is not None
+                else "| prompt tokens the server took from its cache | not reported by the server |")
+    return "\n".join(["### Model time", "", "| | |", "| --- | ---: |", *rows, ""])
 
 
 def slowest_section(report: Report) -> str:
