@@ -60,7 +60,8 @@ def limits_from(settings: Settings, config: AgentConfig = PACKAGED) -> AgentLimi
     given = settings.model_fields_set
     settings = settings.model_copy(update={k: v for k, v in config.limits.items() if k not in given})
     return AgentLimits(
-        step_limit=settings.step_limit, token_budget=settings.token_budget, time_limit=settings.agent_time_limit(),
+        step_limit=settings.step_limit, token_budget=settings.agent_token_budget(),
+        time_limit=settings.agent_time_limit(),
         command_timeout=settings.command_timeout, context_window=settings.context_window,
         max_tokens=settings.max_tokens, observation_chars=settings.observation_chars,
     )

@@ -87,12 +87,20 @@ class Settings(BaseSettings):
     max_tokens: int = Field(1024, description="Tokens per model reply.")
     seed: int = Field(0, description="Model seed; sample k uses seed + k.")
     request_timeout: float = Field(300, description="Seconds per model request.")
-    context_window: int = Field(8192, description="Tokens the whole request must fit in.")
+    fold_system_prompt: bool = Field(
+        False, description="Send the system prompt at the start of the first user message, for chat templates "
+        "without a system role (Gemma's drops it; --local-model sets this).")
+    # 32768 and 3000: of the windows and cuts measured (benchmarks/model_time.py), the pair that
+    # processes the fewest prompt tokens per step (~1k) with >90% of each request a cached prefix;
+    # granite4:tiny-h has a 128k context and few attention layers, so the longer prompt costs little.
+    context_window: int = Field(32768, ge=1024, description="Tokens the whole request must fit in.")
     step_limit: int = Field(40, ge=1, description="Model calls per attempt.")
-    token_budget: int = Field(400_000, ge=1, description="Tokens per attempt.")
+    token_budget: int | None = Field(
+        None, ge=1, description="Tokens per attempt, cached ones included [step limit x context window: never "
+        "before the step limit].")
     agent_timeout: float | None = Field(
         None, gt=0, description=f"Wall-clock seconds for the agent per attempt [step limit x {STEP_SECONDS:g}].")
-    observation_chars: int = Field(6000, ge=200, description="Command output shown to the model, head+tail.")
+    observation_chars: int = Field(3000, ge=200, description="Command output shown to the model, head+tail.")
     agent_config: Path | None = Field(None, description="TOML or YAML of prompts and limits over the packaged ones.")
     local_model: bool = Field(False, description="Start llama.cpp with Gemma 3 270M (extra: local-model) and use it.")
 
@@ -134,6 +142,9 @@ class Settings(BaseSettings):
     def agent_time_limit(self) -> float:
         """The agent's safety net, sized from the step limit unless set."""
         return self.agent_timeout or self.step_limit * STEP_SECONDS
+
+    def agent_token_budget(self) -> int:
+        return self.token_budget or self.step_limit * self.context_window
 
     def instance_time_limit(self) -> float:
         solving = self.agent_time_limit() if self.predictions is None else 0.0

@@ -87,6 +87,8 @@ class OpenAIModel:
                              f"pull it (ollama pull {self.name}) or pass --model")
 
     async def complete(self, messages: list[Message], seed: int) -> Reply:
+        if self.settings.fold_system_prompt:
+            messages = fold_system(messages)
         async with self.slots:
             start = time.monotonic()
             response = await self._create(messages, seed)
@@ -113,6 +115,18 @@ class OpenAIModel:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def fold_system(messages: list[Message]) -> list[Message]:
+    """The system text opens the first user turn (as Gemma 3's own template does), for servers
+    whose chat format drops system messages; it stays first, so the cached prefix is the same."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if system and rest and rest[0]["role"] == "user":
+        rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
+    elif system:
+        rest.insert(0, {"role": "user", "content": system})
+    return rest
 
 
 def cached_tokens(response: Any) -> int | None:

@@ -89,7 +89,9 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
         from ci_eval import llama_server
 
         with llama_server.serve(settings.context_window, folder / "local-model.log") as url:
-            local = settings.model_copy(update={"base_url": url, "model": llama_server.MODEL_ALIAS})
+            # Gemma's chat format drops system messages: the system prompt goes into the first user turn.
+            local = settings.model_copy(update={"base_url": url, "model": llama_server.MODEL_ALIAS,
+                                                "fold_system_prompt": True})
             return _run_shard(local, made, index, planned, folder, began)
     return _run_shard(settings, made, index, planned, folder, began)
 
@@ -98,7 +100,7 @@ def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Ins
                began: float) -> ShardResult:
     model = OpenAIModel(settings) if settings.predictions is None else None
     solve = solver.for_settings(settings, planned, model)
-    backend = choose_backend(settings.sandbox, planned, _owner(folder), repos_dir=settings.repos_dir,
+    backend = choose_backend(settings.sandbox, planned, owner_of(folder), repos_dir=settings.repos_dir,
                              dataset=settings.dataset, memory_limit=settings.memory_limit,
                              pids_limit=settings.pids_limit)
     write_manifest(folder, manifest(settings, made, index, backend.name))
@@ -157,6 +159,7 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> Manife
     })
 
 
-def _owner(folder: Path) -> str:
+def owner_of(folder: Path) -> str:
+    """The label value of the containers this shard folder's runs make."""
     return hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
 

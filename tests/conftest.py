@@ -43,9 +43,14 @@ def docker_client() -> Iterator[Any]:
     client.close()
 
 
-def ours(client: Any) -> list[Any]:
-    """Containers made by ci-eval that still exist."""
-    return list(client.containers.list(all=True, filters={"label": "ci-eval"}))
+def ours(client: Any, made_by: Path | str) -> list[Any]:
+    """The containers that a shard folder (or a backend's owner name) made and that still exist:
+    this test's own, whatever other ci-eval runs share the engine."""
+    from ci_eval.sandbox.docker import OWNER_LABEL
+    from ci_eval.shard import owner_of
+
+    owner = made_by if isinstance(made_by, str) else owner_of(made_by)
+    return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"}))
 
 
 def rows() -> list[dict[str, Any]]:

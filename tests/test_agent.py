@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from ci_eval.agent import ELIDED, PACKAGED, Context, TokenCounter, compact, cut_middle, repeated_prefix
 from ci_eval.shard import run_shard
-from tests.conftest import FIXTURES, INSTANCES, settings
+from tests.conftest import FIXTURES, INSTANCES, ours, settings
 from tests.openai_server import replies, serve
 
 CALC_2 = "ci-eval-fixtures__calc-2"
@@ -53,7 +54,7 @@ def test_scripted_replies_solve_a_fixture_in_docker(docker_client: Any, tmp_path
     assert [s["command"].split()[0] for s in steps] == ["cat", "python3", "python3", "echo"]
     assert "def clamp" in steps[0]["output"] and steps[2]["output"].strip() == "10"
     assert not server.violations
-    assert list(docker_client.containers.list(all=True, filters={"label": "ci-eval"})) == []
+    assert ours(docker_client, result.folder) == []
 
 
 def test_garbage_replies_end_in_format_errors(tmp_path: Path) -> None:
@@ -179,7 +180,7 @@ def test_the_context_only_appends_between_rare_compactions() -> None:
     cut = [n for n in range(1, 40) if requests[n][: len(requests[n - 1])] != requests[n - 1]]
     # 40 steps of ~660 tokens: the window fills at step 12, then each compaction frees ~4000, 6 steps' worth
     assert 3 <= len(cut) <= 5 and context.compactions == len(cut)
-    assert min(b - a for a, b in zip(cut, cut[1:], strict=False)) >= 5
+    assert min(b - a for a, b in itertools.pairwise(cut)) >= 5
     for n in cut:  # a compaction keeps the system prompt and the issue, and goes down to the low-water mark
         assert requests[n][:2] == requests[n - 1][:2]
         assert counter.estimate(requests[n]) <= 8000 * 0.5 + 700
@@ -189,7 +190,7 @@ def test_the_context_only_appends_between_rare_compactions() -> None:
 def test_repeated_prefix_counts_what_a_server_could_reuse() -> None:
     a = [{"role": "system", "content": "abc"}, {"role": "user", "content": "hello world"}]
     assert repeated_prefix([], a) == 0
-    assert repeated_prefix(a, a + [{"role": "assistant", "content": "x"}]) == len("systemabcuserhello world")
+    assert repeated_prefix(a, [*a, {"role": "assistant", "content": "x"}]) == len("systemabcuserhello world")
     assert repeated_prefix(a, [a[0], {"role": "user", "content": "hello there"}]) == len("systemabcuserhello ")
 
 

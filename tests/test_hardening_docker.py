@@ -43,7 +43,7 @@ def test_an_agent_command_that_floods_is_stopped_in_the_container(docker_client:
     out = asyncio.run(flood())
     assert out.flooded and not out.timed_out and out.returncode == 141
     assert len(out.output) < 1_100_000 and out.output.startswith("y\ny\n")
-    assert ours(docker_client) == []
+    assert ours(docker_client, "test-flood") == []
 
 
 def test_a_long_test_log_is_bounded_and_still_graded_from_its_tail(docker_client: Any, tmp_path: Path) -> None:
@@ -73,4 +73,4 @@ def test_a_test_runner_killed_by_the_memory_limit_is_an_infra_error(docker_clien
                    memory_limit="128m", max_attempts=1)
     record = run_shard(cfg, 0, 1).records[(CALC_1, 0)]
     assert record.status == "error" and record.error is not None and record.error.kind == "oom", record
-    assert ours(docker_client) == []
+    assert ours(docker_client, tmp_path / "out") == []

@@ -54,7 +54,7 @@ def test_sigkill_half_way_then_resume(docker_client: Any, tmp_path: Path) -> Non
     assert again.returncode == 0, again.stderr
     counts = collections.Counter(ids_in(out))
     assert counts == {row["instance_id"]: 1 for row in rows()}
-    assert ours(docker_client) == []
+    assert ours(docker_client, out) == []
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -65,7 +65,7 @@ def test_signal_stops_cleanly_and_resumes(docker_client: Any, tmp_path: Path, si
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err.decode()
     assert b"resume" in err
-    assert ours(docker_client) == []  # the running instances' containers went with it
+    assert ours(docker_client, out) == []  # the running instances' containers went with it
     done_before = len(lines(out))
     again = subprocess.run(shard_cmd(out), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

@@ -75,7 +75,7 @@ def test_gold_patches_all_resolve(docker_client: Any, tmp_path: Path) -> None:
     for record in result.records.values():
         assert record.tests.FAIL_TO_PASS.failure == [] and record.tests.FAIL_TO_PASS.success
         assert (result.folder / "logs" / record.instance_id / "sample-0" / "test_output.txt").stat().st_size > 0
-    assert ours(docker_client) == []
+    assert ours(docker_client, result.folder) == []
 
 
 def test_large_non_utf8_output_is_kept_and_graded(docker_client: Any, tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_wrong_and_unappliable_and_hanging_patches(docker_client: Any, tmp_path:
     hung = result.records[(CALC_3, 0)]
     assert hung.error is not None and hung.error.kind == "timeout"
     assert 8 <= hung.timings.eval < 30
-    assert ours(docker_client) == []
+    assert ours(docker_client, result.folder) == []
     # A patch that makes the tests hang is a wrong answer: not an infrastructure failure, not retried.
     assert result.infra_failures == 0 and run_shard(cfg, 0, 1).ran == 0
 

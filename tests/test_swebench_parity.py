@@ -32,4 +32,4 @@ def test_same_resolved_set_as_run_evaluation(
     resolved = {r.instance_id for r in ours_result.records.values() if r.status == "resolved"}
     assert resolved == set(theirs["resolved_ids"])
     assert resolved == {row["instance_id"] for row in rows()}
-    assert ours(docker_client) == []
+    assert ours(docker_client, ours_result.folder) == []

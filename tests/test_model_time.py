@@ -1,0 +1,125 @@
+"""Model time: requests a prompt cache can reuse, verdicts that do not depend on the runner's
+speed, and a shard that ends by its deadline with nothing lost (a real OpenAI-speaking server
+with scripted replies; the local sandbox)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci_eval.report.aggregate import aggregate
+from ci_eval.shard import run_shard
+from tests.conftest import FIXTURES, INSTANCES, rows, settings
+from tests.openai_server import SUBMIT_REPLY, replies, serve
+from tests.test_agent import CALC_2, FIX, agent_settings
+
+READ = "Let me read more of the code.\n```bash\nseq 100000 101000\n```"  # ~7 KB of output
+LOOK = "Let me look.\n```bash\nls calc\n```"
+
+
+def exploration(tmp_path: Path, **overrides: Any) -> tuple[Any, Any]:
+    """The scenario of a new user's long run: 24 reads of ~7 KB, then the fix and the submission."""
+    cfg = agent_settings(tmp_path, "http://unused", **overrides)
+    with serve(replies(*[READ] * 24, FIX), context_window=cfg.context_window) as server:
+        result = run_shard(cfg.model_copy(update={"base_url": server.url}), 0, 1)
+    return result.records[(CALC_2, 0)], server
+
+
+@pytest.mark.parametrize(("window", "share"), [(None, 0.8), (8192, 0.6)])
+def test_a_long_exploration_repeats_the_previous_request(tmp_path: Path, window: int | None, share: float) -> None:
+    overrides = {"context_window": window} if window else {}
+    record, server = exploration(tmp_path, **overrides)
+    assert record.status == "resolved" and record.agent.steps == 26 and not server.violations
+    assert record.agent.repeated_chars / record.agent.sent_chars >= share
+    # the server's own prefix cache agrees: it reused most of what it was sent
+    assert record.agent.cached_tokens == sum(server.cached) and record.agent.cached_tokens is not None
+    assert record.agent.cached_tokens >= (share - 0.1) * record.agent.prompt_tokens
+    report = aggregate([tmp_path / "out"], tmp_path / "report").report
+    assert report.usage.repeated_prefix_share is not None and report.usage.repeated_prefix_share >= share
+    assert report.usage.cached_share == pytest.approx(record.agent.cached_tokens / record.agent.prompt_tokens, abs=1e-3)
+    assert "took from its cache" in (tmp_path / "report" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("shape", ["llama.cpp", None])
+def test_cached_tokens_as_llama_cpp_says_them_or_not_at_all(tmp_path: Path, shape: str | None) -> None:
+    with serve(replies(LOOK, LOOK, FIX), cache_report=shape) as server:
+        record = run_shard(agent_settings(tmp_path, server.url), 0, 1).records[(CALC_2, 0)]
+    if shape is None:  # Ollama says nothing: nothing is made up
+        assert record.agent.cached_tokens is None
+        assert aggregate([tmp_path / "out"], tmp_path / "r").report.usage.cached_share is None
+    else:
+        assert record.agent.cached_tokens == sum(server.cached) > 0
+
+
+def test_an_attempt_cut_by_the_clock_is_neither_a_pass_nor_a_regression(tmp_path: Path) -> None:
+    """Every attempt cut by a tiny --agent-timeout, against a gold baseline under
+    --max-new-failures 0: too slow, no verdict, so inconclusive (exit 3), not a regression."""
+    base = settings(tmp_path, predictions="gold", sandbox="local", repos_dir=FIXTURES / "repos",
+                    instance_ids=[CALC_2, "ci-eval-fixtures__calc-1"], output=tmp_path / "base")
+    run_shard(base, 0, 1)
+    aggregate([tmp_path / "base"], tmp_path / "base-report")
+
+    def slowly(_: list[dict[str, str]]) -> str:
+        time.sleep(0.4)
+        return LOOK
+
+    with serve(slowly) as server:
+        cfg = agent_settings(tmp_path, server.url, agent_timeout=1, instance_ids=[CALC_2, "ci-eval-fixtures__calc-1"])
+        result = run_shard(cfg, 0, 1)
+    assert {r.status for r in result.records.values()} == {"too_slow"}
+    assert all(r.agent.exit_reason == "time_limit" and r.agent.steps < 40 for r in result.records.values())
+    done = subprocess.run([sys.executable, "-m", "ci_eval", "aggregate", str(tmp_path / "out"), "--output",
+                           str(tmp_path / "new-report"), "--baseline", str(tmp_path / "base-report" / "report.json"),
+                           "--max-new-failures", "0"], capture_output=True, text=True)
+    assert done.returncode == 3, done.stdout + done.stderr
+    report = json.loads((tmp_path / "new-report" / "report.json").read_text())
+    assert report["totals"]["by_status"] == {"too_slow": 2}
+    assert sorted(report["no_verdict"]) == sorted(report["instances"])
+    summary = (tmp_path / "new-report" / "summary.md").read_text()
+    assert "2 of 2 attempts were too slow" in summary and "Too slow (no verdict)" in summary
+    junit = (tmp_path / "new-report" / "junit.xml").read_text()
+    assert junit.count('type="too_slow"') == 2 and "too slow:" in junit
+
+
+def test_a_shard_past_its_deadline_keeps_what_finished_and_resumes_the_rest(tmp_path: Path) -> None:
+    """One instance's model hangs past --deadline-minutes: the others finish and are kept, the hung
+    one is stopped and recorded as not attempted, the shard exits 1; the next run does only it."""
+    stuck = next(r for r in rows() if r["instance_id"] == CALC_2)["problem_statement"]
+    release = threading.Event()
+
+    def script(messages: list[dict[str, str]]) -> str:
+        if stuck in messages[1]["content"]:
+            release.wait(120)  # the model server hangs on this one instance
+        return SUBMIT_REPLY
+
+    out = tmp_path / "out"
+    with serve(script) as server:
+        cmd = [sys.executable, "-m", "ci_eval", "shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES),
+               "--sandbox", "local", "--repos-dir", str(FIXTURES / "repos"), "--output", str(out),
+               "--base-url", server.url, "--model", "scripted", "--workers", "2", "--model-slots", "2",
+               "--deadline-minutes", "0.3"]
+        began = time.monotonic()
+        first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - began
+        release.set()  # the server answers again: the re-run (same server, same identity) resumes
+        lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 1 and "1 instance(s) not done by --deadline-minutes" in first.stderr, first.stderr
+    assert took < 0.3 * 60 + 30  # it stopped at the deadline, not at the hung request's end
+    by_id = {line["instance_id"]: line for line in lines}
+    assert len(lines) == 6 and by_id[CALC_2]["status"] == "not_attempted"
+    assert by_id[CALC_2]["error"]["kind"] == "deadline"
+    assert all(line["status"] == "empty_patch" for iid, line in by_id.items() if iid != CALC_2)
+
+    assert again.returncode == 0, again.stderr
+    assert "6 instances, 1 to run" in again.stderr
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(lines) == 7 and lines[-1]["instance_id"] == CALC_2 and lines[-1]["status"] == "empty_patch"
+    assert lines[-1]["attempt"] == 1  # a deadline does not use up an attempt
