@@ -112,23 +112,22 @@ def child_scripted(window: int | None, steps: int) -> dict[str, Any]:
 
 
 def child_local(window: int | None, base_url: str, steps: int) -> dict[str, Any]:
+    """The agent on the local model through the parent's recording proxy; the parent has the calls."""
     from ci_eval.config import load_settings
     from ci_eval.shard import run_shard
 
-    with tempfile.TemporaryDirectory() as tmp, recording(base_url) as proxy:
+    with tempfile.TemporaryDirectory() as tmp:
         flags: dict[str, Any] = {
             "dataset": str(ROOT / "tests/fixtures/instances.jsonl"), "instance_ids": LOCAL_IDS,
-            "output": Path(tmp) / "out", "base_url": proxy.url, "model": "gemma3-270m", "sandbox": "local",
+            "output": Path(tmp) / "out", "base_url": base_url, "model": "gemma3-270m", "sandbox": "local",
             "repos_dir": ROOT / "tests/fixtures/repos", "step_limit": steps, "workers": 1, "max_tokens": 256}
         if window is not None:
             flags["context_window"] = window
         cfg = load_settings(flags)
         records = run_shard(cfg, 0, 1).records
-    out = figures(proxy.calls)
-    out.update(status=",".join(r.status for r in records.values()), window=cfg.context_window,
-               observation_chars=cfg.observation_chars,
-               exit_reasons=",".join(str(r.agent.exit_reason) for r in records.values()))
-    return out
+    return {"status": ",".join(r.status for r in records.values()), "window": cfg.context_window,
+            "observation_chars": cfg.observation_chars,
+            "exit_reasons": ",".join(str(r.agent.exit_reason) for r in records.values())}
 
 
 class Proxy:
@@ -139,7 +138,11 @@ class Proxy:
 
 @contextmanager
 def recording(upstream: str) -> Iterator[Proxy]:
-    """A pass-through for the OpenAI API that keeps each chat request, its usage and its time."""
+    """A pass-through for the OpenAI API that keeps each chat request, its usage and its time.
+    It folds the system prompt into the first user turn (Gemma's format drops it), so that an
+    earlier tree is measured with the model seeing what it is meant to see."""
+    from ci_eval.model import fold_system
+
     state = Proxy()
 
     class Handler(BaseHTTPRequestHandler):
@@ -162,7 +165,9 @@ def recording(upstream: str) -> Iterator[Proxy]:
             self.relay(None)
 
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            request["messages"] = fold_system(request["messages"])
+            body = json.dumps(request).encode()
             start = time.monotonic()
             answer = json.loads(self.relay(body))
             usage = answer.get("usage") or {}
@@ -251,9 +256,14 @@ def main() -> None:
             sys.path.insert(0, str(ROOT))
             from ci_eval import llama_server
 
-            with tempfile.TemporaryDirectory() as tmp, llama_server.serve(32768, Path(tmp) / "server.log") as url:
-                rows = [(f"{name}, {label}", run_child(tree, "local", window, args.local_steps, url))
-                        for name, tree in trees for label, window in (("defaults", None), ("8192", 8192))]
+            rows = []
+            with tempfile.TemporaryDirectory() as tmp, llama_server.serve(32768, Path(tmp) / "server.log") as url, \
+                    recording(url) as proxy:
+                for name, tree in trees:
+                    for label, window in (("defaults", None), ("8192", 8192)):
+                        proxy.calls.clear()
+                        outcome = run_child(tree, "local", window, args.local_steps, proxy.url)
+                        rows.append((f"{name}, {label}", {**figures(proxy.calls), **outcome}))
             table(f"local model: Gemma 3 270M on llama.cpp, {len(LOCAL_IDS)} instances, {args.local_steps} steps at "
                   "most, 256-token replies; seconds measured", rows, args.pp, args.gen, measured=True)
 

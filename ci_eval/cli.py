@@ -48,8 +48,9 @@ def _flag(name: str, field: FieldInfo) -> Callable[[Any], Any]:
     return click.option(flag, name, type=kind, help=help_text)
 
 
-def _options(func: F, section: str, before: list[Callable[[Any], Any]], after: list[Callable[[Any], Any]]) -> F:
-    fields = [_flag(n, f) for n, f in Settings.model_fields.items() if _section(f) == section]
+def _options(func: F, sections: tuple[str, ...], before: list[Callable[[Any], Any]],
+             after: list[Callable[[Any], Any]]) -> F:
+    fields = [_flag(n, f) for n, f in Settings.model_fields.items() if _section(f) in sections]
     for option in reversed([*before, *fields, *after]):
         func = option(func)
     return func
@@ -61,12 +62,12 @@ def settings_options(func: F) -> F:
     config = click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file of settings.")
     timings = click.option("--timings", type=click.Path(path_type=Path, exists=True),
                            help="Cost prior: JSON id -> seconds, or an earlier run's report.json.")
-    return _options(func, "select", [config], [timings])
+    return _options(func, ("select", "pace"), [config], [timings])
 
 
 def run_options(func: F) -> F:
     """The flags of how to run, made from the Settings fields (one source of help and defaults)."""
-    return _options(func, "run", [], [])
+    return _options(func, ("run",), [], [])
 
 
 def friendly(func: F) -> F:
@@ -97,26 +98,26 @@ def main() -> None:
 @main.command("plan")
 @click.option("--of", "of", type=int, help="Number of shards (or let --budget-minutes choose).")
 @click.option("--budget-minutes", type=click.FloatRange(min=1), help="Choose the fewest shards expected to end "
-              "within this many minutes each (from the timings prior or the difficulty prior).")
-@click.option("--workers", type=click.IntRange(1, 64),
-              help="Workers per shard, for --budget-minutes [the shard's --workers setting].")
+              "within this many minutes each, setup included (from the timings prior or the difficulty prior).")
 @click.option("--output", "plan_file", type=click.Path(path_type=Path),
               help="Also write the plan (instances, costs, shards) for `ci-eval shard --plan`.")
 @settings_options
 @friendly
-def plan_command(of: int | None, budget_minutes: float | None, workers: int | None, plan_file: Path | None,
+def plan_command(of: int | None, budget_minutes: float | None, plan_file: Path | None,
                  config_file: Path | None, timings: Path | None, **flags: Any) -> None:
     """Print the GitHub Actions matrix for N shards."""
     from ci_eval.partition import matrix
     from ci_eval.planfile import make_plan, write_plan
 
     settings = _settings(config_file, **flags)
-    workers = workers or settings.workers
+    # An agent shard runs as fast as its model: --model-slots at once, whatever the workers.
+    workers = settings.workers if settings.predictions else settings.model_slots
     if (of is None) == (budget_minutes is None):
         raise InputError("give either --of N or --budget-minutes M")
     made = make_plan(settings, of, timings, None if budget_minutes is None else (budget_minutes, workers))
     if budget_minutes is not None:
-        click.echo(f"ci-eval: {made.of} shard(s) for {budget_minutes:g} minutes on {workers} workers each", err=True)
+        click.echo(f"ci-eval: {made.of} shard(s) for {budget_minutes:g} minutes, {workers} instance(s) at once each",
+                   err=True)
     if plan_file is not None:
         write_plan(plan_file, made)
     click.echo(json.dumps(matrix(made.shards)))

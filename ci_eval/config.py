@@ -60,8 +60,10 @@ class Settings(BaseSettings):
 
     # where and how
     output: Path | None = Field(None, description="The shard's folder [ci-eval-results/shard-I].")
-    workers: int = Field(2, ge=1, le=64, description="Concurrent instances.")
-    model_slots: int = Field(1, ge=1, le=64, description="Concurrent model requests (the server's parallel streams).")
+    # "pace": the shard's and the plan's (--budget-minutes prices a shard by them).
+    workers: int = Field(2, ge=1, le=64, description="Concurrent instances.", json_schema_extra={"section": "pace"})
+    model_slots: int = Field(1, ge=1, le=64, description="Concurrent model requests (the server's parallel streams).",
+                             json_schema_extra={"section": "pace"})
     deadline_minutes: float | None = Field(
         None, gt=0, description="Past this many minutes from the start, no instance starts and running ones stop "
         "(not attempted, resumable).")

@@ -35,7 +35,10 @@ def serve(context_window: int, log_path: Path) -> Iterator[str]:
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(weights), "--model_alias", MODEL_ALIAS,
-             "--chat_format", "gemma", "--n_ctx", str(context_window), "--host", "127.0.0.1", "--port", str(port)],
+             "--chat_format", "gemma", "--n_ctx", str(context_window), "--host", "127.0.0.1", "--port", str(port),
+             # logits for every position of the window (n_ctx x 262k floats: 32 GiB at 32k) serve
+             # only logprobs, which ci-eval never asks for
+             "--logits_all", "false"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         base_url = f"http://127.0.0.1:{port}/v1"

@@ -13,11 +13,19 @@ from ci_eval.errors import InputError, one_line
 from ci_eval.instances import Instance
 from ci_eval.progress import say
 
-# Expected seconds per instance by SWE-bench Verified's difficulty label (the time a person
-# needs to fix it). Harder issues mean longer agent runs; the scale is a guess for a small
-# model on a CPU runner (agent and tests), a usable prior until real timings exist.
-DIFFICULTY_COST = {"<15 min fix": 450.0, "15 min - 1 hour": 900.0, "1-4 hours": 1800.0, ">4 hours": 3600.0}
-UNKNOWN_COST = 900.0  # seconds, for an instance no prior knows
+# Expected seconds per instance, a prior until an earlier report's timings exist: model time is
+# the whole cost on a CPU runner, so the agent's expected steps (more for harder issues, by
+# SWE-bench Verified's difficulty label, up to the step limit of 40) times the seconds a step of
+# granite4:tiny-h takes on ubuntu-latest with cache-friendly requests (~1k prompt tokens at
+# ~60/s and ~250 generated at ~8/s; benchmarks/model_time.py), plus the image pull and the tests.
+STEP_SECONDS = 50.0
+INSTANCE_OVERHEAD = 240.0
+DIFFICULTY_STEPS = {"<15 min fix": 25, "15 min - 1 hour": 30, "1-4 hours": 35, ">4 hours": 40}
+DIFFICULTY_COST = {label: steps * STEP_SECONDS + INSTANCE_OVERHEAD for label, steps in DIFFICULTY_STEPS.items()}
+UNKNOWN_COST = 30 * STEP_SECONDS + INSTANCE_OVERHEAD  # seconds, for an instance no prior knows
+# What a shard job spends before its first instance: installing ci-eval, Ollama and the 4.2 GB
+# model (a cache restore when warm), the first image pull.
+SHARD_SETUP_MINUTES = 15.0
 
 # A family (same repo and version: same environment image) stays in one shard unless that
 # pushes the shard this far past its fair share of the expected time. 5% keeps the makespan
@@ -70,15 +78,17 @@ def costs_for(instances: Sequence[Instance], timings: Path | None = None) -> dic
     return {}
 
 
-def shards_for_budget(instances: Sequence[Instance], costs: Mapping[str, float], minutes: float, workers: int,
+def shards_for_budget(instances: Sequence[Instance], costs: Mapping[str, float], minutes: float, parallel: int,
                       most: int) -> int:
-    """The fewest shards (at most `most`) whose every shard, run costliest first on `workers`
-    workers, is expected to end within `minutes`; `most` when even that does not."""
+    """The fewest shards (at most `most`) whose every shard, run costliest first `parallel` at a
+    time, is expected to end within `minutes` after its setup; `most` when even that does not.
+    For an agent run `parallel` is the model's slots, not the workers: the model is the cost."""
     seconds = {i.instance_id: costs.get(i.instance_id, UNKNOWN_COST) for i in instances}
-    start = max(1, math.ceil(sum(seconds.values()) / (minutes * 60 * workers)))
+    usable = max(minutes - SHARD_SETUP_MINUTES, 1.0) * 60
+    start = max(1, math.ceil(sum(seconds.values()) / (usable * parallel)))
     for of in range(min(start, most), most + 1):
         shards = plan(instances, of, seconds)
-        if all(simulate(costliest_first(ids, seconds), seconds, workers) <= minutes * 60 for ids in shards):
+        if all(simulate(costliest_first(ids, seconds), seconds, parallel) <= usable for ids in shards):
             return of
     return most
 

@@ -16,7 +16,8 @@ MATRIX_LIMIT = 256  # GitHub runs at most this many jobs from one matrix
 
 def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
               budget: tuple[float, int] | None = None) -> Plan:
-    """`of` shards, or with `budget` (minutes, workers per shard) the fewest expected to end in time."""
+    """`of` shards, or with `budget` (minutes, instances at once per shard) the fewest expected to
+    end in time."""
     dataset = load_instances(settings.dataset, settings.split, settings.revision)
     chosen = choose(dataset, settings)
     most = min(len(chosen), MATRIX_LIMIT)

@@ -11,6 +11,7 @@ if [ "${FREE_DISK:-false}" = "true" ] && [ -d /mnt ] && sudo -n true 2>/dev/null
   models=/mnt/ci-eval-ollama-models
 fi
 {
+  echo "started=$(date +%s)"  # the shard's deadline counts from here
   echo "root=$root"
   echo "dir=$root/shard-$SHARD_INDEX-attempt-$GITHUB_RUN_ATTEMPT"
   echo "artifact=${PREFIX:-ci-eval}-shard-$SHARD_INDEX-attempt-$GITHUB_RUN_ATTEMPT"

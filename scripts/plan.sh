@@ -5,7 +5,7 @@ set -euo pipefail
 dir="$RUNNER_TEMP/ci-eval-plan"
 args=(plan --output "$dir/plan.json")
 if [ -n "${SHARDS:-}" ]; then args+=(--of "$SHARDS"); fi
-if [ -n "${BUDGET_MINUTES:-}" ]; then args+=(--budget-minutes "$BUDGET_MINUTES" --workers "${WORKERS:-2}"); fi
+if [ -n "${BUDGET_MINUTES:-}" ]; then args+=(--budget-minutes "$BUDGET_MINUTES"); fi
 if [ -n "${TIMINGS:-}" ]; then args+=(--timings "$TIMINGS"); fi
 matrix=$("$EVAL_BIN" "${args[@]}")
 {

@@ -10,6 +10,13 @@ if [ -n "$previous" ] && [ ! -e "$OUT" ]; then
   mkdir -p "$(dirname "$OUT")"
   cp -r "$previous" "$OUT"
 fi
+# The deadline counts from the action's start: what setup (Ollama, the model) took is spent.
+if [ -n "${DEADLINE_MINUTES:-}" ] && [ -n "${STARTED:-}" ]; then
+  CI_EVAL_DEADLINE_MINUTES=$(awk -v m="$DEADLINE_MINUTES" -v s="$STARTED" -v n="$(date +%s)" \
+    'BEGIN { left = m - (n - s) / 60; printf "%.2f", (left > 1 ? left : 1) }')
+  export CI_EVAL_DEADLINE_MINUTES
+  echo "deadline: $CI_EVAL_DEADLINE_MINUTES minutes from now"
+fi
 args=(shard --index "$SHARD_INDEX" --of "$SHARD_COUNT" --output "$OUT")
 if [ -n "${CONFIG:-}" ]; then args+=(--config "$CONFIG"); fi
 if [ -n "${PLAN:-}" ]; then args+=(--plan "$PLAN"); fi

@@ -84,14 +84,18 @@ def test_shard_count_is_capped_and_chosen_from_a_budget(tmp_path: Path) -> None:
     runner = CliRunner()
     too_many = runner.invoke(main, ["plan", "--of", "7", "--dataset", str(INSTANCES)])
     assert too_many.exit_code == 2 and "1 to 6" in too_many.output
-    chosen = runner.invoke(main, ["plan", "--budget-minutes", "20", "--workers", "1", "--dataset", str(INSTANCES)])
+    chosen = runner.invoke(main, ["plan", "--budget-minutes", "45", "--dataset", str(INSTANCES)])
     assert chosen.exit_code == 0, chosen.output
-    # the fixtures' difficulty prior: 4 x 7.5 min + 2 x 15 min; 20 minutes on one worker: 4 shards
-    assert len(json.loads(chosen.stdout)["include"]) == 4
-    half = runner.invoke(main, ["plan", "--budget-minutes", "30", "--workers", "1", "--dataset", str(INSTANCES)])
-    assert len(json.loads(half.stdout)["include"]) == 2
-    roomy = runner.invoke(main, ["plan", "--budget-minutes", "100", "--workers", "1", "--dataset", str(INSTANCES)])
+    # the fixtures' prior: 4 x (25 steps x 50 s + 4 min) and 2 x (30 steps x 50 s + 4 min), ~25 and
+    # ~29 min, one at a time (one model slot); 45 minutes less 15 of setup hold one each: 6 shards
+    assert len(json.loads(chosen.stdout)["include"]) == 6
+    pairs = runner.invoke(main, ["plan", "--budget-minutes", "70", "--dataset", str(INSTANCES)])
+    assert len(json.loads(pairs.stdout)["include"]) == 3
+    roomy = runner.invoke(main, ["plan", "--budget-minutes", "200", "--dataset", str(INSTANCES)])
     assert len(json.loads(roomy.stdout)["include"]) == 1
+    # two model slots (a GPU server, say) halve the shards; predictions go by --workers
+    two = runner.invoke(main, ["plan", "--budget-minutes", "70", "--model-slots", "2", "--dataset", str(INSTANCES)])
+    assert two.exit_code == 0 and len(json.loads(two.stdout)["include"]) == 2, two.output
 
 
 def test_timings_file_prior(tmp_path: Path) -> None:
