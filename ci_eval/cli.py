@@ -110,8 +110,8 @@ def plan_command(of: int | None, budget_minutes: float | None, plan_file: Path |
     from ci_eval.planfile import make_plan, write_plan
 
     settings = _settings(config_file, **flags)
-    # An agent shard runs as fast as its model: --model-slots at once, whatever the workers.
-    workers = settings.workers if settings.predictions else settings.model_slots
+    # An agent shard runs as fast as its model: --model-slots at once.
+    workers = settings.workers if settings.predictions else settings.model_streams()
     if (of is None) == (budget_minutes is None):
         raise InputError("give either --of N or --budget-minutes M")
     made = make_plan(settings, of, timings, None if budget_minutes is None else (budget_minutes, workers))

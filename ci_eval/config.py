@@ -62,8 +62,10 @@ class Settings(BaseSettings):
     output: Path | None = Field(None, description="The shard's folder [ci-eval-results/shard-I].")
     # "pace": the shard's and the plan's (--budget-minutes prices a shard by them).
     workers: int = Field(2, ge=1, le=64, description="Concurrent instances.", json_schema_extra={"section": "pace"})
-    model_slots: int = Field(1, ge=1, le=64, description="Concurrent model requests (the server's parallel streams).",
-                             json_schema_extra={"section": "pace"})
+    # Unset: one stream per worker. On 2 cores two llama.cpp streams ended the same requests
+    # 1.45x sooner than one stream on both (benchmarks/model_streams.py).
+    model_slots: int | None = Field(None, ge=1, le=64, description="Concurrent model requests [the workers].",
+                                    json_schema_extra={"section": "pace"})
     deadline_minutes: float | None = Field(
         None, gt=0, description="Past this many minutes from the start, no instance starts and running ones stop "
         "(not attempted, resumable).")
@@ -144,6 +146,9 @@ class Settings(BaseSettings):
     def agent_time_limit(self) -> float:
         """The agent's safety net, sized from the step limit unless set."""
         return self.agent_timeout or self.step_limit * STEP_SECONDS
+
+    def model_streams(self) -> int:
+        return self.model_slots or self.workers
 
     def agent_token_budget(self) -> int:
         return self.token_budget or self.step_limit * self.context_window

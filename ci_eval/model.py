@@ -59,9 +59,8 @@ class OpenAIModel:
     def __init__(self, settings: Settings, retries: int = 4) -> None:
         from openai import AsyncOpenAI
 
-        # On a CPU the model computes one request at a time as fast as two at once: the other
-        # workers pull images, start containers and grade meanwhile (--model-slots).
-        self.slots = asyncio.Semaphore(settings.model_slots)
+        # At most --model-slots requests in flight (the workers, unless the server has fewer).
+        self.slots = asyncio.Semaphore(settings.model_streams())
 
         self.name = settings.model
         self.where = redact_url(settings.base_url)

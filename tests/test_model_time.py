@@ -103,7 +103,7 @@ def test_a_shard_past_its_deadline_keeps_what_finished_and_resumes_the_rest(tmp_
     with serve(script) as server:
         cmd = [sys.executable, "-m", "ci_eval", "shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES),
                "--sandbox", "local", "--repos-dir", str(FIXTURES / "repos"), "--output", str(out),
-               "--base-url", server.url, "--model", "scripted", "--workers", "2", "--model-slots", "2",
+               "--base-url", server.url, "--model", "scripted", "--workers", "2",
                "--deadline-minutes", "0.3"]
         began = time.monotonic()
         first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
