@@ -67,12 +67,13 @@ def limits_from(settings: Settings, config: AgentConfig = PACKAGED) -> AgentLimi
     )
 
 
-def solver(limits: AgentLimits, model: Model, seed: int, config: AgentConfig = PACKAGED) -> Solver:
-    """The agent in a sandbox of its own per job (grading later starts a fresh one); sample k
-    uses seed + k."""
+def solver(limits: AgentLimits, model: Model, seed: int, config: AgentConfig = PACKAGED,
+           network: bool = False) -> Solver:
+    """The agent in a sandbox of its own per job (grading later starts a fresh one), off the
+    network unless `network`; sample k uses seed + k."""
 
     async def with_agent(job: Job, backend: Backend, logs: Path) -> Solution:
-        async with backend.open(job.instance, network=True) as sandbox:
+        async with backend.open(job.instance, network=network) as sandbox:
             attempt = await solve(job.instance, sandbox, model, limits, seed + job.sample, logs / TRAJECTORY,
                                   config)
         return Solution(attempt.patch, attempt.stats)

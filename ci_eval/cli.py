@@ -171,9 +171,12 @@ def shard_command(index: int, of: int | None, plan_file: Path | None, config_fil
               help="A baseline was wanted but none was found: the verdict is at best inconclusive.")
 @click.option("--fail-under", type=click.FloatRange(0, 1), help="Regression when the resolve rate is below this.")
 @click.option("--max-new-failures", type=click.IntRange(0), help="Regression when more instances newly fail.")
+@click.option("--fail-on-suspicious", is_flag=True,
+              help="Regression when any patch touches test collection or configuration (conftest.py, …).")
 @friendly
 def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool, baseline: Path | None,
-                      baseline_missing: bool, fail_under: float | None, max_new_failures: int | None) -> None:
+                      baseline_missing: bool, fail_under: float | None, max_new_failures: int | None,
+                      fail_on_suspicious: bool) -> None:
     """Merge shard artifacts into a report, JUnit XML and a job summary.
 
     Exit 0 pass, 1 regression, 2 bad input, 3 inconclusive (instances without a verdict)."""
@@ -181,7 +184,8 @@ def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool
     from ci_eval.report.markdown import headline
 
     result = aggregate(paths, output, allow_partial=allow_partial, baseline=baseline, fail_under=fail_under,
-                       max_new_failures=max_new_failures, baseline_missing=baseline_missing)
+                       max_new_failures=max_new_failures, baseline_missing=baseline_missing,
+                       fail_on_suspicious=fail_on_suspicious)
     write_summary(result.summary)  # GitHub's side effects stay here, at the edge
     write_outputs(result.outputs())
     for warning in result.report.warnings:

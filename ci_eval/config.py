@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     eval_timeout: float = Field(1800, gt=0, description="Seconds for the tests.")
     command_timeout: float = Field(120, gt=0, description="Seconds per agent command.")
     memory_limit: str = Field("4g", description="Container memory limit.")
+    agent_network: Literal["none", "bridge"] = Field(
+        "none", description="The agent's container network: none (no route out, no neighbours) or Docker's bridge "
+        "(it could fetch the upstream fix). The model is reached by ci-eval, never from the container.")
     pids_limit: int = Field(1024, ge=16, description="Container process limit.")
 
     # the model (any OpenAI-compatible server)

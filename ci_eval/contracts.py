@@ -119,6 +119,7 @@ class InstanceResult(BaseModel):
     steps: int = 0
     tokens: int = 0
     log_tail: str = ""
+    suspicious: list[str] = Field(default_factory=list)  # what its patch touches of test collection
 
 
 class ShardsSeen(BaseModel):
@@ -198,6 +199,7 @@ class Report(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     instances: dict[str, InstanceResult]
     pass_at_k: dict[str, float] | None = None
+    suspicious: list[str] = Field(default_factory=list)  # instances whose patch may game the grader
 
 
 def read_plan(path: Path) -> Plan:

@@ -203,6 +203,8 @@ def select(instances: Sequence[Instance], ids: Iterable[str]) -> list[Instance]:
 
 def subset(instances: Sequence[Instance], pattern: str | None, size: int | None, seed: int) -> list[Instance]:
     """Those whose id matches `pattern`, then `size` of them drawn with `seed` (dataset order kept)."""
+    if not instances:
+        raise InputError("the dataset has no instances (an empty file or split); check --dataset and --split")
     chosen = [i for i in instances if pattern is None or re.search(pattern, i.instance_id)]
     if not chosen:
         raise InputError(f"no instance id matches --filter {pattern!r}")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Literal
@@ -28,6 +31,7 @@ NOT_ATTEMPTED: Final = "not_attempted"
 
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"
+LOCK_FILE = ".lock"
 
 
 class Outcome(BaseModel):
@@ -75,6 +79,8 @@ class Record(BaseModel):
     attempt: int = 1
     started_at: str
     finished_at: str
+    run: str | None = None  # the config hash of the run that wrote it (stamped by the store)
+    suspicious: list[str] = Field(default_factory=list)  # "path: why" of a patch that may game the grader
 
     @property
     def key(self) -> tuple[str, int]:
@@ -83,6 +89,30 @@ class Record(BaseModel):
     @property
     def is_infra_failure(self) -> bool:
         return self.status in INFRA_FAILURES
+
+
+@contextmanager
+def only_writer(folder: Path) -> Iterator[None]:
+    """Hold the shard folder for this process alone: a second ci-eval on it is one line naming
+    the first, not two writers sweeping each other's containers and doubling results.jsonl.
+    The kernel drops the lock with the process, however it ends."""
+    path = folder / LOCK_FILE
+    with path.open("a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise InputError(f"{folder} is in use by another ci-eval (pid {holder}); wait for it to end or use "
+                             "another --output") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def now() -> str:
@@ -96,16 +126,23 @@ class ResultStore:
     torn last line; opening the store cuts it off so that appends start on a clean line.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, run: str | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / RESULTS_FILE
+        self.run = run  # every record is stamped with it; a resume keeps only records with it
         self._repair()
         self._file = self.path.open("a", encoding="utf-8")
 
     def latest(self) -> dict[tuple[str, int], Record]:
-        return latest_records(self.path)
+        return {k: r for k, r in latest_records(self.path).items() if self.run is None or r.run == self.run}
+
+    def foreign(self) -> int:
+        """Lines another run wrote (another configuration, or before records were stamped)."""
+        return 0 if self.run is None else sum(r.run != self.run for r in read_records(self.path))
 
     def append(self, record: Record) -> None:
+        if self.run is not None:
+            record = record.model_copy(update={"run": self.run})
         self._file.write(record.model_dump_json() + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -165,8 +202,13 @@ def latest_records(path: Path) -> dict[tuple[str, int], Record]:
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
-    """Write manifest.json atomically, refusing to mix two configurations in one folder."""
+    """Write manifest.json atomically, refusing to mix two configurations in one folder, or to
+    adopt results no manifest says the origin of."""
     path = folder / MANIFEST_FILE
+    results = folder / RESULTS_FILE
+    if not path.exists() and results.exists() and results.stat().st_size:
+        raise InputError(f"{folder} has results.jsonl but no manifest.json, so nothing says which run wrote them; "
+                         "use another --output, or delete the folder to start over")
     if path.exists():
         old = read_manifest(path)
         if old.identity.get("config_hash") != manifest.identity["config_hash"]:

@@ -15,6 +15,7 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ci_eval.errors import InfraError
+from ci_eval.gaming import suspicious
 from ci_eval.grading import grade
 from ci_eval.instances import Instance
 from ci_eval.layout import log_dir
@@ -168,7 +169,7 @@ async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits:
         return Record.model_validate({
             "instance_id": inst.instance_id, "repo": inst.repo, "sample": job.sample,
             "attempt": job.attempt, "patch": patch, "agent": agent, "timings": timings,
-            "started_at": started, "finished_at": now(), **fields,
+            "started_at": started, "finished_at": now(), "suspicious": suspicious(patch, inst.test_patch), **fields,
         })
 
     try:

@@ -21,7 +21,7 @@ from ci_eval.model import OpenAIModel
 from ci_eval.partition import costliest_first, shard_ids
 from ci_eval.planfile import make_plan
 from ci_eval.progress import Display, display, say
-from ci_eval.results import NOT_ATTEMPTED, Record, ResultStore, now, write_manifest
+from ci_eval.results import NOT_ATTEMPTED, Record, ResultStore, now, only_writer, write_manifest
 from ci_eval.runner import Limits, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.choose import choose_backend
@@ -85,6 +85,12 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
             "repo and version; use a dataset that has them (SWE-bench/SWE-bench_Verified as published now)")
     folder = settings.output or Path("ci-eval-results") / f"shard-{index}"
     writable(folder)
+    with only_writer(folder):
+        return _serve_and_run(settings, made, index, planned, folder, began)
+
+
+def _serve_and_run(settings: Settings, made: Plan, index: int, planned: Sequence[Instance], folder: Path,
+                   began: float) -> ShardResult:
     if settings.local_model and settings.predictions is None:
         from ci_eval import llama_server
 
@@ -104,7 +110,9 @@ def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Ins
                              dataset=settings.dataset, memory_limit=settings.memory_limit,
                              pids_limit=settings.pids_limit)
     write_manifest(folder, manifest(settings, made, index, backend.name))
-    store = ResultStore(folder)
+    store = ResultStore(folder, settings.config_hash())
+    if set_aside := store.foreign():
+        say(f"set aside {set_aside} result line(s) of another run in {folder}: their instances run again")
     jobs = pending_jobs(planned, settings.samples, store.latest(), settings.max_attempts)
     total = len(planned) * settings.samples
     say(f"shard {index}/{made.of}: {len(planned)} instances, {len(jobs)} to run, "
@@ -148,6 +156,8 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> Manife
             "split": settings.split,
             "dataset_fingerprint": made.dataset_fingerprint,
             "config_hash": settings.config_hash(),
+            # what the agent could reach: a run with the network is not comparable with one without
+            "agent_network": settings.agent_network if settings.predictions is None else None,
         },
         "config": settings.identity(),
         "shard": {"index": index, "of": made.of, "attempt": run_attempt()},

@@ -44,4 +44,5 @@ def for_settings(settings: Settings, planned: Sequence[Instance], model: OpenAIM
 
     assert model is not None, "the agent needs a model"
     config = agent_config.load(settings.agent_config) if settings.agent_config else agent.PACKAGED
-    return agent.solver(agent.limits_from(settings, config), model, settings.seed, config)
+    return agent.solver(agent.limits_from(settings, config), model, settings.seed, config,
+                        network=settings.agent_network == "bridge")

@@ -281,3 +281,26 @@ def test_a_bad_agent_config_is_one_line(tmp_path: Path, text: str, needle: str) 
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+NETWORK_LOOK = ("What can I reach?\n```bash\nls /sys/class/net; echo ROUTES; tail -n +2 /proc/net/route; "
+                "echo NAMES; getent hosts github.com pypi.org || echo unresolved\n```")
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("network", ["none", "bridge"])
+def test_the_agent_container_has_no_route_out_unless_asked(docker_client: Any, tmp_path: Path, network: str) -> None:
+    """Shown from inside the container (its interfaces, routes and what it can resolve), never by
+    sending traffic anywhere: by default only loopback, no route, no name resolves."""
+    with serve(replies(NETWORK_LOOK)) as server:
+        result = run_shard(agent_settings(tmp_path, server.url, sandbox="docker", agent_network=network), 0, 1)
+    seen = trajectory(result.folder)["steps"][0]["output"]
+    interfaces, rest = seen.split("ROUTES")
+    routes, names = rest.split("NAMES")
+    if network == "none":
+        assert interfaces.split() == ["lo"] and routes.strip() == "" and "unresolved" in names, seen
+    else:  # the flag is real: Docker's bridge gives an interface and a default route
+        assert "eth0" in interfaces.split() and "00000000" in routes, seen
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["identity"]["agent_network"] == network
+    assert ours(docker_client, result.folder) == []

@@ -57,6 +57,9 @@ def test_a_dataset_file_that_is_not_utf8_or_not_parquet(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.parquet"
     corrupt.write_bytes(b"PAR1 this is not parquet at all")
     one_line_error(run("plan", "--of", "1", "--dataset", str(corrupt)), "not a readable Parquet file")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    one_line_error(run("plan", "--of", "1", "--dataset", str(empty)), "the dataset has no instances")
 
 
 @pytest.mark.parametrize(("field", "value", "needle"), [

@@ -41,3 +41,29 @@ def test_default_output_is_a_folder_per_shard(tmp_path: Path, monkeypatch: pytes
                    instance_ids=["ci-eval-fixtures__calc-2", "ci-eval-fixtures__textkit-5"])
     assert run_shard(cfg, 1, 2).folder == Path("ci-eval-results") / "shard-1"
     assert (tmp_path / "ci-eval-results" / "shard-1" / "results.jsonl").read_text().count("\n") == 1
+
+
+def test_a_flood_ends_every_time(tmp_path: Path) -> None:
+    """`yes` floods: its group is killed and what is still in the pipe drained to EOF, so the
+    command ends. Three floods at once, 4 times, while another task hogs the event loop (as a
+    busy shard does, so that the readers fall behind and their pipes pause): none may hang."""
+    (tmp_path / "testbed").mkdir()
+    sandbox = LocalSandbox(tmp_path)
+
+    async def hog(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            time.sleep(0.01)  # the loop is blocked: readers fall behind, buffers fill
+            await asyncio.sleep(0)
+
+    async def floods() -> list[bool]:
+        stop = asyncio.Event()
+        busy = asyncio.create_task(hog(stop))
+        ended = []
+        for _ in range(4):
+            outs = await asyncio.wait_for(asyncio.gather(*(sandbox.execute("yes", 60) for _ in range(3))), 60)
+            ended += [o.flooded for o in outs]
+        stop.set()
+        await busy
+        return ended
+
+    assert asyncio.run(floods()) == [True] * 12

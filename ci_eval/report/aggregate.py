@@ -37,11 +37,11 @@ class Aggregated:
 
 def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, baseline: Path | None = None,
               fail_under: float | None = None, max_new_failures: int | None = None,
-              baseline_missing: bool = False) -> Aggregated:
+              baseline_missing: bool = False, fail_on_suspicious: bool = False) -> Aggregated:
     base = load_report(baseline) if baseline else None  # bad input fails before any work
     report = build_report(merge(find_shards(paths), allow_partial))
     comparison = compare(base, report) if base else None
-    judged = verdict(report, comparison, fail_under, max_new_failures, baseline_missing)
+    judged = verdict(report, comparison, fail_under, max_new_failures, baseline_missing, fail_on_suspicious)
     summary = to_markdown(report, comparison, judged)
 
     out.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,7 @@ def build_report(merged: Merged) -> Report:
         "samples": merged.samples,
         "warnings": merged.warnings,
         "instances": instances,
+        "suspicious": sorted(i for i, e in instances.items() if e.get("suspicious")),
     }
     if merged.samples > 1:
         report["pass_at_k"] = {
@@ -117,6 +118,7 @@ def _instance(iid: str, merged: Merged, damaged: bool) -> dict[str, Any]:
         "steps": first.agent.steps,
         "tokens": first.agent.prompt_tokens + first.agent.completion_tokens,
         "log_tail": "" if first.status == "resolved" else _log_tail(merged.folders.get(iid), iid),
+        "suspicious": first.suspicious,
     }
 
 

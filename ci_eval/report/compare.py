@@ -76,7 +76,7 @@ def compare(base: Report, new: Report) -> Comparison:
 
 
 def verdict(new: Report, comparison: Comparison | None, fail_under: float | None,
-            max_new_failures: int | None, baseline_missing: bool = False) -> Verdict:
+            max_new_failures: int | None, baseline_missing: bool = False, fail_on_suspicious: bool = False) -> Verdict:
     """`regression` when a limit is broken whatever the instances without a verdict would have
     been; `inconclusive` when they could decide it, when any planned instance of this run has
     no verdict (a crashed shard is never a pass, nor a regression), or when a baseline was wanted
@@ -93,6 +93,9 @@ def verdict(new: Report, comparison: Comparison | None, fail_under: float | None
     if comparison is not None and max_new_failures is not None and len(comparison.newly_failing) > max_new_failures:
         broken.append(f"{len(comparison.newly_failing)} newly failing instance(s), more than "
                       f"--max-new-failures {max_new_failures}")
+    if fail_on_suspicious and new.suspicious:
+        broken.append(f"{len(new.suspicious)} instance(s) with a patch that touches test collection or configuration "
+                      "(--fail-on-suspicious)")
     if unknown:
         open_.append(f"{len(unknown)} planned instance(s) have no verdict "
                      "(infrastructure failure, too slow, not attempted or unreadable)")

@@ -41,7 +41,8 @@ def _body(entry: InstanceResult) -> str:
 def to_junit(report: Report) -> str:
     cases = []
     for iid, entry in report.instances.items():
-        case = TestCase(name=clean(iid), classname=clean(entry.repo), elapsed_sec=entry.time)
+        case = TestCase(name=clean(iid), classname=clean(entry.repo), elapsed_sec=entry.time,
+                        stdout=clean("suspicious patch: " + "; ".join(entry.suspicious)) if entry.suspicious else None)
         status = entry.status
         if status in MODEL_FAILURES:
             # The type attribute says the status: the message does not repeat it.

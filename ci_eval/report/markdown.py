@@ -21,8 +21,8 @@ def to_markdown(report: Report, comparison: Comparison | None = None, verdict: V
         parts.append("".join(f"> [!WARNING]\n> {w}\n\n" for w in report.warnings))
     if comparison is not None:
         parts.append(comparison_section(comparison))
-    parts += [status_section(report), details_section(report), repo_section(report), model_time_section(report),
-              slowest_section(report)]
+    parts += [suspicious_section(report), status_section(report), details_section(report), repo_section(report),
+              model_time_section(report), slowest_section(report)]
     return truncate("\n".join(parts), limit)
 
 
@@ -88,6 +88,18 @@ def comparison_section(c: Comparison) -> str:
             shown = ", ".join(f"`{i}`" for i in ids[:_LISTED]) + (" …" if len(ids) > _LISTED else "")
             out += [f"**{title}:** {shown}", ""]
     return "\n".join(out)
+
+
+def suspicious_section(report: Report) -> str:
+    """Patches that touch how the tests are collected or judged: graded as the official harness
+    grades them, named here so that a person looks."""
+    if not report.suspicious:
+        return ""
+    rows = [f"| `{iid}` | {report.instances[iid].status} | {_cell('; '.join(report.instances[iid].suspicious))} |"
+            for iid in report.suspicious[:_LISTED]]
+    return "\n".join(["### Suspicious patches", "", "These patches touch test collection or configuration; their "
+                      "verdict is the official harness's, but read them.", "", "| instance | status | touches |",
+                      "| --- | --- | --- |", *rows, ""])
 
 
 def status_section(report: Report) -> str:

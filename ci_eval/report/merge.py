@@ -58,6 +58,9 @@ def find_shards(paths: Iterable[Path]) -> list[ShardRun]:
         for manifest in sorted(root.rglob(MANIFEST_FILE)):
             data = read_manifest(manifest)
             records, unreadable = scan_records(manifest.parent / RESULTS_FILE)
+            # a line stamped by another run (its folder reused) is not this shard's result
+            own = data.identity.get("config_hash")
+            records = [r for r in records if r.run is None or r.run == own]
             runs.append(ShardRun(manifest.parent, data, {r.key: r for r in records}, unreadable))
     return runs
 

@@ -241,5 +241,10 @@ def _infra(what: str, exc: BaseException) -> InfraError:
 
 
 def _remove(container: Container) -> None:
-    with suppress(docker.errors.NotFound):
+    try:
         container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409 or "already in progress" not in str(exc):
+            raise  # 409 "removal already in progress": someone else is removing it, which is what we want

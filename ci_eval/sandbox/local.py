@@ -105,6 +105,9 @@ class LocalBackend:
         return None
 
 
+_DRAIN_SECONDS = 10.0  # for the pipe to close after the command's group is killed
+
+
 class LocalSandbox:
     def __init__(self, root: Path) -> None:
         self.testbed = root / "testbed"
@@ -146,12 +149,15 @@ class LocalSandbox:
         capture = Capture(limit)
 
         async def drain() -> None:
+            # To EOF, whatever happens: asyncio's wait() also waits for the pipe to close, and a
+            # pipe left unread after a kill (its transport paused, full) never does.
             assert proc.stdout is not None
             while chunk := await proc.stdout.read(65536):
+                if capture.flooded:
+                    continue  # the group is killed: what is still in the pipe is discarded
                 capture.feed(chunk)
                 if capture.flooded:
                     _kill_group(proc.pid)
-                    break
 
         reader = asyncio.create_task(drain())
         timed_out = False
@@ -164,9 +170,19 @@ class LocalSandbox:
             _kill_group(proc.pid)  # cancelled: leave no process behind
             raise
         finally:
-            await reader
-            returncode = await proc.wait()
+            returncode = await _ended(proc, reader)
         return capture.result(returncode, timed_out, time.monotonic() - start)
+
+
+async def _ended(proc: asyncio.subprocess.Process, reader: asyncio.Task[None]) -> int:
+    """The return code once the pipe is drained; bounded, since a process that left the killed
+    group (setsid) can hold the pipe open for ever: then stop reading and take the code as is."""
+    with suppress(TimeoutError):
+        await asyncio.wait_for(reader, _DRAIN_SECONDS)
+    try:
+        return await asyncio.wait_for(proc.wait(), _DRAIN_SECONDS)
+    except TimeoutError:
+        return proc.returncode if proc.returncode is not None else -signal.SIGKILL
 
 
 def _kill_group(pid: int) -> None:
