@@ -3,7 +3,10 @@ the moment a (scripted, instant) reply leaves the server to the moment the next 
 arrives, i.e. parsing the reply, running a trivial command in the container, and building and
 fitting the next request.
 
-    python benchmarks/agent_step_overhead.py [--steps 40] [--sandbox docker|local]
+    python benchmarks/agent_step_overhead.py [--steps 40] [--sandbox docker|local|local-open]
+
+`local` is isolated where the machine allows it (Linux, root: a uid, /tmp and network of its
+own); `local-open` turns that off, so the two give isolation's cost per command.
 """
 
 from __future__ import annotations
@@ -27,12 +30,17 @@ TRIVIAL = "Next.\n```bash\necho hello && ls calc\n```"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--sandbox", default="docker", choices=["docker", "local"])
+    parser.add_argument("--sandbox", default="docker", choices=["docker", "local", "local-open"])
     args = parser.parse_args()
+    if args.sandbox == "local-open":
+        from ci_eval.sandbox import isolation
+
+        isolation.available = lambda: False
     with tempfile.TemporaryDirectory() as tmp, serve(replies(*[TRIVIAL] * args.steps)) as server:
         cfg = load_settings({
             "dataset": str(ROOT / "tests/fixtures/instances.jsonl"), "instance_ids": ["ci-eval-fixtures__calc-2"],
-            "output": Path(tmp) / "out", "base_url": server.url, "model": "scripted", "sandbox": args.sandbox,
+            "output": Path(tmp) / "out", "base_url": server.url, "model": "scripted",
+            "sandbox": args.sandbox.removesuffix("-open"),
             "repos_dir": ROOT / "tests/fixtures/repos", "step_limit": args.steps + 2,
         })
         record = run_shard(cfg, 0, 1).records[("ci-eval-fixtures__calc-2", 0)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from ci_eval.results import NOT_ATTEMPTED, Record, ResultStore, now, only_writer
 from ci_eval.runner import Limits, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.choose import choose_backend
+from ci_eval.sandbox.local import LocalBackend
 from ci_eval.solver import Job, Solver
 
 
@@ -109,6 +111,7 @@ def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Ins
     backend = choose_backend(settings.sandbox, planned, owner_of(folder), repos_dir=settings.repos_dir,
                              dataset=settings.dataset, memory_limit=settings.memory_limit,
                              pids_limit=settings.pids_limit)
+    settings = _safe_for(settings, backend)
     write_manifest(folder, manifest(settings, made, index, backend.name))
     store = ResultStore(folder, settings.config_hash())
     if set_aside := store.foreign():
@@ -142,6 +145,22 @@ async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, model: Open
         await backend.close()
         if model is not None:
             await model.close()
+
+
+def _safe_for(settings: Settings, backend: Backend) -> Settings:
+    """An agent in a local sandbox that nothing isolates (not root, not Linux) could read the
+    key and the CI token from ci-eval's process and share /tmp with its neighbours: refused where
+    there is a secret, else run one instance at a time."""
+    if settings.predictions is not None or not isinstance(backend, LocalBackend) or backend.isolated:
+        return settings
+    if settings.api_key.get_secret_value() or os.environ.get("GITHUB_ACTIONS"):
+        raise InputError("the local sandbox cannot isolate an agent here (it needs Linux and root), and an API key "
+                         "or a CI token would be readable from its commands; use --sandbox docker")
+    if settings.workers > 1:
+        say("the local sandbox cannot isolate agents here (it needs Linux and root): one instance at a time, "
+            "since they would share /tmp")
+        return settings.model_copy(update={"workers": 1})
+    return settings
 
 
 def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> Manifest:

@@ -7,14 +7,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
+import ci_eval
 from ci_eval.gaming import suspicious
 from ci_eval.report.aggregate import aggregate
+from ci_eval.sandbox import isolation
 from ci_eval.shard import run_shard
-from tests.conftest import FIXTURES, INSTANCES, rows, settings, write_predictions
+from tests.conftest import FIXTURES, INSTANCES, need, rows, settings, write_predictions
 from tests.openai_server import SUBMIT_REPLY, serve
 
 CALC_2 = "ci-eval-fixtures__calc-2"
@@ -121,3 +126,61 @@ def test_what_counts_as_touching_the_grader() -> None:
         "tests/test_ranges.py: a test file the eval script resets"]
     assert suspicious(diff("calc/ranges.py") + diff("tests/conftest.py"), test_patch) == [
         "tests/conftest.py: a pytest hook file"]
+
+
+def test_an_isolated_local_agent_cannot_reach_the_grader_the_key_or_its_neighbours(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scripted agent tries what the issue found: a .pth in ci-eval's site-packages (it would
+    run in every grading), ci-eval's environment through /proc/$PPID/environ, a write into
+    ci-eval's install, a look at the other sandboxes; and its /tmp is its own."""
+    if not isolation.available():
+        need("local isolation", "CI_EVAL_REQUIRE_DOCKER", "it needs Linux, root, unshare and setpriv")
+    monkeypatch.setenv("CI_EVAL_API_KEY", "sk-isolation-secret-4711")
+    site = Path(sysconfig.get_paths()["purelib"])
+    package = Path(ci_eval.__file__).parent
+    attack = ("Let me look around.\n```bash\n"
+              "cat /proc/$PPID/environ > /dev/null 2>&1 && echo environ-READ || echo environ-BLOCKED; "
+              f"touch {site}/ci-eval-evil.pth 2>/dev/null && echo pth-WRITTEN || echo pth-BLOCKED; "
+              f"touch {package}/owned.py 2>/dev/null && echo install-WRITTEN || echo install-BLOCKED; "
+              "ls /var/tmp/ci-eval > /dev/null 2>&1 && echo neighbours-LISTED || echo neighbours-BLOCKED; "
+              "echo tmp-holds-$(ls -A /tmp | wc -l); "
+              "echo nets-$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ,); "
+              "echo routes-$(tail -n +2 /proc/net/route | wc -l); id -u\n```")
+    try:
+        with serve(lambda messages: attack if len(messages) == 2 else SUBMIT_REPLY) as server:
+            cfg = settings(tmp_path, base_url=server.url, model="scripted", sandbox="local",
+                           repos_dir=FIXTURES / "repos", instance_ids=[CALC_2, "ci-eval-fixtures__calc-1"])
+            result = run_shard(cfg, 0, 1)
+    finally:
+        for planted in (site / "ci-eval-evil.pth", package / "owned.py"):
+            planted.unlink(missing_ok=True)
+    for iid in (CALC_2, "ci-eval-fixtures__calc-1"):
+        saved = json.loads((result.folder / "logs" / iid / "sample-0" / "trajectory.json").read_text())
+        seen = saved["steps"][0]["output"]
+        for blocked in ("environ-BLOCKED", "pth-BLOCKED", "install-BLOCKED", "neighbours-BLOCKED", "tmp-holds-0",
+                        "nets-lo,", "routes-0"):
+            assert blocked in seen, seen
+        assert int(seen.split()[-1]) in isolation.UIDS  # a uid of its own, not root
+    assert all(r.status == "empty_patch" for r in result.records.values())  # graded as ever
+
+
+def test_an_agent_the_local_sandbox_cannot_isolate_gets_no_secret_and_no_neighbour(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not root, or not Linux: with a key or under GitHub Actions, refused in one line; without,
+    one instance at a time (they would share /tmp)."""
+    from ci_eval.errors import InputError
+    from ci_eval.sandbox.local import LocalBackend
+    from ci_eval.shard import _safe_for
+
+    open_box = LocalBackend(FIXTURES / "repos", isolated=False)
+    cfg = settings(tmp_path, base_url="http://127.0.0.1:9/v1", workers=3)
+    assert _safe_for(cfg, open_box).workers == 1
+    assert _safe_for(cfg, LocalBackend(FIXTURES / "repos", isolated=True)).workers == 3
+    assert _safe_for(settings(tmp_path, predictions="gold", workers=3), open_box).workers == 3
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    with pytest.raises(InputError, match="use --sandbox docker"):
+        _safe_for(cfg, open_box)
+    monkeypatch.delenv("GITHUB_ACTIONS")
+    monkeypatch.setenv("CI_EVAL_API_KEY", "sk-x")
+    with pytest.raises(InputError, match="use --sandbox docker"):
+        _safe_for(settings(tmp_path, base_url="http://127.0.0.1:9/v1"), open_box)

@@ -1,10 +1,11 @@
 """A sandbox without Docker: a process in a temp dir holding a snapshot of the repository.
 
-It is for demos and development on machines without a Docker engine: commands run as the
-current user with the current Python first on PATH and a minimal environment (no variable of
-ci-eval's own, so no API key, reaches them), and nothing else isolates them. SWE-bench's
-eval scripts name the container paths /testbed and /tmp/ci-eval; this sandbox rewrites
-those to its own temp dirs in every command and file path.
+Commands run with the current Python first on PATH and a minimal environment (no variable of
+ci-eval's own, so no API key, reaches them). Where the machine allows it (Linux, as root), each
+sandbox is also isolated (`isolation.py`: a uid, a /tmp and a network of its own, the Python
+read-only); elsewhere they run as the current user and nothing else isolates them.
+SWE-bench's eval scripts name the container paths /testbed and /tmp/ci-eval; this sandbox
+rewrites those to its own dirs in every command and file path.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from ci_eval.errors import InfraError, InputError
 from ci_eval.instances import Instance
-from ci_eval.sandbox import SCRATCH, WORKDIR, Limit, Output
+from ci_eval.sandbox import SCRATCH, WORKDIR, Limit, Output, isolation
 from ci_eval.sandbox.output import AGENT, Capture
 
 # A fixed author and date make the snapshot's commit id depend on the files alone, so the
@@ -67,10 +68,11 @@ def snapshot(src: Path, dst: Path) -> str:
 class LocalBackend:
     name = "local"
 
-    def __init__(self, repos_dir: Path) -> None:
+    def __init__(self, repos_dir: Path, isolated: bool | None = None) -> None:
         if not repos_dir.is_dir():
             raise InputError(f"--repos-dir {repos_dir} is not a directory (the local sandbox needs the repositories)")
         self.repos_dir = repos_dir
+        self.isolated = isolation.available() if isolated is None else isolated
 
     def prefetch(self, instances: Iterable[Instance]) -> None:
         return None  # a snapshot is made when a sandbox opens: nothing to fetch ahead
@@ -87,8 +89,20 @@ class LocalBackend:
 
     @asynccontextmanager
     async def open(self, instance: Instance, *, network: bool) -> AsyncIterator[LocalSandbox]:
-        # `network` cannot be enforced without a container; the local sandbox is not isolation.
-        root = Path(tempfile.mkdtemp(prefix="ci-eval-"))
+        if not self.isolated:  # `network` cannot be enforced: nothing is
+            async with self._snapshot(instance, None) as root:
+                yield LocalSandbox(root)
+            return
+        with isolation.claim_uid() as uid:
+            async with self._snapshot(instance, uid) as root:
+                yield LocalSandbox(root, uid, network)
+
+    @asynccontextmanager
+    async def _snapshot(self, instance: Instance, uid: int | None) -> AsyncIterator[Path]:
+        if uid is not None:
+            isolation.BASE.mkdir(parents=True, exist_ok=True)
+            isolation.BASE.chmod(0o711)  # passable, not listable: a sandbox's name is its own
+        root = Path(tempfile.mkdtemp(prefix="ci-eval-", dir=isolation.BASE if uid is not None else None))
         try:
             commit = await asyncio.to_thread(snapshot, repo_dir(self.repos_dir, instance.repo), root / "testbed")
             if commit != instance.base_commit:
@@ -97,7 +111,11 @@ class LocalBackend:
                     f"but {instance.instance_id} needs base_commit {instance.base_commit[:12]}",
                     kind="image", transient=False,
                 )
-            yield LocalSandbox(root)
+            if uid is not None:
+                for part in ("scratch", "tmp"):
+                    (root / part).mkdir()
+                await asyncio.to_thread(isolation.give, root, uid)
+            yield root
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -109,7 +127,8 @@ _DRAIN_SECONDS = 10.0  # for the pipe to close after the command's group is kill
 
 
 class LocalSandbox:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, uid: int | None = None, network: bool = True) -> None:
+        self.root, self.uid, self.network = root, uid, network
         self.testbed = root / "testbed"
         self.scratch = root / "scratch"
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -121,6 +140,8 @@ class LocalSandbox:
         target = Path(self.localize(path))
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(self.localize(content), encoding="utf-8")
+        if self.uid is not None:
+            os.chown(target, self.uid, self.uid)
 
     def env(self) -> dict[str, str]:
         env = {name: os.environ[name] for name in _PASSED_ON if name in os.environ}
@@ -140,8 +161,10 @@ class LocalSandbox:
         """The limits are enforced from here, with nothing but Python (macOS has no GNU timeout):
         a deadline, and a byte count; either kills the command's whole process group."""
         start = time.monotonic()
+        shell = self.localize(command)
+        argv = ["bash", "-c", shell] if self.uid is None else isolation.argv(shell, self.root, self.uid, self.network)
         proc = await asyncio.create_subprocess_exec(
-            "bash", "-c", self.localize(command),
+            *argv,
             cwd=self.testbed, env=self.env(), start_new_session=True,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
