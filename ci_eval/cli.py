@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -146,13 +147,19 @@ def shard_command(index: int, of: int | None, plan_file: Path | None, config_fil
     except KeyboardInterrupt:  # before the shard's own handlers are up (loading, a local model starting)
         click.echo("ci-eval: interrupted by SIGINT; run the same command again to resume", err=True)
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        click.echo(f"ci-eval: error: no space left on the device of {exc.filename or 'the shard folder'}; what "
+                   "finished is kept: free space and run the same command again to resume", err=True)
+        sys.exit(1)
     counts = result.counts
     write_outputs({"resolved": counts["resolved"], "instances": len(result.records),
                    "infrastructure-failures": result.infra_failures, "folder": str(result.folder)})
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     click.echo(f"ci-eval: shard {index} done: {summary or 'nothing planned'} ({result.folder})", err=True)
     if result.unfinished:
-        click.echo(f"ci-eval: {result.unfinished} instance(s) not done by --deadline-minutes; run the same "
+        click.echo(f"ci-eval: {result.unfinished} instance(s) not done: {result.stopped}; run the same "
                    "command again (or re-run the failed job) to resume them", err=True)
     if result.infra_failures:
         click.echo(f"ci-eval: {result.infra_failures} instance(s) ended in infrastructure failures; "

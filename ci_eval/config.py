@@ -27,7 +27,8 @@ DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
 # The time limits are here too: an attempt they cut gets no verdict (status too_slow or error),
 # so they decide whether a run says something, never what it says.
 _NOT_IDENTITY = {"workers", "model_slots", "output", "repos_dir", "max_attempts", "api_key", "instance_ids",
-                 "prune_images", "instance_timeout", "agent_timeout", "deadline_minutes", "request_timeout"}
+                 "prune_images", "instance_timeout", "agent_timeout", "deadline_minutes", "request_timeout",
+                 "model_down_minutes"}
 # What the time limits allow per agent step when they are not set: about three times a step of
 # granite4:tiny-h on an ubuntu-latest runner with cache-friendly requests (benchmarks/model_time.py),
 # so that the step limit, not the runner's speed, ends an attempt.
@@ -94,6 +95,9 @@ class Settings(BaseSettings):
     max_tokens: int = Field(1024, description="Tokens per model reply.")
     seed: int = Field(0, description="Model seed; sample k uses seed + k.")
     request_timeout: float = Field(300, description="Seconds per model request.")
+    model_down_minutes: float = Field(
+        10, gt=0, description="When the model server goes down, no instance starts while it is probed this long; "
+        "then the shard ends, the rest resumable.")
     fold_system_prompt: bool = Field(
         False, description="Send the system prompt at the start of the first user message, for chat templates "
         "without a system role (Gemma's drops it; --local-model sets this).")

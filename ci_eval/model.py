@@ -85,6 +85,22 @@ class OpenAIModel:
             raise InputError(f"{self.where} does not serve model {self.name!r} (it serves: {', '.join(served[:10])}); "
                              f"pull it (ollama pull {self.name}) or pass --model")
 
+    async def wait_until_up(self, minutes: float) -> bool:
+        """Probe the server with backoff (1 s doubling to 30 s) until it answers or `minutes` pass."""
+        import openai
+
+        give_up, delay = time.monotonic() + minutes * 60, 1.0
+        while True:
+            try:
+                await self.client.with_options(max_retries=0, timeout=10).models.list()
+                return True
+            except openai.APIError:
+                pass
+            if time.monotonic() + delay > give_up:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
     async def complete(self, messages: list[Message], seed: int) -> Reply:
         if self.settings.fold_system_prompt:
             messages = fold_system(messages)
@@ -109,7 +125,8 @@ class OpenAIModel:
             raise InfraError(f"model server {self.where} failed after retries: {_reason(exc)}", kind="model") from None
         except openai.APIStatusError as exc:
             # 400 (context too long, bad request), 401, 404 (no such model): retrying will not help.
-            raise InfraError(f"model server {self.where} refused the request: {_reason(exc)}", kind="model",
+            # kind model_refused: the server is up, so the shard does not wait for it to come back
+            raise InfraError(f"model server {self.where} refused the request: {_reason(exc)}", kind="model_refused",
                              transient=False) from None
 
     async def close(self) -> None:

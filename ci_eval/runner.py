@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -33,6 +35,30 @@ class Limits:
     instance_timeout: float
     eval_timeout: float
     deadline: float | None = None  # time.monotonic() past which no job starts and running ones stop
+    max_attempts: int = 1  # an attempt lost to a model server that came back is retried at once up to this
+
+
+class ModelGate:
+    """While the model server is down no instance starts: the worker whose attempt found it down
+    probes it (`probe`: with backoff, for a bounded time) and the others wait; if it does not come
+    back the shard ends, what is left resumable, instead of failing every instance in seconds."""
+
+    def __init__(self, probe: Callable[[], Awaitable[bool]] | None = None) -> None:
+        self.probe = probe
+        self.lock = asyncio.Lock()
+        self.gone = False
+
+    async def open(self) -> bool:
+        async with self.lock:  # waits while a probe runs
+            return not self.gone
+
+    async def after(self, record: Record) -> bool:
+        """Whether to go on: probes when this record says the model server failed."""
+        if self.probe is not None and record.error is not None and record.error.kind == "model":
+            async with self.lock:
+                if not self.gone:
+                    self.gone = not await self.probe()
+        return not self.gone
 
 
 class Interrupted(Exception):
@@ -95,6 +121,7 @@ async def run_jobs(
     workers: int,
     show: Display,
     prune: bool = False,
+    gate: ModelGate | None = None,
 ) -> None:
     """Run jobs on `workers` concurrent tasks; each result is stored the moment it ends.
 
@@ -103,13 +130,14 @@ async def run_jobs(
     sandboxes removed on the way out; the store already holds every finished job, so running
     again resumes.
     """
+    gate = gate or ModelGate()
     queue = deque(jobs)
     uses = Counter(j.instance.image for j in jobs)  # jobs still to finish, per image
     upcoming = [j.instance for j in jobs]
     backend.prefetch(upcoming[: 2 * workers])
 
     async def worker() -> None:
-        while queue and not past(limits.deadline):
+        while queue and not past(limits.deadline) and await gate.open():
             job = queue.popleft()
             ahead = len(jobs) - len(queue) + workers  # keep the image of the job after this wave coming
             backend.prefetch(upcoming[ahead : ahead + 1])
@@ -117,6 +145,11 @@ async def run_jobs(
                                                                                      job.sample), limits), limits)
             store.append(record)
             show.update(record)
+            if not await gate.after(record):
+                return  # the model server stayed down: what is left waits for the next run
+            if record.error is not None and record.error.kind == "model" and job.attempt < limits.max_attempts:
+                queue.appendleft(Job(job.instance, job.sample, job.attempt + 1))  # it is back: try again now
+                uses[job.instance.image] += 1
             uses[job.instance.image] -= 1
             if prune and uses[job.instance.image] == 0:  # its last job is done: free the disk
                 await asyncio.to_thread(backend.remove_image, job.instance)
@@ -201,7 +234,10 @@ async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits:
     except InfraError as exc:
         return record(status="error", error=ErrorInfo(kind=exc.kind, message=str(exc)))
     except Exception as exc:  # a bug of ours must not take the other instances down
-        logs.mkdir(parents=True, exist_ok=True)
-        (logs / "traceback.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise  # a full disk is not this instance's: the shard stops (cli says it in one line)
+        with suppress(OSError):  # the traceback is a courtesy; the record is what counts
+            logs.mkdir(parents=True, exist_ok=True)
+            (logs / "traceback.txt").write_text(traceback.format_exc(), encoding="utf-8")
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         return record(status="error", error=ErrorInfo(kind="internal", message=message))

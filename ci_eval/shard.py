@@ -23,7 +23,7 @@ from ci_eval.partition import costliest_first, shard_ids
 from ci_eval.planfile import make_plan
 from ci_eval.progress import Display, display, say
 from ci_eval.results import NOT_ATTEMPTED, Record, ResultStore, now, only_writer, write_manifest
-from ci_eval.runner import Limits, pending_jobs, run_jobs, until_signal
+from ci_eval.runner import Limits, ModelGate, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.choose import choose_backend
 from ci_eval.sandbox.local import LocalBackend
@@ -36,6 +36,7 @@ class ShardResult:
     records: dict[tuple[str, int], Record]
     ran: int
     planned: int  # instances x samples
+    stopped: str = ""  # why, if the shard stopped before its end
 
     @property
     def unfinished(self) -> int:
@@ -121,25 +122,29 @@ def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Ins
     say(f"shard {index}/{made.of}: {len(planned)} instances, {len(jobs)} to run, "
          f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
     deadline = None if settings.deadline_minutes is None else began + settings.deadline_minutes * 60
-    limits = Limits(settings.instance_time_limit(), settings.eval_timeout, deadline)
+    limits = Limits(settings.instance_time_limit(), settings.eval_timeout, deadline, settings.max_attempts)
+    gate = ModelGate(None if model is None else lambda: model.wait_until_up(settings.model_down_minutes))
     show = display(total, total - len(jobs))
     try:
-        asyncio.run(until_signal(_run(jobs, backend, solve, model, store, folder, settings, limits, show)))
+        asyncio.run(until_signal(_run(jobs, backend, solve, model, store, folder, settings, limits, show, gate)))
     finally:
         show.close()
         store.close()
-    return ShardResult(folder, store.latest(), len(jobs), total)
+    stopped = f"the model server stayed down past --model-down-minutes {settings.model_down_minutes:g}" \
+        if gate.gone else "--deadline-minutes passed"
+    return ShardResult(folder, store.latest(), len(jobs), total, stopped)
 
 
 async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, model: OpenAIModel | None,
-               store: ResultStore, folder: Path, settings: Settings, limits: Limits, show: Display) -> None:
+               store: ResultStore, folder: Path, settings: Settings, limits: Limits, show: Display,
+               gate: ModelGate) -> None:
     try:
         if model is not None and jobs:
             await model.check()  # a server that is down is one clear line before any work
         await run_jobs(
             jobs, backend=backend, solve=solve, store=store, root=folder,
             limits=limits, workers=settings.workers,
-            show=show, prune=settings.prune_images,
+            show=show, prune=settings.prune_images, gate=gate,
         )
     finally:
         await backend.close()

@@ -57,6 +57,7 @@ class Server:
     timeline: list[tuple[float, float]] = field(default_factory=list)  # (request arrived, reply sent)
     url: str = ""
     cache_report: str | None = "openai"  # "openai", "llama.cpp" or None
+    down: bool = False  # while set, every request is answered 503, as a dying server's proxy would
     slots: list[list[dict[str, str]]] = field(default_factory=list)  # each slot's last prompt
     cached: list[int] = field(default_factory=list)  # per answered request
 
@@ -113,7 +114,9 @@ def serve(script: Script, context_window: int = 8192, model: str = "scripted", c
             state.statuses.append(status)
 
         def do_GET(self) -> None:
-            if self.path.rstrip("/").endswith("/models"):
+            if state.down:
+                self.send(503, {"error": {"message": "server down", "type": "server_error"}})
+            elif self.path.rstrip("/").endswith("/models"):
                 self.send(200, {"object": "list", "data": [{"id": state.model, "object": "model", "created": 0,
                                                             "owned_by": "tests"}]})
             else:
@@ -122,6 +125,9 @@ def serve(script: Script, context_window: int = 8192, model: str = "scripted", c
         def do_POST(self) -> None:
             arrived = time.monotonic()
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if state.down:
+                self.send(503, {"error": {"message": "server down", "type": "server_error"}})
+                return
             state.requests.append(body)
             messages = body["messages"]
             used = tokens(messages)

@@ -184,3 +184,28 @@ def test_an_agent_the_local_sandbox_cannot_isolate_gets_no_secret_and_no_neighbo
     monkeypatch.setenv("CI_EVAL_API_KEY", "sk-x")
     with pytest.raises(InputError, match="use --sandbox docker"):
         _safe_for(settings(tmp_path, base_url="http://127.0.0.1:9/v1"), open_box)
+
+
+def test_a_full_disk_is_one_line_and_the_journal_reads(tmp_path: Path) -> None:
+    """The shard folder on a 512 KiB tmpfs that the agents' trajectories fill mid-run."""
+    import os
+
+    if os.geteuid() != 0:
+        need("a small disk", "CI_EVAL_REQUIRE_DOCKER", "mounting a tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)], check=True)
+    try:
+        read = "Reading.\n```bash\nseq 100000 101000\n```"
+        with serve(lambda messages: read if len(messages) < 40 else SUBMIT_REPLY, context_window=32768) as server:
+            done = subprocess.run(shard_cmd(disk / "out", "--base-url", server.url, "--model", "scripted",
+                                            "--workers", "1"), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1, done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("ci-eval: error: no space left on the device") and "Traceback" not in done.stderr
+        from ci_eval.results import scan_records
+
+        records, unreadable = scan_records(disk / "out" / "results.jsonl")
+        assert unreadable == [] and 1 <= len(records) < 6  # it stopped part way, and every line reads
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

@@ -111,7 +111,7 @@ def test_a_shard_past_its_deadline_keeps_what_finished_and_resumes_the_rest(tmp_
         release.set()  # the server answers again: the re-run (same server, same identity) resumes
         lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
         again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert first.returncode == 1 and "1 instance(s) not done by --deadline-minutes" in first.stderr, first.stderr
+    assert first.returncode == 1 and "1 instance(s) not done: --deadline-minutes passed" in first.stderr, first.stderr
     assert took < 0.3 * 60 + 30  # it stopped at the deadline, not at the hung request's end
     by_id = {line["instance_id"]: line for line in lines}
     assert len(lines) == 6 and by_id[CALC_2]["status"] == "not_attempted"
@@ -123,3 +123,50 @@ def test_a_shard_past_its_deadline_keeps_what_finished_and_resumes_the_rest(tmp_
     lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(lines) == 7 and lines[-1]["instance_id"] == CALC_2 and lines[-1]["status"] == "empty_patch"
     assert lines[-1]["attempt"] == 1  # a deadline does not use up an attempt
+
+
+def a_server_that_dies(server: Any, after: int, for_seconds: float) -> Any:
+    """A script that takes the server down at its `after`-th request, for `for_seconds`."""
+    seen = []
+
+    def script(_: list[dict[str, str]]) -> int | str:
+        seen.append(1)
+        if len(seen) == after:
+            server.down = True
+            threading.Timer(for_seconds, lambda: setattr(server, "down", False)).start()
+            return 503
+        return SUBMIT_REPLY
+
+    return script
+
+
+def test_a_model_server_that_goes_down_pauses_the_shard_until_it_is_back(tmp_path: Path) -> None:
+    """Down for 25 s at the second instance: that attempt is lost (the client's retries are
+    spent), no other instance starts while the server is probed, and once it is back the lost
+    one is tried again; nothing ends as an error."""
+    with serve(replies()) as server:
+        server.script = a_server_that_dies(server, after=2, for_seconds=25)
+        cfg = agent_settings(tmp_path, server.url, workers=1, instance_ids=[])
+        result = run_shard(cfg.model_copy(update={"instance_ids": [r["instance_id"] for r in rows()[:4]]}), 0, 1)
+    assert {r.status for r in result.records.values()} == {"empty_patch"}, result.records
+    lines = [json.loads(line) for line in (result.folder / "results.jsonl").read_text().splitlines()]
+    assert [line["status"] for line in lines].count("error") == 1 and len(lines) == 5
+    lost = next(line for line in lines if line["status"] == "error")
+    assert lost["error"]["kind"] == "model"
+    again = [line for line in lines if line["instance_id"] == lost["instance_id"]][-1]
+    assert again["status"] == "empty_patch" and again["attempt"] == 2
+
+
+def test_a_model_server_that_stays_down_ends_the_shard_with_the_rest_resumable(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with serve(replies()) as server:
+        server.script = a_server_that_dies(server, after=2, for_seconds=600)
+        cmd = [sys.executable, "-m", "ci_eval", "shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES),
+               "--sandbox", "local", "--repos-dir", str(FIXTURES / "repos"), "--output", str(out),
+               "--base-url", server.url, "--model", "scripted", "--workers", "1", "--model-down-minutes", "0.1"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        server.down = False
+    assert done.returncode == 1, done.stderr
+    assert "not done: the model server stayed down past --model-down-minutes 0.1" in done.stderr
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [line["status"] for line in lines] == ["empty_patch", "error"]  # then nothing more started
