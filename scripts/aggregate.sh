@@ -8,6 +8,7 @@ baseline=${BASELINE:-${FOUND_BASELINE:-}}
 if [ -n "$baseline" ]; then args+=(--baseline "$baseline"); fi
 if [ -n "${FAIL_UNDER:-}" ]; then args+=(--fail-under "$FAIL_UNDER"); fi
 if [ -n "${MAX_NEW_FAILURES:-}" ]; then args+=(--max-new-failures "$MAX_NEW_FAILURES"); fi
+if [ "${FAIL_ON_SUSPICIOUS:-false}" = "true" ]; then args+=(--fail-on-suspicious); fi
 if [ "${ALLOW_PARTIAL:-false}" = "true" ]; then args+=(--allow-partial); fi
 if [ "${BASELINE_MISSING:-false}" = "true" ]; then args+=(--baseline-missing); fi
 status=0

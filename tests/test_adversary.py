@@ -145,7 +145,8 @@ def test_an_isolated_local_agent_cannot_reach_the_grader_the_key_or_its_neighbou
               "ls /var/tmp/ci-eval > /dev/null 2>&1 && echo neighbours-LISTED || echo neighbours-BLOCKED; "
               "echo tmp-holds-$(ls -A /tmp | wc -l); "
               "echo nets-$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ,); "
-              "echo routes-$(tail -n +2 /proc/net/route | wc -l); id -u\n```")
+              "echo routes-$(tail -n +2 /proc/net/route | wc -l); "
+              "echo $$ > /tmp/fix.diff; sleep 1; echo wrote-$$-read-$(cat /tmp/fix.diff); id -u\n```")
     try:
         with serve(lambda messages: attack if len(messages) == 2 else SUBMIT_REPLY) as server:
             cfg = settings(tmp_path, base_url=server.url, model="scripted", sandbox="local",
@@ -161,6 +162,8 @@ def test_an_isolated_local_agent_cannot_reach_the_grader_the_key_or_its_neighbou
                         "nets-lo,", "routes-0"):
             assert blocked in seen, seen
         assert int(seen.split()[-1]) in isolation.UIDS  # a uid of its own, not root
+        wrote, read = seen.split("wrote-")[1].split()[0].split("-read-")
+        assert wrote == read  # both wrote /tmp/fix.diff at once: each read its own back
     assert all(r.status == "empty_patch" for r in result.records.values())  # graded as ever
 
 
