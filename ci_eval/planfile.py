@@ -3,6 +3,7 @@ split them into shards (its file's shape is `contracts.Plan`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from ci_eval.config import Settings
@@ -20,6 +21,7 @@ def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
     end in time."""
     dataset = load_instances(settings.dataset, settings.split, settings.revision)
     chosen = choose(dataset, settings)
+    gradable(chosen)  # here, in the plan job, not after every shard has installed Ollama and the model
     most = min(len(chosen), MATRIX_LIMIT)
     costs = costs_for(chosen, timings)
     if of is None:
@@ -32,6 +34,17 @@ def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
     return Plan(dataset=settings.dataset, split=settings.split, revision=settings.revision,
                 dataset_fingerprint=fingerprint(dataset), shards=plan(chosen, of, costs), costs=costs,
                 instances=chosen)
+
+
+def gradable(instances: Sequence[Instance]) -> None:
+    """Every instance has an eval script, or one line before any work: a classic-schema row can be
+    planned but not graded (even with predictions: grading runs the eval script)."""
+    scriptless = sorted(i.instance_id for i in instances if not i.eval_script)
+    if scriptless:
+        raise InputError(
+            f"{len(scriptless)} instance(s) have no eval_script ({scriptless[0]}, …): a classic-schema row "
+            "can be planned but not graded, since swebench 5 ships eval scripts as data and derives none from "
+            "repo and version; use a dataset that has them (SWE-bench/SWE-bench_Verified as published now)")
 
 
 def choose(dataset: list[Instance], settings: Settings) -> list[Instance]:

@@ -276,10 +276,17 @@ assert args[0] == "api", args
 method = args[args.index("-X") + 1] if "-X" in args else "GET"
 path = next(a for a in args[1:] if "/" in a)
 body = json.load(sys.stdin) if "--input" in args else None
+# As the API does: status=success keeps successful runs, status=completed any that ended.
+wanted = dict(p.split("=", 1) for p in path.partition("?")[2].split("&") if "=" in p).get("status")
+key = path.replace(f"status={wanted}&", "") if wanted else path
 with open(os.environ.get("FAKE_GH_LOG", os.devnull), "a") as log:
     log.write(json.dumps({"method": method, "path": path, "body": body}) + "\\n")
 answers = json.load(open(os.environ["FAKE_GH_ANSWERS"]))
-print(json.dumps(answers.get(path, {"workflow_runs": [], "artifacts": []}) if method == "GET" else {}))
+answer = answers.get(key, {"workflow_runs": [], "artifacts": []}) if method == "GET" else {}
+if wanted and "workflow_runs" in answer:
+    ended = {"success": ("success",), "completed": ("success", "failure", "cancelled", "timed_out")}[wanted]
+    answer = {"workflow_runs": [r for r in answer["workflow_runs"] if r.get("conclusion", "success") in ended]}
+print(json.dumps(answer))
 """
 
 
@@ -300,13 +307,14 @@ def play_baseline(tmp_path: Path, answers: dict[str, Any]) -> tuple[subprocess.C
     return done, runner.outputs["find"]
 
 
-RUNS = "repos/me/app/actions/workflows/eval.yml/runs?branch=main&event=push&status=success&per_page=30"
+RUNS = "repos/me/app/actions/workflows/eval.yml/runs?branch=main&event=push&per_page=30"  # status= is filtered
 
 
 def test_the_baseline_is_the_newest_report_of_our_own_push_runs(tmp_path: Path) -> None:
     if shutil.which("jq") is None:
         need("jq", "CI_EVAL_REQUIRE_LINTERS", "it is not installed (apt-get install jq)")
     runs = {"workflow_runs": [
+        {"id": 40, "head_repository": {"full_name": "me/app"}, "conclusion": "failure"},  # a shard failed: no report
         {"id": 30, "head_repository": {"full_name": "fork/app"}},  # a fork's branch called main
         {"id": 20, "head_repository": {"full_name": "me/app"}},  # the eval was skipped: no report
         {"id": 15, "head_repository": {"full_name": "me/app"}},  # its report expired
@@ -320,6 +328,11 @@ def test_the_baseline_is_the_newest_report_of_our_own_push_runs(tmp_path: Path) 
     done, outputs = play_baseline(tmp_path / "found", {RUNS: runs, **artifacts})
     assert done.returncode == 0, done.stderr
     assert outputs["run-id"] == "10" and outputs["report"].endswith("ci-eval-baseline/report.json")
+
+    # The newest push run failed (a shard exited 1) but made its report: that report is the baseline.
+    failed = {"repos/me/app/actions/runs/40/artifacts?name=ci-eval-report": {"artifacts": [{"expired": False}]}}
+    done, outputs = play_baseline(tmp_path / "failed", {RUNS: runs, **artifacts, **failed})
+    assert done.returncode == 0 and outputs["run-id"] == "40", done.stdout + done.stderr
 
     # The baseline run lacks the artifact: a notice, and an inconclusive verdict that is not red.
     done, outputs = play_baseline(tmp_path / "none", {RUNS: {"workflow_runs": runs["workflow_runs"][:3]}})
