@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# The shard action's disk step: move Docker's data root to /mnt, the runner's larger disk, so
-# that SWE-bench images (GBs each) fit, instead of deleting the runner's toolchains.
+# The shard action's disk step: move Docker's data root to /mnt when it is the runner's larger
+# disk, so that SWE-bench images (GBs each) fit; where it is not, make room on / instead by
+# removing toolchains a shard never uses.
 set -euo pipefail
-if [ ! -d /mnt ] || ! sudo -n true 2>/dev/null || ! command -v systemctl >/dev/null; then
-  echo "no /mnt or no sudo here: Docker's data stays where it is"
+if ! sudo -n true 2>/dev/null || ! command -v systemctl >/dev/null; then
+  echo "no sudo here: Docker's data stays where it is"
+  exit 0
+fi
+if [ -z "$(bash "$(dirname "$0")/larger-disk.sh")" ]; then
+  echo "/mnt is not a larger disk of its own: freeing room on / instead"
+  sudo rm -rf /usr/share/dotnet /usr/local/lib/android /opt/ghc /opt/hostedtoolcache/CodeQL
+  df -h /
   exit 0
 fi
 df -h / /mnt | tail -n +2

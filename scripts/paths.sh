@@ -5,7 +5,7 @@ set -euo pipefail
 root="$RUNNER_TEMP/ci-eval-results"
 models="$HOME/.ollama/models"
 # ubuntu-latest has ~14 GB free on / and ~66 GB on /mnt: the model goes where the room is.
-if [ "${FREE_DISK:-false}" = "true" ] && [ -d /mnt ] && sudo -n true 2>/dev/null; then
+if [ "${FREE_DISK:-false}" = "true" ] && [ -n "$(bash "$(dirname "$0")/larger-disk.sh")" ] && sudo -n true 2>/dev/null; then
   sudo mkdir -p /mnt/ci-eval-ollama-models
   sudo chown "$(id -u):$(id -g)" /mnt/ci-eval-ollama-models
   models=/mnt/ci-eval-ollama-models

@@ -401,3 +401,65 @@ def test_one_pull_request_comment_is_created_then_updated(tmp_path: Path) -> Non
         ("POST", "repos/me/app/issues/7/comments"), ("PATCH", "repos/me/app/issues/comments/2")]
     assert all(c["body"]["body"].startswith("<!-- ci-eval:ci-eval -->\n## ci-eval: 6 of 6 resolved") for c in calls)
     assert all("**Verdict: pass**" in c["body"]["body"] for c in calls)
+
+
+FAKE_DF = """#!/usr/bin/env bash
+# df --output=FIELD -B1 PATH, answered from FAKE_DF_ROOT / FAKE_DF_OTHER ("source avail")
+field=${1#--output=}; path=$3
+if [ "$path" = / ]; then set -- $FAKE_DF_ROOT; else set -- $FAKE_DF_OTHER; fi
+echo header
+if [ "$field" = source ]; then echo "$1"; else echo "$2"; fi
+"""
+
+
+@pytest.mark.parametrize(("root", "other", "larger"), [
+    ("/dev/vda 14000000000", "/dev/vda 14000000000", False),  # /mnt is a folder on the root disk
+    ("/dev/root 14000000000", "/dev/sdb1 66000000000", True),  # ubuntu-latest: a second, larger disk
+    ("/dev/root 60000000000", "/dev/sdb1 9000000000", False),  # a second disk, but smaller
+])
+def test_the_larger_disk_is_a_filesystem_of_its_own_with_more_room(tmp_path: Path, root: str, other: str,
+                                                                  larger: bool) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "df").write_text(FAKE_DF)
+    (bin_dir / "df").chmod(0o755)
+    candidate = tmp_path / "mnt"
+    candidate.mkdir()
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "larger-disk.sh"), str(candidate)], capture_output=True,
+                          text=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                                          "FAKE_DF_ROOT": root, "FAKE_DF_OTHER": other})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (str(candidate) if larger else "")
+
+
+def readme_workflows(folder: Path) -> list[tuple[Path, dict[Any, Any]]]:
+    """The README's workflow examples, as files a linter reads and as data."""
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL) if "jobs:" in b]
+    found = []
+    for n, block in enumerate(blocks):
+        path = folder / ".github" / "workflows" / f"example-{n}.yml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(block)
+        found.append((path, yaml.safe_load(block)))
+    return found
+
+
+def test_the_readmes_workflows_work_as_pasted(tmp_path: Path) -> None:
+    """Linted as workflows; each has a concurrency group; the pull-request one fires on the `eval`
+    label only and cancels a PR's older run; the direct one aggregates after a failed shard."""
+    examples = readme_workflows(tmp_path)
+    assert len(examples) == 2
+    assert actionlint(*(path for path, _ in examples)) == []
+    for _, workflow in examples:
+        assert workflow["concurrency"]["group"].startswith("eval-")
+    direct = next(w for _, w in examples if "aggregate" in w["jobs"])
+    aggregate = direct["jobs"]["aggregate"]
+    assert aggregate["needs"] == ["plan", "shard"]
+    assert aggregate["if"] == "${{ !cancelled() && needs.plan.result == 'success' }}"
+    assert aggregate["steps"][0]["with"]["allow-partial"] == "${{ needs.shard.result != 'success' }}"
+    assert direct["jobs"]["shard"]["timeout-minutes"] > 330  # above the action's deadline
+    pull = next(w for _, w in examples if "pull_request" in w[True])  # YAML 1.1 reads `on` as True
+    assert pull["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+    condition = pull["jobs"]["eval"]["if"]
+    assert "github.event.label.name == 'eval'" in condition and "head.repo.full_name == github.repository" in condition
+    assert "pull_request_target" not in pull[True]
