@@ -71,13 +71,33 @@ def test_zizmor_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_third_party_actions_are_pinned_to_commits() -> None:
+# Commits whose action.yml says `using: node24`, read from each repository at its tag (GitHub
+# retires Node 20): a new pin goes through this list, checked the same way.
+NODE24 = {
+    "actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8": "v5.0.0",
+    "actions/setup-python@e797f83bcb11b83ae66e0230d6156d7c80228e7c": "v6.0.0",
+    "actions/cache/restore@27d5ce7f107fe9357f9df03efb73ab90386fccae": "v5.0.5",
+    "actions/cache/save@27d5ce7f107fe9357f9df03efb73ab90386fccae": "v5.0.5",
+    "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f": "v7.0.0",
+    "actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c": "v8.0.1",
+}
+
+
+def test_third_party_actions_are_pinned_to_node24_commits() -> None:
     for path in [*ACTIONS, *WORKFLOWS]:
-        for ref in re.findall(r"uses:\s*(\S+)", path.read_text()):
+        for ref, tag in re.findall(r"uses:\s*(\S+)(?:\s*#\s*(\S+))?", path.read_text()):
             if ref.startswith("org/ci-eval"):
                 assert ref.endswith("@v1"), ref  # our own, moved by releases (README: Versioning)
             else:
                 assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"{path.name}: {ref} is not pinned"
+                assert NODE24.get(ref) == tag, f"{path.name}: {ref} # {tag} is not a known Node 24 release"
+
+
+def test_marketplace_metadata_fits() -> None:
+    """The Marketplace takes a description of at most 125 characters."""
+    for path in ACTIONS:
+        description = " ".join(yaml.safe_load(path.read_text())["description"].split())
+        assert len(description) <= 125, f"{path.name}: {len(description)} characters"
 
 
 # --- in step with the CLI -----------------------------------------------------------------------
@@ -276,17 +296,21 @@ assert args[0] == "api", args
 method = args[args.index("-X") + 1] if "-X" in args else "GET"
 path = next(a for a in args[1:] if "/" in a)
 body = json.load(sys.stdin) if "--input" in args else None
+fields = [args[i + 1] for i, a in enumerate(args) if a in ("-f", "-F")]
 # As the API does: status=success keeps successful runs, status=completed any that ended.
 wanted = dict(p.split("=", 1) for p in path.partition("?")[2].split("&") if "=" in p).get("status")
 key = path.replace(f"status={wanted}&", "") if wanted else path
 with open(os.environ.get("FAKE_GH_LOG", os.devnull), "a") as log:
-    log.write(json.dumps({"method": method, "path": path, "body": body}) + "\\n")
+    log.write(json.dumps({"method": method, "path": path, "body": body, "fields": fields}) + "\\n")
 answers = json.load(open(os.environ["FAKE_GH_ANSWERS"]))
 answer = answers.get(key, {"workflow_runs": [], "artifacts": []}) if method == "GET" else {}
 if wanted and "workflow_runs" in answer:
     ended = {"success": ("success",), "completed": ("success", "failure", "cancelled", "timed_out")}[wanted]
     answer = {"workflow_runs": [r for r in answer["workflow_runs"] if r.get("conclusion", "success") in ended]}
-print(json.dumps(answer))
+if "--jq" in args:  # a path like .object.sha is all the scripts ask
+    for part in args[args.index("--jq") + 1].strip(".").split("."):
+        answer = answer[part]
+print(answer if isinstance(answer, str) else json.dumps(answer))
 """
 
 
@@ -463,3 +487,37 @@ def test_the_readmes_workflows_work_as_pasted(tmp_path: Path) -> None:
     condition = pull["jobs"]["eval"]["if"]
     assert "github.event.label.name == 'eval'" in condition and "head.repo.full_name == github.repository" in condition
     assert "pull_request_target" not in pull[True]
+
+
+def test_a_release_checks_its_self_references_then_moves_the_major_tag(tmp_path: Path) -> None:
+    tree = tmp_path / "repo"
+    shutil.copytree(ROOT / ".github", tree / ".github")
+    shutil.copy(ROOT / "README.md", tree / "README.md")
+    (tree / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "release.sh", tree / "scripts" / "release.sh")
+
+    def release(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "scripts/release.sh", *args], cwd=tree, capture_output=True, text=True,
+                              env={**os.environ, **(env or {})})
+
+    assert release("check", "v1.4.0", "org/ci-eval").returncode == 0  # as committed: org/ci-eval@v1
+    wrong_major = release("check", "v2.0.0", "org/ci-eval")
+    assert wrong_major.returncode == 1 and "evaluate.yml" in wrong_major.stdout
+    elsewhere = release("check", "v1.4.0", "acme/evals")  # a renamed fork must rename its references
+    assert elsewhere.returncode == 1 and "org/ci-eval/plan@v1" in elsewhere.stdout
+    assert release("check", "1.4", "org/ci-eval").returncode == 1  # not a vX.Y.Z tag
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(FAKE_GH)
+    (bin_dir / "gh").chmod(0o755)
+    (tmp_path / "answers.json").write_text(json.dumps({
+        "repos/org/ci-eval/git/ref/tags/v1.4.0": {"object": {"sha": "c0ffee"}},
+        "repos/org/ci-eval/git/ref/tags/v1": {"object": {"sha": "0ld"}}}))
+    moved = release("move", "v1.4.0", "org/ci-eval", env={
+        "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_GH_ANSWERS": str(tmp_path / "answers.json"),
+        "FAKE_GH_LOG": str(tmp_path / "gh.log")})
+    assert moved.returncode == 0, moved.stderr
+    calls = [json.loads(line) for line in (tmp_path / "gh.log").read_text().splitlines()]
+    assert calls[-1] == {"method": "PATCH", "path": "repos/org/ci-eval/git/refs/tags/v1", "body": None,
+                         "fields": ["sha=c0ffee", "force=true"]}

@@ -1,0 +1,125 @@
+"""The composite actions executed step by step, in order, as a runner would (tests/composite.py):
+a wrong input name, a step output read before its step or an `if:` that never holds fails here.
+`uses:` steps are stand-ins (artifacts in a folder, caches recorded); everything else is real."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.composite import Player
+from tests.conftest import INSTANCES, need, rows
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = {"CI_EVAL_SANDBOX": "local"}
+
+
+class Artifacts:
+    """upload-artifact and download-artifact over one folder, and the cache actions, recorded."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.saved: list[dict[str, str]] = []
+
+    def upload(self, given: dict[str, str]) -> dict[str, str]:
+        shutil.copytree(given["path"].strip(), self.folder / given["name"], dirs_exist_ok=True)
+        return {"artifact-id": "1"}
+
+    def download(self, given: dict[str, str]) -> dict[str, str]:
+        names = [given["name"]] if given.get("name") else [p.name for p in self.folder.glob(given["pattern"])]
+        for name in names:
+            if (self.folder / name).is_dir():
+                target = Path(given["path"]) if given.get("name") or given.get("merge-multiple") == "true" \
+                    else Path(given["path"]) / name
+                shutil.copytree(self.folder / name, target, dirs_exist_ok=True)
+        return {"download-path": given["path"]}
+
+    def stand_ins(self) -> dict[str, Any]:
+        return {"actions/setup-python": lambda _: {"python-path": sys.executable},
+                "actions/upload-artifact": self.upload, "actions/download-artifact": self.download,
+                "actions/cache/restore": lambda _: {"cache-hit": "false"},
+                "actions/cache/save": self.save}
+
+    def save(self, given: dict[str, str]) -> dict[str, str]:
+        self.saved.append(given)
+        return {}
+
+
+GITHUB = {"run_id": "7", "run_attempt": "1", "repository": "me/app", "token": "t", "ref": "refs/heads/main",
+          "event": {"repository": {"default_branch": "main"}}}
+
+
+def player(root: Path, store: Artifacts, **github: Any) -> Player:
+    temp = root / "temp"
+    temp.mkdir(parents=True)
+    installed = shutil.which("ci-eval")
+    if installed is None:
+        need("the ci-eval command", "CI_EVAL_REQUIRE_LINTERS", "ci-eval is not installed (pip install -e .)")
+    # The private venv is pip's work (scripts/install.sh); the steps after it use this ci-eval.
+    return Player(temp, {**GITHUB, **github}, store.stand_ins(), env=LOCAL,
+                  replaced={"install": {"bin": str(installed)}})
+
+
+def test_plan_shard_and_aggregate_actions_play_in_order(tmp_path: Path) -> None:
+    store = Artifacts(tmp_path / "artifacts")
+    planned = player(tmp_path / "plan", store).play(ROOT / "plan" / "action.yml", {
+        "dataset": str(INSTANCES), "shards": "2"})
+    assert ("plan", "success") in planned.steps, planned
+    matrix = json.loads(planned.outputs["matrix"])
+    assert len(matrix["include"]) == 2 and planned.outputs["plan-artifact"] == "ci-eval-plan"
+
+    for entry in matrix["include"]:
+        shard = player(tmp_path / f"shard-{entry['index']}", store).play(ROOT / "action.yml", {
+            "shard-index": str(entry["index"]), "shard-count": "2", "plan-artifact": planned.outputs["plan-artifact"],
+            "base-url": "http://127.0.0.1:9/v1", "predictions": "gold", "free-disk": "false"})
+        ran = dict(shard.steps)
+        assert ran["shard"] == "success", shard.logs.get("shard")
+        assert ran["Start Ollama"] == "skipped" and ran["Fetch this shard's earlier attempt, to resume it"] == "skipped"
+        assert shard.outputs["resolved"] == str(entry["size"]) and shard.outputs["infrastructure-failures"] == "0"
+        assert shard.outputs["artifact"] == f"ci-eval-shard-{entry['index']}-attempt-1"
+    assert store.saved == []  # a base URL: no Ollama, nothing to cache
+
+    report = player(tmp_path / "aggregate", store).play(ROOT / "aggregate" / "action.yml", {"fail-under": "0.5"})
+    ran = dict(report.steps)
+    assert ran["aggregate"] == "success", report.logs.get("aggregate")
+    assert report.outputs["verdict"] == "pass" and report.outputs["resolved"] == str(len(rows()))
+
+
+@pytest.mark.parametrize(("shard", "ref", "saves"), [
+    ("0", "refs/heads/main", True),  # the default branch's first shard fills the cache
+    ("1", "refs/heads/main", False),  # the other shards only restore
+    ("0", "refs/pull/5/merge", False),  # a pull request's cache would serve that ref alone
+])
+def test_one_shard_on_the_default_branch_saves_the_model_cache(tmp_path: Path, shard: str, ref: str,
+                                                               saves: bool) -> None:
+    """The save step's condition, read by the same player, at the point of the shard action."""
+    import yaml
+
+    steps = yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["steps"]
+    index = next(n for n, s in enumerate(steps) if s.get("name") == "Save Ollama and the model")
+    play = player(tmp_path, Artifacts(tmp_path / "a"), ref=ref)
+    play.action, play.known_steps, play.position = ROOT / "action.yml", [s.get("id") for s in steps], index
+    play.inputs = {"base-url": "", "shard-index": shard}
+    play.done = {"ollama-cache": {"cache-hit": "false"}}
+    assert play.truthy(play.evaluate(steps[index]["if"], "success")) is saves
+
+
+def test_a_wrong_input_or_output_reference_fails(tmp_path: Path) -> None:
+    action = tmp_path / "action.yml"
+    action.write_text("name: x\ndescription: x\ninputs:\n  real:\n    default: ''\noutputs:\n  out:\n    value: "
+                      "${{ steps.later.outputs.x }}\nruns:\n  using: composite\n  steps:\n"
+                      "    - shell: bash\n      if: inputs.rael == ''\n      run: 'true'\n"
+                      "    - id: later\n      shell: bash\n      run: 'true'\n")
+    play = Player(tmp_path, GITHUB, {})
+    with pytest.raises(AssertionError, match="no input 'rael'"):
+        play.play(action, {})
+    action.write_text(action.read_text().replace("inputs.rael", "inputs.real"))
+    assert play.play(action, {}).outputs == {"out": ""}  # read after every step: `later` came before
+    action.write_text(action.read_text().replace("if: inputs.real == ''", "if: steps.later.outputs.x == ''"))
+    with pytest.raises(AssertionError, match="no step 'later' before here"):
+        play.play(action, {})
