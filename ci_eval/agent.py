@@ -109,9 +109,9 @@ class Context:
     A model server reuses only the exact leading part of the previous request (llama.cpp and
     Ollama; for hybrid Mamba models such as Granite 4.0 H the recurrent state can only continue
     it), so a request that appends to the last costs only its new tokens. When the next request
-    would not fit `budget`, one compaction elides the oldest observations (then the oldest
-    replies) down to `low_water` of it, and appending starts again: the elided past stays as it
-    is, so even a compaction keeps the system prompt, the issue and all it elided before.
+    would not fit `budget`, one compaction (`compact`) cuts it down to `low_water` of it and
+    appending starts again; what it left stays as it is, so even a compaction keeps the system
+    prompt, the issue and the exchanges elided before.
     """
 
     def __init__(self, messages: list[Message], budget: int, counter: TokenCounter,
