@@ -35,15 +35,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 READ = "Let me read more of the code.\n```bash\nseq 100000 101000\n```"
-FIX = """The high branch returns lo. I fix it.
-```bash
-python3 - <<'EOF'
-import pathlib
-p = pathlib.Path("calc/ranges.py")
-s = p.read_text()
-p.write_text(s.replace("    if x > hi:\\n        return lo", "    if x > hi:\\n        return hi"))
-EOF
-```"""
 LOCAL_IDS = ["ci-eval-fixtures__calc-2", "ci-eval-fixtures__textkit-4"]
 
 
@@ -94,7 +85,7 @@ def child_scripted(window: int | None, steps: int) -> dict[str, Any]:
     from ci_eval.shard import run_shard
 
     server_mod = _server_module()
-    script = server_mod.replies(*[READ] * steps, FIX)
+    script = server_mod.replies(*[READ] * steps, server_mod.FIX)
     with tempfile.TemporaryDirectory() as tmp, server_mod.serve(script, context_window=1 << 20) as server:
         flags: dict[str, Any] = {
             "dataset": str(ROOT / "tests/fixtures/instances.jsonl"), "instance_ids": ["ci-eval-fixtures__calc-2"],

@@ -78,6 +78,16 @@ class Server:
 
 
 SUBMIT_REPLY = "I am done.\n```bash\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```"
+# The reply that fixes the fixtures' calc-2 (clamp returns lo above the range).
+FIX = """The high branch returns lo. I fix it.
+```bash
+python3 - <<'EOF'
+import pathlib
+p = pathlib.Path("calc/ranges.py")
+s = p.read_text()
+p.write_text(s.replace("    if x > hi:\\n        return lo", "    if x > hi:\\n        return hi"))
+EOF
+```"""
 
 
 def replies(*steps: Step, then: Step = SUBMIT_REPLY) -> Script:

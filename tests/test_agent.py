@@ -15,19 +15,10 @@ import pytest
 from ci_eval.agent import ELIDED, PACKAGED, Context, TokenCounter, compact, cut_middle, repeated_prefix
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, INSTANCES, ours, settings
-from tests.openai_server import replies, serve
+from tests.openai_server import FIX, replies, serve
 
 CALC_2 = "ci-eval-fixtures__calc-2"
 LOOK = "First I read the code.\n```bash\ncat calc/ranges.py\n```"
-FIX = """The high branch returns lo. I fix it.
-```bash
-python3 - <<'EOF'
-import pathlib
-p = pathlib.Path("calc/ranges.py")
-s = p.read_text()
-p.write_text(s.replace("    if x > hi:\\n        return lo", "    if x > hi:\\n        return hi"))
-EOF
-```"""
 CHECK = "Check it.\n```bash\npython3 -c 'from calc.ranges import clamp; print(clamp(15, 0, 10))'\n```"
 
 

@@ -17,8 +17,8 @@ import pytest
 from ci_eval.report.aggregate import aggregate
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, INSTANCES, rows, settings
-from tests.openai_server import SUBMIT_REPLY, replies, serve
-from tests.test_agent import CALC_2, FIX, agent_settings
+from tests.openai_server import FIX, SUBMIT_REPLY, replies, serve
+from tests.test_agent import CALC_2, agent_settings
 
 READ = "Let me read more of the code.\n```bash\nseq 100000 101000\n```"  # ~7 KB of output
 LOOK = "Let me look.\n```bash\nls calc\n```"
