@@ -212,3 +212,31 @@ def test_a_full_disk_is_one_line_and_the_journal_reads(tmp_path: Path) -> None:
         assert unreadable == [] and 1 <= len(records) < 6  # it stopped part way, and every line reads
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_container_another_process_is_removing_counts_as_removed() -> None:
+    """Docker's 409 "removal already in progress" (two writers sweeping one shard) is what removal
+    wants; any other conflict is still an error."""
+    import docker
+    import requests
+
+    from ci_eval.sandbox.docker import _remove
+
+    class Answer(requests.Response):
+        def __init__(self, status: int) -> None:
+            super().__init__()
+            self.status_code = status
+
+    class Container:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        def remove(self, force: bool) -> None:
+            raise self.error
+
+    # as the client builds it: the daemon's message is the explanation
+    busy = docker.errors.APIError("409", Answer(409), explanation="removal of container abc is already in progress")
+    _remove(Container(busy))  # type: ignore[arg-type]
+    _remove(Container(docker.errors.NotFound("gone", Answer(404))))  # type: ignore[arg-type]
+    with pytest.raises(docker.errors.APIError):
+        _remove(Container(docker.errors.APIError("409", Answer(409), explanation="conflict: in use")))  # type: ignore[arg-type]

@@ -246,5 +246,5 @@ def _remove(container: Container) -> None:
     except docker.errors.NotFound:
         pass
     except docker.errors.APIError as exc:
-        if exc.status_code != 409 or "already in progress" not in str(exc):
+        if exc.status_code != 409 or "already in progress" not in str(exc.explanation or ""):
             raise  # 409 "removal already in progress": someone else is removing it, which is what we want
