@@ -48,22 +48,11 @@ def _server_module() -> Any:
     return module
 
 
-def repeated(before: list[dict[str, str]], after: list[dict[str, str]]) -> int:
-    """Characters at the start of `after` (roles and contents in order) that `before` had too."""
-    same = 0
-    for old, new in zip(before, after, strict=False):
-        if old["role"] != new["role"]:
-            break
-        if old["content"] != new["content"]:
-            a, b = old["content"], new["content"]
-            return same + len(old["role"]) + next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
-                                                   min(len(a), len(b)))
-        same += len(new["role"]) + len(new["content"])
-    return same
-
-
 def figures(calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """From each call's request messages, usage and seconds: the per-step figures."""
+    """From each call's request messages, usage and seconds: the per-step figures, measured by
+    this tree's ci-eval whatever tree made the calls."""
+    from ci_eval.agent import repeated_prefix as repeated
+
     sizes = [sum(len(m["role"]) + len(m["content"]) for m in c["messages"]) for c in calls]
     reused = [0] + [repeated(a["messages"], b["messages"]) for a, b in itertools.pairwise(calls)]
     prompt = [c["prompt_tokens"] for c in calls]
@@ -97,9 +86,8 @@ def child_scripted(window: int | None, steps: int) -> dict[str, Any]:
         record = run_shard(cfg, 0, 1).records[("ci-eval-fixtures__calc-2", 0)]
         calls = [{"messages": r["messages"], "prompt_tokens": server_mod.tokens(r["messages"]), "cached": c,
                   "completion_tokens": 0, "seconds": 0.0} for r, c in zip(server.requests, server.cached, strict=True)]
-    out = figures(calls)
-    out.update(status=record.status, window=cfg.context_window, observation_chars=cfg.observation_chars)
-    return out
+    return {"calls": calls, "status": record.status, "window": cfg.context_window,
+            "observation_chars": cfg.observation_chars}
 
 
 def child_local(window: int | None, base_url: str, steps: int) -> dict[str, Any]:
@@ -235,16 +223,19 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    sys.path.insert(0, str(ROOT))  # the parent measures with this tree's ci-eval
     trees = [("now", ROOT)]
     with worktree(args.before) if args.before else _nothing() as before:
         if before is not None:
             trees.insert(0, (f"before ({args.before[:10]})", before))
-        rows = [(f"{name}, {label}", run_child(tree, "scripted", window, args.steps))
-                for name, tree in trees for label, window in (("defaults", None), ("8192", 8192))]
+        rows = []
+        for name, tree in trees:
+            for label, window in (("defaults", None), ("8192", 8192)):
+                outcome = run_child(tree, "scripted", window, args.steps)
+                rows.append((f"{name}, {label}", {**figures(outcome.pop("calls")), **outcome}))
         table(f"scripted: {args.steps} steps reading ~7 KB, then the fix; seconds projected at {args.pp:g} prompt "
               f"and {args.gen:g} generated tokens/s, 250 tokens a reply", rows, args.pp, args.gen, measured=False)
         if args.local_model:
-            sys.path.insert(0, str(ROOT))
             from ci_eval import llama_server
 
             rows = []

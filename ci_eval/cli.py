@@ -108,17 +108,15 @@ def plan_command(of: int | None, budget_minutes: float | None, plan_file: Path |
                  config_file: Path | None, timings: Path | None, **flags: Any) -> None:
     """Print the GitHub Actions matrix for N shards."""
     from ci_eval.partition import matrix
-    from ci_eval.planfile import make_plan, write_plan
+    from ci_eval.planfile import at_once, make_plan, write_plan
 
     settings = _settings(config_file, **flags)
-    # An agent shard runs as fast as its model: --model-slots at once.
-    workers = settings.workers if settings.predictions else settings.model_streams()
     if (of is None) == (budget_minutes is None):
         raise InputError("give either --of N or --budget-minutes M")
-    made = make_plan(settings, of, timings, None if budget_minutes is None else (budget_minutes, workers))
+    made = make_plan(settings, of, timings, budget_minutes)
     if budget_minutes is not None:
-        click.echo(f"ci-eval: {made.of} shard(s) for {budget_minutes:g} minutes, {workers} instance(s) at once each",
-                   err=True)
+        click.echo(f"ci-eval: {made.of} shard(s) for {budget_minutes:g} minutes, {at_once(settings)} instance(s) "
+                   "at once each", err=True)
     if plan_file is not None:
         write_plan(plan_file, made)
     click.echo(json.dumps(matrix(made.shards)))

@@ -29,10 +29,10 @@ DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
 _NOT_IDENTITY = {"workers", "model_slots", "output", "repos_dir", "max_attempts", "api_key", "instance_ids",
                  "prune_images", "instance_timeout", "agent_timeout", "deadline_minutes", "request_timeout",
                  "model_down_minutes"}
-# What the time limits allow per agent step when they are not set: about three times a step of
-# granite4:tiny-h on an ubuntu-latest runner with cache-friendly requests (benchmarks/model_time.py),
-# so that the step limit, not the runner's speed, ends an attempt.
-STEP_SECONDS = 180.0
+# What the time limits allow per agent step when they are not set: a safety net, about three
+# times the step granite4:tiny-h is expected to take on an ubuntu-latest runner (partition's
+# STEP_SECONDS), so that the step limit, not the runner's speed, ends an attempt.
+STEP_ALLOWANCE = 180.0
 # What an instance needs besides its agent and its tests: the image pull, two containers.
 SETUP_SECONDS = 900.0
 
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
         None, ge=1, description="Tokens per attempt, cached ones included [step limit x context window: never "
         "before the step limit].")
     agent_timeout: float | None = Field(
-        None, gt=0, description=f"Wall-clock seconds for the agent per attempt [step limit x {STEP_SECONDS:g}].")
+        None, gt=0, description=f"Wall-clock seconds for the agent per attempt [step limit x {STEP_ALLOWANCE:g}].")
     observation_chars: int = Field(3000, ge=200, description="Command output shown to the model, head+tail.")
     agent_config: Path | None = Field(None, description="TOML or YAML of prompts and limits over the packaged ones.")
     local_model: bool = Field(False, description="Start llama.cpp with Gemma 3 270M (extra: local-model) and use it.")
@@ -152,7 +152,7 @@ class Settings(BaseSettings):
 
     def agent_time_limit(self) -> float:
         """The agent's safety net, sized from the step limit unless set."""
-        return self.agent_timeout or self.step_limit * STEP_SECONDS
+        return self.agent_timeout or self.step_limit * STEP_ALLOWANCE
 
     def model_streams(self) -> int:
         return self.model_slots or self.workers

@@ -16,24 +16,29 @@ MATRIX_LIMIT = 256  # GitHub runs at most this many jobs from one matrix
 
 
 def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
-              budget: tuple[float, int] | None = None) -> Plan:
-    """`of` shards, or with `budget` (minutes, instances at once per shard) the fewest expected to
-    end in time."""
+              budget_minutes: float | None = None) -> Plan:
+    """`of` shards, or with `budget_minutes` the fewest expected to end in time."""
     dataset = load_instances(settings.dataset, settings.split, settings.revision)
     chosen = choose(dataset, settings)
     gradable(chosen)  # here, in the plan job, not after every shard has installed Ollama and the model
     most = min(len(chosen), MATRIX_LIMIT)
     costs = costs_for(chosen, timings)
     if of is None:
-        if budget is None:
+        if budget_minutes is None:
             raise InputError("give either --of N or --budget-minutes M")
-        of = shards_for_budget(chosen, costs, *budget, most)
+        of = shards_for_budget(chosen, costs, budget_minutes, at_once(settings), most)
     if not 1 <= of <= most:
         raise InputError(f"--of {of} is out of range: 1 to {most} (one shard per instance at most, and "
                          f"GitHub runs at most {MATRIX_LIMIT} jobs of a matrix)")
     return Plan(dataset=settings.dataset, split=settings.split, revision=settings.revision,
                 dataset_fingerprint=fingerprint(dataset), shards=plan(chosen, of, costs), costs=costs,
                 instances=chosen)
+
+
+def at_once(settings: Settings) -> int:
+    """Instances a shard works on at once, as far as time goes: an agent shard runs as fast as
+    its model (--model-slots streams), a predictions shard as its workers."""
+    return settings.workers if settings.predictions else settings.model_streams()
 
 
 def gradable(instances: Sequence[Instance]) -> None:

@@ -12,6 +12,7 @@ ubuntu-24.04 runners): `unshare` and `setpriv` run as root, then drop to the uid
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import stat
@@ -51,7 +52,7 @@ def available() -> bool:
 @contextmanager
 def claim_uid() -> Iterator[int]:
     """A uid no other open sandbox on this machine has, for as long as the sandbox is open."""
-    folder = BASE / "uids"
+    folder = base() / "uids"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     for uid in UIDS:
         handle: IO[str] = (folder / str(uid)).open("a")
@@ -80,10 +81,25 @@ def give(root: Path, uid: int) -> None:
 
 def argv(command: str, root: Path, uid: int, network: bool) -> list[str]:
     """The command line that runs `command` isolated, as `uid`, in `root`'s namespaces."""
-    trees = sorted({sys.prefix, sys.base_prefix})
+    hidden, trees = _interpreter()
     return ["unshare", "--mount", "--propagation", "private", *([] if network else ["--net"]), "--",
             "/bin/sh", "-c", _SETUP, "sh", str(root / ".stage"), str(root / "tmp"), str(uid), command,
-            " ".join(sorted({h for t in trees if (h := _hidden_above(Path(t)))})), *trees]
+            hidden, *trees]
+
+
+@functools.cache  # the same for every command of the process: looked up once, not per command
+def _interpreter() -> tuple[str, tuple[str, ...]]:
+    """The Python trees to bind read-only, and the private folders above them to cover."""
+    trees = tuple(sorted({sys.prefix, sys.base_prefix}))
+    return " ".join(sorted({h for t in trees if (h := _hidden_above(Path(t)))})), trees
+
+
+@functools.cache
+def base() -> Path:
+    """Where isolated sandboxes live: passable, not listable (a sandbox's name is its own)."""
+    BASE.mkdir(parents=True, exist_ok=True)
+    BASE.chmod(0o711)
+    return BASE
 
 
 def _hidden_above(tree: Path) -> str:

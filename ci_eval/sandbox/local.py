@@ -99,10 +99,7 @@ class LocalBackend:
 
     @asynccontextmanager
     async def _snapshot(self, instance: Instance, uid: int | None) -> AsyncIterator[Path]:
-        if uid is not None:
-            isolation.BASE.mkdir(parents=True, exist_ok=True)
-            isolation.BASE.chmod(0o711)  # passable, not listable: a sandbox's name is its own
-        root = Path(tempfile.mkdtemp(prefix="ci-eval-", dir=isolation.BASE if uid is not None else None))
+        root = Path(tempfile.mkdtemp(prefix="ci-eval-", dir=isolation.base() if uid is not None else None))
         try:
             commit = await asyncio.to_thread(snapshot, repo_dir(self.repos_dir, instance.repo), root / "testbed")
             if commit != instance.base_commit:
