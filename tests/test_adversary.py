@@ -158,7 +158,9 @@ def test_an_isolated_local_agent_cannot_reach_the_grader_the_key_or_its_neighbou
     for iid in (CALC_2, "ci-eval-fixtures__calc-1"):
         saved = json.loads((result.folder / "logs" / iid / "sample-0" / "trajectory.json").read_text())
         seen = saved["steps"][0]["output"]
-        for blocked in ("environ-BLOCKED", "pth-BLOCKED", "install-BLOCKED", "neighbours-BLOCKED", "tmp-holds-0",
+        # its /tmp holds nothing but the Python it runs, when that lives under /tmp (a venv there)
+        own = len({Path(t).parts[2] for t in {sys.prefix, sys.base_prefix} if Path(t).parts[1:2] == ("tmp",)})
+        for blocked in ("environ-BLOCKED", "pth-BLOCKED", "install-BLOCKED", "neighbours-BLOCKED", f"tmp-holds-{own}",
                         "nets-lo,", "routes-0"):
             assert blocked in seen, seen
         assert int(seen.split()[-1]) in isolation.UIDS  # a uid of its own, not root

@@ -26,20 +26,20 @@ from typing import IO
 BASE = Path("/var/tmp/ci-eval")  # not under /tmp: each sandbox mounts a /tmp of its own
 UIDS = range(61000, 61256)  # one per open sandbox, claimed across processes with a lock file
 
-# Runs as root in the new namespaces: the interpreter trees bound read-only (staged first, since
-# covering a private home with a tmpfs hides them), a /tmp of the sandbox's own, then the drop.
+# Runs as root in the new namespaces: the interpreter trees staged (covering /tmp or a private home
+# hides them), a /tmp of the sandbox's own, the trees bound back read-only, then the drop.
 _SETUP = r"""
 set -eu
 stage=$1 tmp=$2 uid=$3 cmd=$4 hide=$5
 shift 5
 n=0
 for tree in "$@"; do mkdir -p "$stage/$n"; mount --bind "$tree" "$stage/$n"; n=$((n + 1)); done
+mount --bind "$tmp" /tmp  # before the trees come back: a venv under /tmp must stay visible
 for dir in $hide; do mount -t tmpfs -o mode=0755,size=1m tmpfs "$dir"; done
 n=0
 for tree in "$@"; do
   mkdir -p "$tree"; mount --bind "$stage/$n" "$tree"; mount -o remount,bind,ro "$tree"; n=$((n + 1))
 done
-mount --bind "$tmp" /tmp
 exec setpriv --reuid "$uid" --regid "$uid" --clear-groups --no-new-privs -- bash -c "$cmd"
 """
 
