@@ -134,11 +134,14 @@ class ResultStore:
         self._file = self.path.open("a", encoding="utf-8")
 
     def latest(self) -> dict[tuple[str, int], Record]:
-        return {k: r for k, r in latest_records(self.path).items() if self.run is None or r.run == self.run}
+        return self.resume()[0]
 
-    def foreign(self) -> int:
-        """Lines another run wrote (another configuration, or before records were stamped)."""
-        return 0 if self.run is None else sum(r.run != self.run for r in read_records(self.path))
+    def resume(self) -> tuple[dict[tuple[str, int], Record], int]:
+        """This run's newest record per job, and how many lines another run wrote (another
+        configuration, or before records were stamped), from one read of the file."""
+        records = read_records(self.path)
+        mine = [r for r in records if self.run is None or r.run == self.run]
+        return {r.key: r for r in mine}, len(records) - len(mine)
 
     def append(self, record: Record) -> None:
         if self.run is not None:
@@ -195,10 +198,6 @@ def _id_of(raw: bytes) -> str | None:
 def read_records(path: Path) -> list[Record]:
     """The records of a results file (a torn last line cut, a damaged line left out)."""
     return scan_records(path)[0]
-
-
-def latest_records(path: Path) -> dict[tuple[str, int], Record]:
-    return {r.key: r for r in read_records(path)}
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:

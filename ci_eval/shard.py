@@ -110,9 +110,10 @@ def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Ins
     settings = _safe_for(settings, backend)
     write_manifest(folder, manifest(settings, made, index, backend.name))
     store = ResultStore(folder, settings.config_hash())
-    if set_aside := store.foreign():
+    done, set_aside = store.resume()
+    if set_aside:
         say(f"set aside {set_aside} result line(s) of another run in {folder}: their instances run again")
-    jobs = pending_jobs(planned, settings.samples, store.latest(), settings.max_attempts)
+    jobs = pending_jobs(planned, settings.samples, done, settings.max_attempts)
     total = len(planned) * settings.samples
     say(f"shard {index}/{made.of}: {len(planned)} instances, {len(jobs)} to run, "
          f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
