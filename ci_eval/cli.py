@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -94,6 +95,23 @@ def _settings(config_file: Path | None, **flags: Any) -> Settings:
 @click.version_option(__version__, prog_name="ci-eval")
 def main() -> None:
     """Evaluate a bash-only coding agent on SWE-bench Verified, one shard per CI job."""
+    log_to_stderr()
+
+
+class _Lines(logging.Handler):
+    """One plain line per message on whatever stderr is when it is said."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warning = "warning: " if record.levelno >= logging.WARNING else ""
+        print(f"ci-eval: {warning}{record.getMessage()}", file=sys.stderr, flush=True)
+
+
+def log_to_stderr() -> None:
+    """ci-eval's own lines (what it decided, what it warns of) on stderr, once per process."""
+    logger = logging.getLogger("ci_eval")
+    if not any(isinstance(h, _Lines) for h in logger.handlers):
+        logger.addHandler(_Lines())
+    logger.setLevel(logging.INFO)
 
 
 @main.command("plan")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -11,7 +12,8 @@ from pathlib import Path
 
 from ci_eval.errors import InputError, one_line
 from ci_eval.instances import Instance
-from ci_eval.progress import say
+
+log = logging.getLogger(__name__)
 
 # Expected seconds per instance, a prior until an earlier report's timings exist: model time is
 # the whole cost on a CPU runner, so the agent's expected steps (more for harder issues, by
@@ -69,8 +71,8 @@ def costs_for(instances: Sequence[Instance], timings: Path | None = None) -> dic
         ids = {i.instance_id for i in instances}
         mine = {iid: t for iid, t in known.items() if iid in ids}  # another dataset's times say nothing here
         if len(mine) < LOW_OVERLAP * len(ids):
-            say(f"warning: timings file {timings} knows {len(mine)} of the {len(ids)} planned instances; "
-                  "the rest get their mean")
+            log.warning(f"timings file {timings} knows {len(mine)} of the {len(ids)} planned instances; "
+                        "the rest get their mean")
         if not mine:
             return {}
         mean = sum(mine.values()) / len(mine)

@@ -12,11 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ci_eval.results import Record
 
 
-def say(message: str) -> None:
-    """One plain line of ci-eval's own on stderr (what it decided, what it warns of)."""
-    print(f"ci-eval: {message}", file=sys.stderr, flush=True)
-
-
 class Display(Protocol):
     def update(self, record: Record) -> None: ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import time
 from collections import Counter
@@ -21,13 +22,15 @@ from ci_eval.instances import Instance
 from ci_eval.model import OpenAIModel
 from ci_eval.partition import costliest_first, shard_ids
 from ci_eval.planfile import gradable, make_plan
-from ci_eval.progress import Display, display, say
+from ci_eval.progress import Display, display
 from ci_eval.results import NOT_ATTEMPTED, Record, ResultStore, now, only_writer, write_manifest
 from ci_eval.runner import Limits, ModelGate, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.choose import choose_backend
 from ci_eval.sandbox.local import LocalBackend
 from ci_eval.solver import Job, Solver
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -112,10 +115,10 @@ def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Ins
     store = ResultStore(folder, settings.config_hash())
     done, set_aside = store.resume()
     if set_aside:
-        say(f"set aside {set_aside} result line(s) of another run in {folder}: their instances run again")
+        log.info(f"set aside {set_aside} result line(s) of another run in {folder}: their instances run again")
     jobs = pending_jobs(planned, settings.samples, done, settings.max_attempts)
     total = len(planned) * settings.samples
-    say(f"shard {index}/{made.of}: {len(planned)} instances, {len(jobs)} to run, "
+    log.info(f"shard {index}/{made.of}: {len(planned)} instances, {len(jobs)} to run, "
          f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
     deadline = None if settings.deadline_minutes is None else began + settings.deadline_minutes * 60
     limits = Limits(settings.instance_time_limit(), settings.eval_timeout, deadline, settings.max_attempts)
@@ -158,7 +161,7 @@ def _safe_for(settings: Settings, backend: Backend) -> Settings:
         raise InputError("the local sandbox cannot isolate an agent here (it needs Linux and root), and an API key "
                          "or a CI token would be readable from its commands; use --sandbox docker")
     if settings.workers > 1:
-        say("the local sandbox cannot isolate agents here (it needs Linux and root): one instance at a time, "
+        log.warning("the local sandbox cannot isolate agents here (it needs Linux and root): one instance at a time, "
             "since they would share /tmp")
         return settings.model_copy(update={"workers": 1})
     return settings

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -167,3 +168,22 @@ def test_shards_run_from_the_plan_file_without_the_dataset(tmp_path: Path) -> No
     plan_file.write_text('{"plan_version": 1, "shards": "x"}')
     with pytest.raises(InputError, match="is not a ci-eval plan"):
         run_shard(cfg, 0, plan_file=plan_file)
+
+
+def test_a_thin_timings_file_is_a_logged_warning_not_a_print(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              caplog: pytest.LogCaptureFixture,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Library use is quiet (the warning goes to logging); the CLI shows it as one line."""
+    monkeypatch.setattr(logging.getLogger("ci_eval"), "handlers", [logging.NullHandler()])  # as a library's user
+    instances = synthetic(10)
+    timings = tmp_path / "t.json"
+    timings.write_text(json.dumps({instances[0].instance_id: 5.0}))
+    with caplog.at_level("WARNING", logger="ci_eval"):
+        costs_for(instances, timings)
+    assert [r.getMessage() for r in caplog.records if "knows 1 of the 10" in r.getMessage()]
+    assert capsys.readouterr().err == ""
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text("".join(json.dumps(i.model_dump()) + "\n" for i in instances))
+    result = CliRunner().invoke(main, ["plan", "--of", "2", "--dataset", str(dataset), "--timings", str(timings)])
+    assert result.exit_code == 0, result.output
+    assert "ci-eval: warning: timings file" in result.stderr

@@ -3,15 +3,17 @@ an engine answers and the shard's images are there (or no local sources exist), 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ci_eval.errors import InputError
 from ci_eval.instances import Instance
-from ci_eval.progress import say
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.local import LocalBackend, repo_dir
+
+log = logging.getLogger(__name__)
 
 
 def choose_backend(sandbox: str, planned: Sequence[Instance], owner: str, *, repos_dir: Path | None,
@@ -28,18 +30,18 @@ def choose_backend(sandbox: str, planned: Sequence[Instance], owner: str, *, rep
     except InputError as exc:
         if sandbox == "docker" or repos is None:
             raise
-        say(f"no Docker engine ({exc}); using the local sandbox with {repos}")
+        log.info(f"no Docker engine ({exc}); using the local sandbox with {repos}")
         return LocalBackend(repos)
     if sandbox == "auto" and repos is not None:
         missing = sorted({i.image for i in planned} - _local_images(client))
         if missing and all(repo_dir(repos, i.repo).is_dir() for i in planned):
-            say(f"{len(missing)} image(s) not built here ({missing[0]}, …); using the local sandbox with {repos}")
+            log.info(f"{len(missing)} image(s) not built here ({missing[0]}, …); using the local sandbox with {repos}")
             client.close()
             return LocalBackend(repos)
     backend = DockerBackend(client, owner, memory_limit, pids_limit)
     swept = backend.sweep()
     if swept:
-        say(f"removed {swept} container(s) left by an interrupted run")
+        log.info(f"removed {swept} container(s) left by an interrupted run")
     return backend
 
 
