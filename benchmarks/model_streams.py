@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ci_eval.agent import PACKAGED  # noqa: E402
+from ci_eval.agent_config import PACKAGED  # noqa: E402
 from ci_eval.model import fold_system  # noqa: E402
 
 

@@ -7,7 +7,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ci_eval.agent_config import AgentConfig
 from ci_eval.errors import InfraError
@@ -18,14 +18,11 @@ from ci_eval.results import AgentStats
 from ci_eval.sandbox import Backend, Limit, Output, Sandbox
 from ci_eval.solver import Job, Solution, Solver
 
-if TYPE_CHECKING:
-    from ci_eval.config import Settings
-
 SUBMIT = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 BASH_BLOCK = re.compile(r"```bash[ \t]*\n(.*?)```", re.DOTALL)
 ELIDED = "[this output was removed to keep the conversation inside the model's context window]"
-PACKAGED = AgentConfig()  # the prompts under ci_eval/prompts/, the limits from the settings
 _PER_MESSAGE_TOKENS = 8  # what a chat template adds around each message
+MAX_FORMAT_ERRORS = 3  # replies in a row without exactly one command end the attempt
 # A compaction elides down to this share of the window: low enough that the next one is many
 # steps away, high enough to keep the recent exchanges (benchmarks/model_time.py).
 LOW_WATER = 0.5
@@ -35,16 +32,15 @@ PATCH_LIMIT = Limit(keep=16 * 1024 * 1024, flood=16 * 1024 * 1024)
 
 @dataclass(frozen=True)
 class AgentLimits:
-    """The agent's limits; their defaults are the settings' (limits_from)."""
+    """The agent's limits, named as the settings they come from (the wiring gives them)."""
 
     step_limit: int
     token_budget: int
-    time_limit: float
+    agent_timeout: float
     command_timeout: float
     context_window: int
     max_tokens: int
     observation_chars: int
-    max_format_errors: int = 3  # in a row; not a setting
 
 
 @dataclass
@@ -55,20 +51,7 @@ class Attempt:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
 
-def limits_from(settings: Settings, config: AgentConfig = PACKAGED) -> AgentLimits:
-    """The settings' limits, under those the agent config names that no flag or variable set."""
-    given = settings.model_fields_set
-    settings = settings.model_copy(update={k: v for k, v in config.limits.items() if k not in given})
-    return AgentLimits(
-        step_limit=settings.step_limit, token_budget=settings.agent_token_budget(),
-        time_limit=settings.agent_time_limit(),
-        command_timeout=settings.command_timeout, context_window=settings.context_window,
-        max_tokens=settings.max_tokens, observation_chars=settings.observation_chars,
-    )
-
-
-def solver(limits: AgentLimits, model: Model, seed: int, config: AgentConfig = PACKAGED,
-           network: bool = False) -> Solver:
+def solver(limits: AgentLimits, model: Model, *, seed: int, config: AgentConfig, network: bool) -> Solver:
     """The agent in a sandbox of its own per job (grading later starts a fresh one), off the
     network unless `network`; sample k uses seed + k."""
 
@@ -200,7 +183,7 @@ def cut_middle(text: str, limit: int) -> str:
 
 
 async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: AgentLimits, seed: int,
-                trajectory: Path, config: AgentConfig = PACKAGED) -> Attempt:
+                trajectory: Path, config: AgentConfig) -> Attempt:
     """Run the loop to a submission or a limit; the trajectory is written whatever happens."""
     messages: list[Message] = [
         {"role": "system", "content": config.render("system")},
@@ -220,7 +203,7 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Agen
             if len(commands) != 1:
                 attempt.stats.format_errors += 1
                 in_a_row += 1
-                if in_a_row >= limits.max_format_errors:
+                if in_a_row >= MAX_FORMAT_ERRORS:
                     reason = "format_errors"
                     break
                 say(attempt, context, {"role": "user", "content": config.render("format_error", found=len(commands))})
@@ -304,6 +287,6 @@ def _limit_hit(stats: AgentStats, usage: Usage, limits: AgentLimits, elapsed: fl
         return "step_limit"
     if usage.prompt_tokens + usage.completion_tokens >= limits.token_budget:
         return "token_budget"
-    if elapsed >= limits.time_limit:
+    if elapsed >= limits.agent_timeout:
         return "time_limit"
     return None

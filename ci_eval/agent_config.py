@@ -11,6 +11,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from ci_eval.errors import InputError, one_line
 
 # Each prompt and the placeholders it may use; the starred ones it must use.
@@ -21,14 +23,25 @@ PLACEHOLDERS: dict[str, dict[str, bool]] = {
     "format_error": {"found": False},
     "timeout": {"seconds": False, "output": True},
 }
-# The settings an agent config may set (the agent's own; the model's stay with the run).
-LIMITS = ("step_limit", "token_budget", "agent_timeout", "command_timeout", "observation_chars")
+
+
+class Limits(BaseModel):
+    """The `[limits]` an agent config may set: the agent's own settings, by their names (the
+    model's stay with the run); the wiring puts them under the flags and variables."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step_limit: int | None = Field(default=None, gt=0)
+    token_budget: int | None = Field(default=None, gt=0)
+    agent_timeout: float | None = Field(default=None, gt=0)
+    command_timeout: float | None = Field(default=None, gt=0)
+    observation_chars: int | None = Field(default=None, gt=0)
 
 
 @dataclass(frozen=True)
 class AgentConfig:
     prompts: dict[str, str] = field(default_factory=dict)
-    limits: dict[str, float] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
 
     def render(self, name: str, **values: object) -> str:
         text = self.prompts.get(name) or packaged(name)
@@ -52,11 +65,17 @@ def load(path: Path) -> AgentConfig:
     for name, text in prompts.items():
         _check_template(path, name, text)
     for name, value in limits.items():
-        if name not in LIMITS:
-            raise InputError(f"{path}: unknown limit {name!r} (one of {', '.join(LIMITS)})")
+        if name not in Limits.model_fields:
+            raise InputError(f"{path}: unknown limit {name!r} (one of {', '.join(Limits.model_fields)})")
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise InputError(f"{path}: limit {name} must be a positive number, not {value!r}")
-    return AgentConfig(dict(prompts), dict(limits))
+    try:
+        return AgentConfig(dict(prompts), Limits.model_validate(limits))
+    except ValidationError as exc:  # a fraction where a count goes
+        raise InputError(f"{path}: limit {one_line(exc)}") from None
+
+
+PACKAGED = AgentConfig()  # the prompts under ci_eval/prompts/, no limits of its own
 
 
 def _check_template(path: Path, name: str, text: Any) -> None:

@@ -7,7 +7,6 @@ import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -19,6 +18,7 @@ from pydantic_settings import (
 )
 
 from ci_eval.errors import InputError, first_error
+from ci_eval.redact import redact_url
 
 DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
 
@@ -194,11 +194,3 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
         where, what = first_error(exc)
         raise InputError(f"bad setting {where!r}: {what}") from None
 
-
-def redact_url(url: str) -> str:
-    """Drop credentials and query string from a URL before it is written anywhere."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))

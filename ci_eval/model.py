@@ -7,10 +7,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ci_eval.config import Settings, redact_url
 from ci_eval.errors import InfraError, InputError, one_line
+from ci_eval.redact import redact_url
 
 Message = dict[str, str]
+RETRIES = 4  # the client library's retries of one request, with its own backoff
 
 
 @dataclass(frozen=True)
@@ -52,22 +53,20 @@ class OpenAIModel:
     """Any server speaking the OpenAI chat API: Ollama, llama.cpp, vLLM, LM Studio, a hosted API.
 
     Retries are the client library's own: connection errors, timeouts, 408/409/429 and 5xx,
-    with exponential backoff and jitter that honours Retry-After, `retries` times at most. What
+    with exponential backoff and jitter that honours Retry-After, RETRIES times at most. What
     still fails is an infrastructure error, never a wrong answer.
     """
 
-    def __init__(self, settings: Settings, retries: int = 4) -> None:
+    def __init__(self, *, base_url: str, model: str, api_key: str, request_timeout: float, streams: int,
+                 temperature: float, max_tokens: int, fold_system_prompt: bool, retries: int = RETRIES) -> None:
         from openai import AsyncOpenAI
 
-        # At most --model-slots requests in flight (the workers, unless the server has fewer).
-        self.slots = asyncio.Semaphore(settings.model_streams())
-
-        self.name = settings.model
-        self.where = redact_url(settings.base_url)
-        self.settings = settings
+        self.slots = asyncio.Semaphore(streams)  # requests in flight at most
+        self.name = model
+        self.where = redact_url(base_url)
+        self.temperature, self.max_tokens, self.fold_system_prompt = temperature, max_tokens, fold_system_prompt
         # Local servers ignore the key; the client insists on one, so an unused stand-in.
-        key = settings.api_key.get_secret_value() or "not-needed"
-        self.client = AsyncOpenAI(base_url=settings.base_url, api_key=key, timeout=settings.request_timeout,
+        self.client = AsyncOpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=request_timeout,
                                   max_retries=retries)
 
     async def check(self) -> None:
@@ -102,7 +101,7 @@ class OpenAIModel:
             delay = min(delay * 2, 30.0)
 
     async def complete(self, messages: list[Message], seed: int) -> Reply:
-        if self.settings.fold_system_prompt:
+        if self.fold_system_prompt:
             messages = fold_system(messages)
         async with self.slots:
             start = time.monotonic()
@@ -119,7 +118,7 @@ class OpenAIModel:
         try:
             return await self.client.chat.completions.create(
                 model=self.name, messages=messages,  # type: ignore[arg-type]
-                temperature=self.settings.temperature, max_tokens=self.settings.max_tokens, seed=seed,
+                temperature=self.temperature, max_tokens=self.max_tokens, seed=seed,
             )
         except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
             raise InfraError(f"model server {self.where} failed after retries: {_reason(exc)}", kind="model") from None

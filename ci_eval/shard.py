@@ -1,5 +1,7 @@
-"""One shard end to end, as wiring: plan (or read the plan), pick the solver and the sandbox,
-write the manifest, run the pool."""
+"""One shard end to end, and the one place where settings become parts (`planfile.py` does it
+for the plan alone): plan or read the plan, make the model client, the solver and the sandbox
+backend from the settings, write the manifest, run the pool. Below this file nothing reads the
+settings: every part takes what it needs as arguments."""
 
 from __future__ import annotations
 
@@ -9,17 +11,20 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci_eval import __version__, solver
+from ci_eval import __version__, agent, agent_config, predictions
+from ci_eval.agent import AgentLimits
+from ci_eval.agent_config import AgentConfig
 from ci_eval.config import Settings
 from ci_eval.contracts import Manifest, Plan, read_plan
 from ci_eval.errors import InputError
 from ci_eval.github import run_attempt
 from ci_eval.instances import Instance
-from ci_eval.model import OpenAIModel
+from ci_eval.model import RETRIES, OpenAIModel
 from ci_eval.partition import costliest_first, shard_ids
 from ci_eval.planfile import gradable, make_plan
 from ci_eval.progress import Display, display
@@ -27,7 +32,6 @@ from ci_eval.results import NOT_ATTEMPTED, Record, ResultStore, now, only_writer
 from ci_eval.runner import Limits, ModelGate, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.choose import choose_backend
-from ci_eval.sandbox.local import LocalBackend
 from ci_eval.solver import Job, Solver
 
 log = logging.getLogger(__name__)
@@ -70,46 +74,91 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
               plan_file: Path | None = None) -> ShardResult:
     """Plan (or read the plan job's plan), then run shard `index` of it, costliest first."""
     began = time.monotonic()  # --deadline-minutes counts from here
-    if plan_file is not None:
-        made = read_plan(plan_file)
-        if of is not None and of != made.of:
-            raise InputError(f"--of {of} but {plan_file} has {made.of} shards; leave --of out with --plan")
-        # The plan names the data: the shards' identity must say the same whatever the settings say.
-        settings = settings.model_copy(update={"dataset": made.dataset, "split": made.split,
-                                               "revision": made.revision})
-    elif of is None:
-        raise InputError("give --of N (or --plan FILE from ci-eval plan --output)")
-    else:
-        made = make_plan(settings, of, timings)
+    made, settings = _the_plan(settings, of, timings, plan_file)
     by_id = {inst.instance_id: inst for inst in made.instances}
     planned = [by_id[iid] for iid in costliest_first(shard_ids(made.shards, index), made.costs)]
     gradable(planned)  # a plan file made by an older ci-eval may hold rows that cannot be graded
+    settings, prompts = with_agent_config(settings)
     folder = settings.output or Path("ci-eval-results") / f"shard-{index}"
     writable(folder)
-    with only_writer(folder):
-        return _serve_and_run(settings, made, index, planned, folder, began)
+    with only_writer(folder), served(settings, folder) as settings:
+        return _run_shard(settings, prompts, made, index, planned, folder, began)
 
 
-def _serve_and_run(settings: Settings, made: Plan, index: int, planned: Sequence[Instance], folder: Path,
-                   began: float) -> ShardResult:
-    if settings.local_model and settings.predictions is None:
-        from ci_eval import llama_server
+def _the_plan(settings: Settings, of: int | None, timings: Path | None,
+              plan_file: Path | None) -> tuple[Plan, Settings]:
+    if plan_file is None:
+        if of is None:
+            raise InputError("give --of N (or --plan FILE from ci-eval plan --output)")
+        return make_plan(settings, of, timings), settings
+    made = read_plan(plan_file)
+    if of is not None and of != made.of:
+        raise InputError(f"--of {of} but {plan_file} has {made.of} shards; leave --of out with --plan")
+    # The plan names the data: the shards' identity must say the same whatever the settings say.
+    return made, settings.model_copy(update={"dataset": made.dataset, "split": made.split,
+                                             "revision": made.revision})
 
-        with llama_server.serve(settings.context_window, folder / "local-model.log") as url:
-            # Gemma's chat format drops system messages: the system prompt goes into the first user turn.
-            local = settings.model_copy(update={"base_url": url, "model": llama_server.MODEL_ALIAS,
-                                                "fold_system_prompt": True})
-            return _run_shard(local, made, index, planned, folder, began)
-    return _run_shard(settings, made, index, planned, folder, began)
+
+def with_agent_config(settings: Settings) -> tuple[Settings, AgentConfig]:
+    """The agent config's prompts, and its limits under the flags and variables (which win), so
+    that the manifest and every derived limit say what the agent ran with."""
+    if settings.agent_config is None:
+        return settings, agent_config.PACKAGED
+    config = agent_config.load(settings.agent_config)
+    given = settings.model_fields_set
+    limits = {k: v for k, v in config.limits.model_dump(exclude_none=True).items() if k not in given}
+    return settings.model_copy(update=limits), config
 
 
-def _run_shard(settings: Settings, made: Plan, index: int, planned: Sequence[Instance], folder: Path,
-               began: float) -> ShardResult:
-    model = OpenAIModel(settings) if settings.predictions is None else None
-    solve = solver.for_settings(settings, planned, model)
-    backend = choose_backend(settings.sandbox, planned, owner_of(folder), repos_dir=settings.repos_dir,
-                             dataset=settings.dataset, memory_limit=settings.memory_limit,
-                             pids_limit=settings.pids_limit)
+@contextmanager
+def served(settings: Settings, folder: Path) -> Iterator[Settings]:
+    """The settings pointed at the model: with --local-model, at llama.cpp started for this shard."""
+    if not settings.local_model or settings.predictions is not None:
+        yield settings
+        return
+    from ci_eval import llama_server
+
+    with llama_server.serve(settings.context_window, folder / "local-model.log") as url:
+        # Gemma's chat format drops system messages: the system prompt goes into the first user turn.
+        yield settings.model_copy(update={"base_url": url, "model": llama_server.MODEL_ALIAS,
+                                          "fold_system_prompt": True})
+
+
+def model_for(settings: Settings, retries: int = RETRIES) -> OpenAIModel:
+    return OpenAIModel(base_url=settings.base_url, model=settings.model, api_key=settings.api_key.get_secret_value(),
+                       request_timeout=settings.request_timeout, streams=settings.model_streams(),
+                       temperature=settings.temperature, max_tokens=settings.max_tokens,
+                       fold_system_prompt=settings.fold_system_prompt, retries=retries)
+
+
+def agent_limits(settings: Settings) -> AgentLimits:
+    return AgentLimits(step_limit=settings.step_limit, token_budget=settings.agent_token_budget(),
+                       agent_timeout=settings.agent_time_limit(), command_timeout=settings.command_timeout,
+                       context_window=settings.context_window, max_tokens=settings.max_tokens,
+                       observation_chars=settings.observation_chars)
+
+
+def solver_for(settings: Settings, prompts: AgentConfig, planned: Sequence[Instance],
+               model: OpenAIModel | None) -> Solver:
+    """`predictions` when --predictions is given, else the agent (which needs the model)."""
+    if settings.predictions is not None:
+        return predictions.solver(predictions.load_predictions(settings.predictions, planned))
+    assert model is not None, "the agent needs a model"
+    return agent.solver(agent_limits(settings), model, seed=settings.seed, config=prompts,
+                        network=settings.agent_network == "bridge")
+
+
+def backend_for(settings: Settings, planned: Sequence[Instance], folder: Path) -> Backend:
+    return choose_backend(settings.sandbox, planned, owner_of(folder), repos_dir=settings.repos_dir,
+                          dataset=settings.dataset, memory_limit=settings.memory_limit,
+                          pids_limit=settings.pids_limit)
+
+
+def _run_shard(settings: Settings, prompts: AgentConfig, made: Plan, index: int, planned: Sequence[Instance],
+               folder: Path, began: float) -> ShardResult:
+    model = model_for(settings) if settings.predictions is None else None
+    solve = solver_for(settings, prompts, planned, model)
+    backend = backend_for(settings, planned, folder)
     settings = _safe_for(settings, backend)
     write_manifest(folder, manifest(settings, made, index, backend.name))
     store = ResultStore(folder, settings.config_hash())
@@ -155,7 +204,7 @@ def _safe_for(settings: Settings, backend: Backend) -> Settings:
     """An agent in a local sandbox that nothing isolates (not root, not Linux) could read the
     key and the CI token from ci-eval's process and share /tmp with its neighbours: refused where
     there is a secret, else run one instance at a time."""
-    if settings.predictions is not None or not isinstance(backend, LocalBackend) or backend.isolated:
+    if settings.predictions is not None or backend.isolated:
         return settings
     if settings.api_key.get_secret_value() or os.environ.get("GITHUB_ACTIONS"):
         raise InputError("the local sandbox cannot isolate an agent here (it needs Linux and root), and an API key "

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from ci_eval.agent import ELIDED, PACKAGED, Context, TokenCounter, compact, cut_middle, repeated_prefix
+from ci_eval.agent import ELIDED, Context, TokenCounter, compact, cut_middle, repeated_prefix
+from ci_eval.agent_config import PACKAGED
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, INSTANCES, ours, settings
 from tests.openai_server import FIX, replies, serve
@@ -83,21 +84,20 @@ def test_server_gone_mid_run_is_an_infra_error(tmp_path: Path) -> None:
     """No preflight here: the server is already gone when the agent makes its first call."""
     import asyncio
 
-    from ci_eval import agent
     from ci_eval.instances import load_instances, select
-    from ci_eval.model import OpenAIModel
     from ci_eval.runner import Limits, run_one
     from ci_eval.sandbox.local import LocalBackend
+    from ci_eval.shard import model_for, solver_for
     from ci_eval.solver import Job
 
     cfg = agent_settings(tmp_path, f"http://127.0.0.1:{closed_port()}/v1")
     instance = select(load_instances(str(INSTANCES)), [CALC_2])[0]
 
     async def attempt() -> Any:
-        model = OpenAIModel(cfg, retries=1)
+        model = model_for(cfg, retries=1)
         try:
             return await run_one(Job(instance), LocalBackend(FIXTURES / "repos"),
-                                 agent.solver(agent.limits_from(cfg), model, cfg.seed),
+                                 solver_for(cfg, PACKAGED, [instance], model),
                                  tmp_path / "logs", Limits(60, 60))
         finally:
             await model.close()
@@ -295,3 +295,20 @@ def test_the_agent_container_has_no_route_out_unless_asked(docker_client: Any, t
     manifest = json.loads((result.folder / "manifest.json").read_text())
     assert manifest["identity"]["agent_network"] == network
     assert ours(docker_client, result.folder) == []
+
+
+def test_an_agent_configs_limits_are_settings_under_the_flags(tmp_path: Path) -> None:
+    """Each `[limits]` name is the setting of that name; the wiring puts the file's values under
+    the flags, so the derived limits (the instance's wall clock) and the manifest follow them."""
+    from ci_eval.agent_config import Limits
+    from ci_eval.config import Settings
+    from ci_eval.shard import agent_limits, with_agent_config
+
+    for name, spec in Limits.model_fields.items():
+        assert spec.annotation == Settings.model_fields[name].annotation | None, name
+    config = tmp_path / "agent.toml"
+    config.write_text("[limits]\nagent_timeout = 60\nstep_limit = 5\n")
+    merged, prompts = with_agent_config(settings(tmp_path, agent_config=config, step_limit=7))
+    assert (merged.agent_timeout, merged.step_limit, prompts.limits.step_limit) == (60, 7, 5)
+    assert agent_limits(merged).agent_timeout == 60 and merged.instance_time_limit() == 60 + 1800 + 900
+    assert merged.identity()["step_limit"] == 7

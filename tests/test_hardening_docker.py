@@ -33,7 +33,7 @@ def test_an_agent_command_that_floods_is_stopped_in_the_container(docker_client:
     instance = Instance.model_validate(rows()[0])
 
     async def flood() -> Any:
-        backend = DockerBackend(connect(), owner="test-flood")
+        backend = DockerBackend(connect(), owner="test-flood", memory_limit="4g", pids_limit=1024)
         try:
             async with backend.open(instance, network=False) as sandbox:
                 return await sandbox.execute("yes", timeout=60)

@@ -34,15 +34,15 @@ def test_the_system_prompt_reaches_the_local_model(tmp_path: Path) -> None:
     counts the system prompt's tokens."""
     need_model()
     from ci_eval import llama_server
-    from ci_eval.agent import PACKAGED
+    from ci_eval.agent_config import PACKAGED
     from ci_eval.config import load_settings
-    from ci_eval.model import OpenAIModel
+    from ci_eval.shard import model_for
 
     system = PACKAGED.render("system")
     messages = [{"role": "system", "content": system}, {"role": "user", "content": "Fix the bug."}]
 
     async def prompt_tokens(url: str, fold: bool, sent: list[dict[str, str]]) -> int:
-        model = OpenAIModel(load_settings({"base_url": url, "model": llama_server.MODEL_ALIAS, "max_tokens": 4,
+        model = model_for(load_settings({"base_url": url, "model": llama_server.MODEL_ALIAS, "max_tokens": 4,
                                            "fold_system_prompt": fold}))
         try:
             return (await model.complete(sent, 0)).prompt_tokens

@@ -56,3 +56,47 @@ def test_ci_names_no_package_host() -> None:
     script = (ROOT / ".ci" / "run").read_text()
     assert re.findall(r"[a-z]+://[a-z0-9.-]+", script) == []
     assert "/etc/apt/sources.list" in script
+
+
+def imports_of_ci_eval() -> dict[str, set[str]]:
+    """Module -> the ci_eval modules it imports (at any depth of the file: lazy imports count too,
+    TYPE_CHECKING ones as well, since they tie the files together for a reader)."""
+    import ast
+
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in (ROOT / "ci_eval").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module)
+                found |= {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    graph = imports_of_ci_eval()
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            assert state.get(target) != 1, "import cycle: " + " -> ".join([*path[path.index(target):], target])
+            if target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert "ci_eval.shard" in graph and graph["ci_eval.shard"]  # the walk saw the house
+
+
+def test_only_the_wiring_reads_the_settings() -> None:
+    """Settings become parts in shard.py (and planfile.py for the plan); the CLI builds them."""
+    readers = sorted(m for m, targets in imports_of_ci_eval().items() if "ci_eval.config" in targets)
+    assert readers == ["ci_eval.cli", "ci_eval.planfile", "ci_eval.shard"]

@@ -29,6 +29,8 @@ class Backend(Protocol):
     """Opens one fresh sandbox per use; the sandbox is gone when the context ends."""
 
     name: str
+    # whether a sandbox keeps its commands from ci-eval's process, its secrets and its neighbours
+    isolated: bool
 
     def prefetch(self, instances: Iterable[Instance]) -> None:
         """Start making these instances' environments ready in the background."""

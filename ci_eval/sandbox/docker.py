@@ -60,14 +60,9 @@ def connect(timeout: int = 600) -> docker.DockerClient:
 
 class DockerBackend:
     name = "docker"
+    isolated = True  # a container: its own users, processes, /tmp and network
 
-    def __init__(
-        self,
-        client: docker.DockerClient,
-        owner: str,
-        memory_limit: str = "4g",
-        pids_limit: int = 1024,
-    ) -> None:
+    def __init__(self, client: docker.DockerClient, owner: str, memory_limit: str, pids_limit: int) -> None:
         self.client = client
         self.owner = owner
         self.memory_limit = memory_limit
