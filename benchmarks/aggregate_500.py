@@ -13,8 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ci_eval.contracts import Record
 from ci_eval.report.aggregate import aggregate
-from ci_eval.results import Record, now
+from ci_eval.results import now
 
 STATUSES = ["resolved", "unresolved", "unresolved", "empty_patch", "patch_failed", "resolved", "error", "timeout"]
 

@@ -7,14 +7,13 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ci_eval.agent_config import AgentConfig
+from ci_eval.contracts import AgentStats
 from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
 from ci_eval.layout import TRAJECTORY
 from ci_eval.model import Message, Model, Reply, Usage
-from ci_eval.results import AgentStats
 from ci_eval.sandbox import Backend, Limit, Output, Sandbox
 from ci_eval.solver import Job, Solution, Solver
 
@@ -43,12 +42,25 @@ class AgentLimits:
     observation_chars: int
 
 
+@dataclass(frozen=True)
+class Step:
+    """One command of the trajectory, with what the model was shown of its output."""
+
+    step: int
+    command: str
+    returncode: int
+    timed_out: bool
+    seconds: float
+    model_seconds: float
+    output: str
+
+
 @dataclass
 class Attempt:
     patch: str
     stats: AgentStats
     messages: list[Message] = field(default_factory=list)
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
 
 
 def solver(limits: AgentLimits, model: Model, *, seed: int, config: AgentConfig, network: bool) -> Solver:
@@ -213,7 +225,7 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Agen
             if submitted(out.output):
                 reason = "submitted"
                 break
-            shown = attempt.steps[-1]["output"]
+            shown = attempt.steps[-1].output
             text = (config.render("timeout", seconds=f"{limits.command_timeout:g}", output=shown) if out.timed_out
                     else config.render("observation", returncode=out.returncode, output=shown))
             say(attempt, context, {"role": "user", "content": text})
@@ -248,10 +260,10 @@ async def query(model: Model, context: Context, seed: int, stats: AgentStats, us
 async def execute(sandbox: Sandbox, command: str, limits: AgentLimits, attempt: Attempt, reply: Reply) -> Output:
     """Run the model's command; the step goes into the trajectory with what the model will see."""
     out = await sandbox.execute(command, limits.command_timeout)
-    attempt.steps.append({"step": attempt.stats.steps, "command": command, "returncode": out.returncode,
-                          "timed_out": out.timed_out, "seconds": round(out.seconds, 3),
-                          "model_seconds": round(reply.seconds, 3),
-                          "output": cut_middle(out.output, limits.observation_chars)})
+    attempt.steps.append(Step(step=attempt.stats.steps, command=command, returncode=out.returncode,
+                              timed_out=out.timed_out, seconds=round(out.seconds, 3),
+                              model_seconds=round(reply.seconds, 3),
+                              output=cut_middle(out.output, limits.observation_chars)))
     return out
 
 
@@ -278,7 +290,7 @@ async def diff(sandbox: Sandbox, base_commit: str) -> str | None:
 def save(path: Path, instance: Instance, attempt: Attempt, usage: Usage) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"instance_id": instance.instance_id, "stats": attempt.stats.model_dump(), "patch": attempt.patch,
-            "usage": asdict(usage), "steps": attempt.steps, "messages": attempt.messages}
+            "usage": asdict(usage), "steps": [asdict(s) for s in attempt.steps], "messages": attempt.messages}
     path.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 

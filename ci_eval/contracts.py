@@ -1,15 +1,17 @@
-"""What crosses a job boundary, typed: the plan job's plan.json, the shard's manifest.json and the
-run's report.json.
+"""What crosses a job boundary, typed: the plan job's plan.json, the shard's manifest.json and
+results.jsonl (one Record a line), and the run's report.json; and the one Status word that an
+instance's outcome is everywhere.
 
-Each is a pydantic model with one version field, `schema_version`; their JSON Schemas are
-generated into schemas/ (`python -m ci_eval.contracts`) and a test keeps them current. Reading
-either file goes through its model, so a file of another shape is one clear error.
+Plan, manifest and report carry one version field, `schema_version`; the JSON Schemas of all four
+are generated into schemas/ (`python -m ci_eval.contracts`) and a test keeps them current.
+Reading any of them goes through its model, so a file of another shape is one clear error.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -99,6 +101,37 @@ def same_run(a: Manifest, b: Manifest, where_a: object, where_b: object) -> None
         raise InputError(f"shards {where_a} and {where_b} were planned differently (another --of or instance set)")
 
 
+class Status(StrEnum):
+    """What became of an instance, one word in results.jsonl, report.json, JUnit and the summary."""
+
+    RESOLVED = "resolved"
+    UNRESOLVED = "unresolved"
+    EMPTY_PATCH = "empty_patch"
+    PATCH_FAILED = "patch_failed"
+    # The tests hanging under the patch: the patch's doing, so a model failure, never retried.
+    # Infrastructure running out of time (a stuck pull, a stuck server) is an `error`.
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    # The agent's wall clock cut the attempt before its step limit: that says how fast the runner
+    # was, not what the model can do. No verdict, and not retried: the same runner would cut it again.
+    TOO_SLOW = "too_slow"
+    # The shard's deadline stopped the attempt (or it never started): the next run of the shard does it.
+    NOT_ATTEMPTED = "not_attempted"
+    # Aggregation only: the instance's only result line is damaged.
+    UNREADABLE = "unreadable"
+
+    @property
+    def verdict(self) -> bool | None:
+        """True resolved, False a model failure, None no verdict on the model."""
+        return True if self is Status.RESOLVED else False if self in MODEL_FAILURES else None
+
+
+MODEL_FAILURES = (Status.UNRESOLVED, Status.EMPTY_PATCH, Status.PATCH_FAILED, Status.TIMEOUT)
+INFRA_FAILURES = (Status.ERROR,)
+# Without a model verdict: nothing can be said of the model from these.
+NO_VERDICT = (*INFRA_FAILURES, Status.TOO_SLOW, Status.NOT_ATTEMPTED, Status.UNREADABLE)
+
+
 class ErrorInfo(BaseModel):
     """Why an instance has no verdict, or failed: a kind (docker, model, oom, …) and one line."""
 
@@ -106,9 +139,68 @@ class ErrorInfo(BaseModel):
     message: str
 
 
+class Outcome(BaseModel):
+    success: list[str] = Field(default_factory=list)
+    failure: list[str] = Field(default_factory=list)
+
+
+class Tests(BaseModel):
+    FAIL_TO_PASS: Outcome = Field(default_factory=Outcome)
+    PASS_TO_PASS: Outcome = Field(default_factory=Outcome)
+
+
+class AgentStats(BaseModel):
+    steps: int = 0
+    exit_reason: str | None = None
+    format_errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int | None = None  # of prompt_tokens, as the server reported (None: it never said)
+    model_seconds: float = 0.0
+    # The text of every request, and how much of it repeated the start of the request before:
+    # what a prefix cache can reuse, measured on our side whatever the server reports.
+    sent_chars: int = 0
+    repeated_chars: int = 0
+    compactions: int = 0
+
+
+class Timings(BaseModel):
+    image: float = 0.0
+    agent: float = 0.0
+    eval: float = 0.0  # the eval script itself: what is left of `total` is ci-eval's overhead
+    total: float = 0.0
+
+
+class Record(BaseModel):
+    """One line of results.jsonl: one finished attempt at one (instance, sample)."""
+
+    instance_id: str
+    repo: str
+    sample: int = 0
+    status: Status
+    error: ErrorInfo | None = None
+    patch: str = ""
+    tests: Tests = Field(default_factory=Tests)
+    agent: AgentStats = Field(default_factory=AgentStats)
+    timings: Timings = Field(default_factory=Timings)
+    attempt: int = 1
+    started_at: str
+    finished_at: str
+    run: str | None = None  # the config hash of the run that wrote it (stamped by the store)
+    suspicious: list[str] = Field(default_factory=list)  # "path: why" of a patch that may game the grader
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.instance_id, self.sample)
+
+    @property
+    def is_infra_failure(self) -> bool:
+        return self.status in INFRA_FAILURES
+
+
 class InstanceResult(BaseModel):
     repo: str
-    status: str  # a Record status, or not_attempted / unreadable
+    status: Status
     samples: int = 0
     resolved_samples: int = 0
     time: float = 0.0
@@ -132,7 +224,7 @@ class ShardsSeen(BaseModel):
 class Totals(BaseModel):
     planned: int
     attempted: int
-    by_status: dict[str, int]
+    by_status: dict[Status, int]
 
 
 class ResolveRate(BaseModel):
@@ -189,7 +281,7 @@ class Report(BaseModel):
     shards: ShardsSeen
     totals: Totals
     resolve_rate: ResolveRate
-    model_failures: dict[str, int]
+    model_failures: dict[Status, int]
     infrastructure_failures: InfraFailures
     per_repo: dict[str, RepoResult]
     no_verdict: list[str] = Field(default_factory=list)
@@ -228,7 +320,7 @@ def _read(path: Path, model: type[Contract], version: int, what: str, todo: str)
 
 def schemas() -> dict[str, dict[str, Any]]:
     return {"plan.schema.json": Plan.model_json_schema(), "manifest.schema.json": Manifest.model_json_schema(),
-            "report.schema.json": Report.model_json_schema()}
+            "results.schema.json": Record.model_json_schema(), "report.schema.json": Report.model_json_schema()}
 
 
 def write_schemas(folder: Path = SCHEMAS) -> None:

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ci_eval.contracts import ErrorInfo, Outcome, Status, Tests
 from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
 from ci_eval.layout import APPLY_LOG, PATCH, TEST_LOG
-from ci_eval.results import ErrorInfo, Outcome, Status, Tests
 from ci_eval.sandbox import SCRATCH, Backend, Sandbox
 from ci_eval.sandbox.output import EVAL
 
@@ -30,14 +30,14 @@ class Graded:
 async def grade(instance: Instance, patch: str, backend: Backend, log_dir: Path, eval_timeout: float) -> Graded:
     """Apply `patch` in a fresh sandbox without network, run the eval script, grade the log."""
     if not patch.strip():
-        return Graded("empty_patch")
+        return Graded(Status.EMPTY_PATCH)
     log_dir.mkdir(parents=True, exist_ok=True)
     (log_dir / PATCH).write_text(patch, encoding="utf-8")
     async with backend.open(instance, network=False) as sandbox:
         applied, apply_log = await apply_patch(sandbox, patch)
         (log_dir / APPLY_LOG).write_text(apply_log, encoding="utf-8")
         if not applied:
-            return Graded("patch_failed")
+            return Graded(Status.PATCH_FAILED)
         spec = _test_spec(instance)
         await sandbox.write_file(EVAL_PATH, spec.eval_script)
         run = await sandbox.execute(f"/bin/bash {EVAL_PATH}", eval_timeout, EVAL)
@@ -51,7 +51,7 @@ async def grade(instance: Instance, patch: str, backend: Backend, log_dir: Path,
         log_path.write_text(run.output + f"\n\nTimeout error: {eval_timeout:g} seconds exceeded.\n", encoding="utf-8")
         # The same tests finish under the gold patch: a patch that makes them hang is wrong.
         message = f"tests ran longer than --eval-timeout {eval_timeout:g}s under this patch"
-        return Graded("timeout", error=ErrorInfo(kind="timeout", message=message), eval_seconds=run.seconds)
+        return Graded(Status.TIMEOUT, error=ErrorInfo(kind="timeout", message=message), eval_seconds=run.seconds)
     log_path.write_text(run.output, encoding="utf-8")
     report = await asyncio.to_thread(_report, spec, instance, patch, log_path)
     return _graded(report, run.seconds)
@@ -96,10 +96,10 @@ def _graded(report: dict[str, Any], seconds: float) -> Graded:
         if report.get("infra_failure"):
             reason = report.get("infra_failure_reason", "the test environment failed")
             raise InfraError(f"tests did not run: {reason}", kind="environment")
-        return Graded("unresolved", eval_seconds=seconds)
+        return Graded(Status.UNRESOLVED, eval_seconds=seconds)
     status = report.get("tests_status", {})
     tests = Tests(
         FAIL_TO_PASS=Outcome.model_validate(status.get("FAIL_TO_PASS", {})),
         PASS_TO_PASS=Outcome.model_validate(status.get("PASS_TO_PASS", {})),
     )
-    return Graded("resolved" if report["resolved"] else "unresolved", tests=tests, eval_seconds=seconds)
+    return Graded(Status.RESOLVED if report["resolved"] else Status.UNRESOLVED, tests=tests, eval_seconds=seconds)

@@ -9,7 +9,7 @@ from typing import Protocol, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ci_eval.results import Record
+from ci_eval.contracts import Record
 
 
 class Display(Protocol):

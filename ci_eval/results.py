@@ -1,4 +1,5 @@
-"""The per-instance record, its append-only store, and the shard manifest."""
+"""A shard folder's files: results.jsonl (one `contracts.Record` a line, append-only), its
+manifest.json, and the lock that keeps one writer on it."""
 
 from __future__ import annotations
 
@@ -9,86 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Literal
 
-from pydantic import BaseModel, Field
-
-from ci_eval.contracts import ErrorInfo as ErrorInfo  # part of a Record; defined with the contracts
-from ci_eval.contracts import Manifest, UnreadableLine, read_manifest
+from ci_eval.contracts import Manifest, Record, UnreadableLine, read_manifest
 from ci_eval.errors import InputError, one_line
-
-Status = Literal["resolved", "unresolved", "empty_patch", "patch_failed", "error", "timeout", "too_slow",
-                 "not_attempted"]
-# `timeout` is the tests hanging under the patch: the patch's doing, so a model failure, never
-# retried. Infrastructure running out of time (a stuck pull, a stuck server) is an `error`.
-MODEL_FAILURES = ("unresolved", "empty_patch", "patch_failed", "timeout")
-INFRA_FAILURES = ("error",)
-# The agent's wall clock cut the attempt before its step limit: that says how fast the runner
-# was, not what the model can do. No verdict, and not retried: the same runner would cut it again.
-TOO_SLOW: Final = "too_slow"
-# The shard's deadline stopped the attempt (or it never started): the next run of the shard does it.
-NOT_ATTEMPTED: Final = "not_attempted"
 
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
-
-
-class Outcome(BaseModel):
-    success: list[str] = Field(default_factory=list)
-    failure: list[str] = Field(default_factory=list)
-
-
-class Tests(BaseModel):
-    FAIL_TO_PASS: Outcome = Field(default_factory=Outcome)
-    PASS_TO_PASS: Outcome = Field(default_factory=Outcome)
-
-
-class AgentStats(BaseModel):
-    steps: int = 0
-    exit_reason: str | None = None
-    format_errors: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int | None = None  # of prompt_tokens, as the server reported (None: it never said)
-    model_seconds: float = 0.0
-    # The text of every request, and how much of it repeated the start of the request before:
-    # what a prefix cache can reuse, measured on our side whatever the server reports.
-    sent_chars: int = 0
-    repeated_chars: int = 0
-    compactions: int = 0
-
-
-class Timings(BaseModel):
-    image: float = 0.0
-    agent: float = 0.0
-    eval: float = 0.0  # the eval script itself: what is left of `total` is ci-eval's overhead
-    total: float = 0.0
-
-
-class Record(BaseModel):
-    instance_id: str
-    repo: str
-    sample: int = 0
-    status: Status
-    error: ErrorInfo | None = None
-    patch: str = ""
-    tests: Tests = Field(default_factory=Tests)
-    agent: AgentStats = Field(default_factory=AgentStats)
-    timings: Timings = Field(default_factory=Timings)
-    attempt: int = 1
-    started_at: str
-    finished_at: str
-    run: str | None = None  # the config hash of the run that wrote it (stamped by the store)
-    suspicious: list[str] = Field(default_factory=list)  # "path: why" of a patch that may game the grader
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.instance_id, self.sample)
-
-    @property
-    def is_infra_failure(self) -> bool:
-        return self.status in INFRA_FAILURES
 
 
 @contextmanager

@@ -16,13 +16,14 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from ci_eval.contracts import AgentStats, ErrorInfo, Record, Status, Timings
 from ci_eval.errors import InfraError
 from ci_eval.gaming import suspicious
 from ci_eval.grading import grade
 from ci_eval.instances import Instance
 from ci_eval.layout import log_dir
 from ci_eval.progress import Display
-from ci_eval.results import NOT_ATTEMPTED, TOO_SLOW, AgentStats, ErrorInfo, Record, ResultStore, Timings, now
+from ci_eval.results import ResultStore, now
 from ci_eval.sandbox import Backend
 from ci_eval.solver import Job, Solver
 
@@ -79,7 +80,7 @@ def pending_jobs(
             last = done.get((inst.instance_id, sample))
             if last is None:
                 jobs.append(Job(inst, sample))
-            elif last.status == NOT_ATTEMPTED:  # stopped by a deadline: its attempt did not count
+            elif last.status == Status.NOT_ATTEMPTED:  # stopped by a deadline: its attempt did not count
                 jobs.append(Job(inst, sample, last.attempt))
             elif last.is_infra_failure and last.attempt < max_attempts:
                 jobs.append(Job(inst, sample, last.attempt + 1))
@@ -183,7 +184,7 @@ async def until_deadline(job: Job, attempt: Awaitable[Record], limits: Limits) -
             return await attempt
     except TimeoutError:
         return Record(instance_id=job.instance.instance_id, repo=job.instance.repo, sample=job.sample,
-                      attempt=job.attempt, status=NOT_ATTEMPTED, started_at=started, finished_at=now(),
+                      attempt=job.attempt, status=Status.NOT_ATTEMPTED, started_at=started, finished_at=now(),
                       error=ErrorInfo(kind="deadline", message="stopped at the shard's --deadline-minutes; "
                                       "run the shard again to resume it"))
 
@@ -215,7 +216,7 @@ async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits:
             timings.agent = time.monotonic() - t
             patch, agent = solution.patch, solution.agent
             if agent.exit_reason == "time_limit":
-                return record(status=TOO_SLOW, error=ErrorInfo(kind="time_limit", message=(
+                return record(status=Status.TOO_SLOW, error=ErrorInfo(kind="time_limit", message=(
                     f"the agent's wall clock (--agent-timeout) cut it after {agent.steps} step(s): "
                     "the runner was too slow to reach a verdict")))
             async for try_ in AsyncRetrying(
@@ -230,9 +231,9 @@ async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits:
         # The agent and the tests have limits of their own that end in a verdict; reaching this
         # one means the machinery (a pull, a container, the model server) was stuck.
         message = f"instance ran longer than --instance-timeout {limits.instance_timeout:g}s"
-        return record(status="error", error=ErrorInfo(kind="instance_timeout", message=message))
+        return record(status=Status.ERROR, error=ErrorInfo(kind="instance_timeout", message=message))
     except InfraError as exc:
-        return record(status="error", error=ErrorInfo(kind=exc.kind, message=str(exc)))
+        return record(status=Status.ERROR, error=ErrorInfo(kind=exc.kind, message=str(exc)))
     except Exception as exc:  # a bug of ours must not take the other instances down
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise  # a full disk is not this instance's: the shard stops (cli says it in one line)
@@ -240,4 +241,4 @@ async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits:
             logs.mkdir(parents=True, exist_ok=True)
             (logs / "traceback.txt").write_text(traceback.format_exc(), encoding="utf-8")
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        return record(status="error", error=ErrorInfo(kind="internal", message=message))
+        return record(status=Status.ERROR, error=ErrorInfo(kind="internal", message=message))

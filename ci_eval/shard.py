@@ -20,7 +20,7 @@ from ci_eval import __version__, agent, agent_config, predictions
 from ci_eval.agent import AgentLimits
 from ci_eval.agent_config import AgentConfig
 from ci_eval.config import Settings
-from ci_eval.contracts import Manifest, Plan, read_plan
+from ci_eval.contracts import Manifest, Plan, Record, Status, read_plan
 from ci_eval.errors import InputError
 from ci_eval.github import run_attempt
 from ci_eval.instances import Instance
@@ -28,7 +28,7 @@ from ci_eval.model import RETRIES, OpenAIModel
 from ci_eval.partition import costliest_first, shard_ids
 from ci_eval.planfile import gradable, make_plan
 from ci_eval.progress import Display, display
-from ci_eval.results import NOT_ATTEMPTED, Record, ResultStore, now, only_writer, write_manifest
+from ci_eval.results import ResultStore, now, only_writer, write_manifest
 from ci_eval.runner import Limits, ModelGate, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.choose import choose_backend
@@ -48,7 +48,7 @@ class ShardResult:
     @property
     def unfinished(self) -> int:
         """Jobs the deadline stopped or never started: the next run of the shard does them."""
-        return self.planned - sum(r.status != NOT_ATTEMPTED for r in self.records.values())
+        return self.planned - sum(r.status != Status.NOT_ATTEMPTED for r in self.records.values())
 
     @property
     def counts(self) -> Counter[str]:

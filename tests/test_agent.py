@@ -305,7 +305,7 @@ def test_an_agent_configs_limits_are_settings_under_the_flags(tmp_path: Path) ->
     from ci_eval.shard import agent_limits, with_agent_config
 
     for name, spec in Limits.model_fields.items():
-        assert spec.annotation == Settings.model_fields[name].annotation | None, name
+        assert spec.annotation == Settings.model_fields[name].annotation | None, name  # type: ignore[operator]
     config = tmp_path / "agent.toml"
     config.write_text("[limits]\nagent_timeout = 60\nstep_limit = 5\n")
     merged, prompts = with_agent_config(settings(tmp_path, agent_config=config, step_limit=7))

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+from ci_eval.contracts import Record, Status
 from ci_eval.errors import InputError
 from ci_eval.report.aggregate import aggregate
 from ci_eval.report.markdown import truncate
 from ci_eval.report.stats import mcnemar_exact, pass_at_k, wilson
-from ci_eval.results import Record, now
+from ci_eval.results import now
 
 IDENTITY = {"ci_eval_version": "0.1.0", "model": "m", "base_url": "http://localhost:11434/v1",
             "dataset": "d", "split": "test", "dataset_fingerprint": "f", "config_hash": "h"}
@@ -128,7 +129,7 @@ def test_missing_shard_refused_unless_partial(tmp_path: Path, junit_schema: Any)
     with pytest.raises(InputError, match=r"missing shard\(s\) 1 of 3.*--allow-partial"):
         aggregate([root], tmp_path / "r")
     result = aggregate([root], tmp_path / "r", allow_partial=True)
-    assert result.report.totals.by_status["not_attempted"] == 4
+    assert result.report.totals.by_status[Status.NOT_ATTEMPTED] == 4
     assert result.report.resolve_rate.planned == 12  # the rate is over everything planned
     assert any("missing" in w for w in result.report.warnings)
     xml = (tmp_path / "r" / "junit.xml").read_text()

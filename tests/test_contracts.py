@@ -41,6 +41,17 @@ def test_real_shard_output_and_its_report_follow_the_schemas(tmp_path: Path) -> 
     broken = dict(report, resolve_rate={"rate": "high"})
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, json.loads((SCHEMAS / "report.schema.json").read_text()))
+    lines = (tmp_path / "artifacts" / "shard-0" / "results.jsonl").read_text().splitlines()
+    record_schema = json.loads((SCHEMAS / "results.schema.json").read_text())
+    assert len(lines) == len(made_plan(plan_file)) > 0
+    for line in lines:
+        jsonschema.validate(json.loads(line), record_schema)
+    with pytest.raises(jsonschema.ValidationError):  # one status word, the same as the report's
+        jsonschema.validate(dict(json.loads(lines[0]), status="passed"), record_schema)
+
+
+def made_plan(path: Path) -> list[str]:
+    return [iid for shard in json.loads(path.read_text())["shards"] for iid in shard]
 
 
 def test_versions_are_read_by_their_one_name(tmp_path: Path) -> None:

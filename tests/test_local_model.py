@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ci_eval.results import Status
+from ci_eval.contracts import Status
 from ci_eval.shard import run_shard
 from tests.conftest import need, ours, settings
 
@@ -62,7 +62,7 @@ def test_real_local_model_runs_a_shard(docker_client: Any, tmp_path: Path) -> No
     result = run_shard(cfg, 0, 1)
     assert sorted(iid for iid, _ in result.records) == IDS
     for record in result.records.values():
-        assert record.status in Status.__args__  # type: ignore[attr-defined]
+        assert record.status in set(Status) - {Status.UNREADABLE}
         assert record.status != "error", record.error  # the server stayed up and answered
         assert record.agent.steps >= 1 and record.agent.prompt_tokens > 0
         assert record.agent.exit_reason in {"submitted", "step_limit", "format_errors"}

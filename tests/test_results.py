@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 from ci_eval.config import load_settings
+from ci_eval.contracts import Record
 from ci_eval.errors import InputError
 from ci_eval.instances import load_instances
 from ci_eval.redact import redact_url
-from ci_eval.results import Record, ResultStore, now, read_records, write_manifest
+from ci_eval.results import ResultStore, now, read_records, write_manifest
 from ci_eval.runner import pending_jobs
 from tests.conftest import INSTANCES
 

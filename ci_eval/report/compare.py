@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ci_eval.contracts import Report, read_report
 from ci_eval.report.stats import mcnemar_exact
-from ci_eval.results import MODEL_FAILURES
 
 
 @dataclass
@@ -53,15 +52,10 @@ def load_report(path: Path) -> Report:
     return read_report(path)
 
 
-def verdict_of(status: str) -> bool | None:
-    """True resolved, False a model failure, None no verdict on the model."""
-    return True if status == "resolved" else False if status in MODEL_FAILURES else None
-
-
 def compare(base: Report, new: Report) -> Comparison:
     """Paired comparison over the instances both runs planned and both judged."""
-    was = {i: verdict_of(e.status) for i, e in base.instances.items()}
-    now = {i: verdict_of(e.status) for i, e in new.instances.items()}
+    was = {i: e.status.verdict for i, e in base.instances.items()}
+    now = {i: e.status.verdict for i, e in new.instances.items()}
     both = sorted(set(was) & set(now))
     judged = [i for i in both if was[i] is not None and now[i] is not None]
     failing = [i for i in judged if was[i] and not now[i]]
@@ -81,7 +75,7 @@ def verdict(new: Report, comparison: Comparison | None, fail_under: float | None
     been; `inconclusive` when they could decide it, when any planned instance of this run has
     no verdict (a crashed shard is never a pass, nor a regression), or when a baseline was wanted
     and none was found; else `pass`."""
-    unknown = [i for i, e in new.instances.items() if verdict_of(e.status) is None]
+    unknown = [i for i, e in new.instances.items() if e.status.verdict is None]
     rate = new.resolve_rate
     broken: list[str] = []
     open_: list[str] = []

@@ -7,9 +7,7 @@ from xml.etree import ElementTree
 
 from junit_xml import TestCase, TestSuite
 
-from ci_eval.contracts import ErrorInfo, InstanceResult, Report
-from ci_eval.report.build import NO_VERDICT
-from ci_eval.results import MODEL_FAILURES, NOT_ATTEMPTED, TOO_SLOW
+from ci_eval.contracts import MODEL_FAILURES, NO_VERDICT, ErrorInfo, InstanceResult, Report, Status
 
 _SHOWN_TESTS = 20
 # Terminal colour codes first (a server's error text carries them), then every character XML 1.0
@@ -22,8 +20,8 @@ def clean(text: object) -> str:
     return _NOT_XML.sub("\ufffd", _ANSI.sub("", str(text)))
 
 
-_WHY = {"empty_patch": "no patch", "patch_failed": "the patch does not apply",
-        "timeout": "the tests ran past --eval-timeout under this patch", "unresolved": "the tests say no"}
+_WHY = {Status.EMPTY_PATCH: "no patch", Status.PATCH_FAILED: "the patch does not apply",
+        Status.TIMEOUT: "the tests ran past --eval-timeout under this patch", Status.UNRESOLVED: "the tests say no"}
 
 
 def _body(entry: InstanceResult) -> str:
@@ -50,11 +48,11 @@ def to_junit(report: Report) -> str:
             shown = ", ".join(tests[:_SHOWN_TESTS]) + (" …" if len(tests) > _SHOWN_TESTS else "")
             message = f"failing tests: {shown}" if tests else _WHY.get(status, status)
             case.add_failure_info(message=clean(message), output=_body(entry), failure_type=status)
-        elif status == NOT_ATTEMPTED:
+        elif status == Status.NOT_ATTEMPTED:
             case.add_skipped_info(message="not attempted")
-        elif status == TOO_SLOW:  # no verdict: the runner's speed, not the model, ended it
+        elif status == Status.TOO_SLOW:  # no verdict: the runner's speed, not the model, ended it
             message = f"too slow: {entry.error.message}" if entry.error else "too slow"
-            case.add_error_info(message=clean(message), output=_body(entry), error_type=TOO_SLOW)
+            case.add_error_info(message=clean(message), output=_body(entry), error_type=status)
         elif status in NO_VERDICT:
             error = entry.error or ErrorInfo(kind=status, message=status)
             case.add_error_info(message=clean(error.message), output=_body(entry),

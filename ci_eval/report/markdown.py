@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ci_eval.contracts import Report
+from ci_eval.contracts import Report, Status
 from ci_eval.report.compare import Comparison, Verdict
-from ci_eval.results import TOO_SLOW
 
 SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses step summaries above 1 MiB
 _LISTED = 50
@@ -54,7 +53,7 @@ def headline(report: Report) -> str:
            "not counted as wrong answers)" if unknown else ""),
         "",
     ]
-    slow = report.totals.by_status.get(TOO_SLOW, 0)
+    slow = report.totals.by_status.get(Status.TOO_SLOW, 0)
     if slow:
         lines += [f"**{slow} of {rate.planned} attempts were too slow**: the agent's wall clock (--agent-timeout) "
                   "cut them before the step limit, so they say how fast the runner was, not what the model can do; "
@@ -113,12 +112,12 @@ def details_section(report: Report) -> str:
     groups: dict[str, list[str]] = {"Model failures": [], "Too slow (no verdict)": [], "Without a verdict": []}
     unknown = set(report.no_verdict)
     for iid, e in report.instances.items():
-        if e.status == "resolved":
+        if e.status == Status.RESOLVED:
             continue
         why = e.error.message if e.error else ", ".join(f"`{t}`" for t in e.failing_tests[:5])
         agent = f"{e.exit_reason} after {e.steps} steps, {e.tokens:,} tokens" if e.exit_reason else ""
         row = f"| `{iid}` | {e.status} | {_cell(why)} | {_cell(agent)} | {e.time:.0f} s |"
-        group = "Too slow (no verdict)" if e.status == TOO_SLOW else "Without a verdict" if iid in unknown \
+        group = "Too slow (no verdict)" if e.status == Status.TOO_SLOW else "Without a verdict" if iid in unknown \
             else "Model failures"
         groups[group].append(row)
     out = []

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_eval.contracts import Manifest, UnreadableLine, read_manifest, same_run
+from ci_eval.contracts import Manifest, Record, UnreadableLine, read_manifest, same_run
 from ci_eval.errors import InputError
-from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, Record, scan_records
+from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, scan_records
 
 
 @dataclass
