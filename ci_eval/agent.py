@@ -225,10 +225,7 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Agen
             if submitted(out.output):
                 reason = "submitted"
                 break
-            shown = attempt.steps[-1].output
-            text = (config.render("timeout", seconds=f"{limits.command_timeout:g}", output=shown) if out.timed_out
-                    else config.render("observation", returncode=out.returncode, output=shown))
-            say(attempt, context, {"role": "user", "content": text})
+            say(attempt, context, {"role": "user", "content": observation(config, attempt.steps[-1], limits)})
         attempt.stats.exit_reason = reason
         if reason == "submitted":
             patch = await diff(sandbox, instance.base_commit)
@@ -237,12 +234,7 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Agen
             attempt.patch = patch or ""
     finally:
         attempt.stats.exit_reason = attempt.stats.exit_reason or "interrupted"
-        attempt.stats.prompt_tokens = usage.prompt_tokens
-        attempt.stats.completion_tokens = usage.completion_tokens
-        attempt.stats.cached_tokens = usage.cached_tokens
-        attempt.stats.model_seconds = round(usage.seconds, 3)
-        attempt.stats.compactions = context.compactions
-        attempt.stats.sent_chars, attempt.stats.repeated_chars = context.sent_chars, context.repeated_chars
+        tally(attempt.stats, usage, context)
         save(trajectory, instance, attempt, usage)
     return attempt
 
@@ -269,6 +261,21 @@ async def execute(sandbox: Sandbox, command: str, limits: AgentLimits, attempt: 
 
 def submitted(output: str) -> bool:
     return output.lstrip().startswith(SUBMIT)
+
+
+def observation(config: AgentConfig, step: Step, limits: AgentLimits) -> str:
+    """What the model is told of the command it ran."""
+    if step.timed_out:
+        return config.render("timeout", seconds=f"{limits.command_timeout:g}", output=step.output)
+    return config.render("observation", returncode=step.returncode, output=step.output)
+
+
+def tally(stats: AgentStats, usage: Usage, context: Context) -> None:
+    """The attempt's model costs and prompt reuse, into its stats."""
+    stats.prompt_tokens, stats.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    stats.cached_tokens, stats.model_seconds = usage.cached_tokens, round(usage.seconds, 3)
+    stats.compactions = context.compactions
+    stats.sent_chars, stats.repeated_chars = context.sent_chars, context.repeated_chars
 
 
 def say(attempt: Attempt, context: Context, message: Message) -> None:

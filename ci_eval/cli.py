@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 
 from ci_eval import __version__
 from ci_eval.config import Settings, load_settings
+from ci_eval.contracts import Status
 from ci_eval.errors import InputError
 from ci_eval.github import write_outputs, write_summary
 
@@ -170,7 +171,7 @@ def shard_command(index: int, of: int | None, plan_file: Path | None, config_fil
                    "finished is kept: free space and run the same command again to resume", err=True)
         sys.exit(1)
     counts = result.counts
-    write_outputs({"resolved": counts["resolved"], "instances": len(result.records),
+    write_outputs({"resolved": counts[Status.RESOLVED], "instances": len(result.records),
                    "infrastructure-failures": result.infra_failures, "folder": str(result.folder)})
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     click.echo(f"ci-eval: shard {index} done: {summary or 'nothing planned'} ({result.folder})", err=True)

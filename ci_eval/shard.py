@@ -51,7 +51,7 @@ class ShardResult:
         return self.planned - sum(r.status != Status.NOT_ATTEMPTED for r in self.records.values())
 
     @property
-    def counts(self) -> Counter[str]:
+    def counts(self) -> Counter[Status]:
         return Counter(r.status for r in self.records.values())
 
     @property

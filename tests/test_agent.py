@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from ci_eval.agent import ELIDED, Context, TokenCounter, compact, cut_middle, repeated_prefix
 from ci_eval.agent_config import PACKAGED
+from ci_eval.cli import main
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, INSTANCES, ours, settings
 from tests.openai_server import FIX, replies, serve
+from tests.scripted import ScriptedModel, attempt, limits
 
 CALC_2 = "ci-eval-fixtures__calc-2"
 LOOK = "First I read the code.\n```bash\ncat calc/ranges.py\n```"
@@ -51,12 +54,12 @@ def test_scripted_replies_solve_a_fixture_in_docker(docker_client: Any, tmp_path
 
 def test_garbage_replies_end_in_format_errors(tmp_path: Path) -> None:
     two = "```bash\nls\n```\nand\n```bash\npwd\n```"
-    with serve(replies("I think the bug is in clamp.", two, "no block", then="still none")) as server:
-        result = run_shard(agent_settings(tmp_path, server.url), 0, 1)
-    record = result.records[(CALC_2, 0)]
-    assert (record.status, record.agent.exit_reason, record.agent.format_errors) == ("empty_patch", "format_errors", 3)
-    messages = trajectory(result.folder)["messages"]
+    model = ScriptedModel(replies("I think the bug is in clamp.", two, "no block", then="still none"))
+    done = attempt(CALC_2, model, tmp_path / "trajectory.json")
+    assert (done.patch, done.stats.exit_reason, done.stats.format_errors) == ("", "format_errors", 3)
+    messages = json.loads((tmp_path / "trajectory.json").read_text())["messages"]
     assert "it contained 0" in messages[3]["content"] and "it contained 2" in messages[5]["content"]
+    assert len(model.requests) == 3 and done.steps == []  # three replies without one command: none ran
 
 
 def test_429_and_500_are_retried_then_succeed(tmp_path: Path) -> None:
@@ -122,13 +125,12 @@ def test_dead_server_is_one_line_before_any_work(tmp_path: Path) -> None:
 
 def test_requests_never_exceed_the_context_window(tmp_path: Path) -> None:
     noisy = "Look at everything.\n```bash\nseq 1 30000\n```"
-    with serve(replies(*[noisy] * 8), context_window=2048) as server:
-        cfg = agent_settings(tmp_path, server.url, context_window=2048, max_tokens=256, observation_chars=3000)
-        result = run_shard(cfg, 0, 1)
-    assert len(server.requests) == 9 and server.violations == []
-    assert len(server.requests[-1]["messages"]) < 2 + 2 * 8  # compacted: old exchanges elided or dropped
-    last = trajectory(result.folder)["steps"][0]["output"]
-    assert "characters cut" in last and last.startswith("1\n2\n") and last.rstrip().endswith("30000")
+    model = ScriptedModel(replies(*[noisy] * 8), context_window=2048)
+    done = attempt(CALC_2, model, tmp_path / "trajectory.json", limits(context_window=2048, max_tokens=256))
+    assert len(model.requests) == 9 and model.violations == [] and done.stats.exit_reason == "submitted"
+    assert len(model.requests[-1]) < 2 + 2 * 8 and done.stats.compactions >= 1  # old exchanges elided or dropped
+    first = done.steps[0].output
+    assert "characters cut" in first and first.startswith("1\n2\n") and first.rstrip().endswith("30000")
 
 
 def test_samples_use_different_seeds_and_no_secret_is_written(tmp_path: Path,
@@ -204,11 +206,9 @@ def test_prompts_are_data_and_cuts_are_marked() -> None:
 @pytest.mark.parametrize(("limit", "reason"),
                          [({"step_limit": 2}, "step_limit"), ({"token_budget": 10}, "token_budget")])
 def test_limits_end_the_attempt_with_their_reason(tmp_path: Path, limit: dict[str, int], reason: str) -> None:
-    with serve(replies(then=LOOK)) as server:
-        result = run_shard(agent_settings(tmp_path, server.url, **limit), 0, 1)
-    record = result.records[(CALC_2, 0)]
-    assert (record.status, record.agent.exit_reason) == ("empty_patch", reason)
-    assert record.agent.steps == (2 if reason == "step_limit" else 1)
+    done = attempt(CALC_2, ScriptedModel(replies(then=LOOK)), tmp_path / "trajectory.json", limits(**limit))
+    assert (done.patch, done.stats.exit_reason) == ("", reason)
+    assert done.stats.steps == (2 if reason == "step_limit" else 1)
 
 
 SNOOP = "Let me look.\n```bash\nenv; cat /proc/self/environ /proc/1/environ 2>/dev/null | tr '\\\\0' '\\\\n'\n```"
@@ -265,11 +265,9 @@ def test_an_agent_config_changes_prompts_and_limits(tmp_path: Path) -> None:
 def test_a_bad_agent_config_is_one_line(tmp_path: Path, text: str, needle: str) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(text)
-    result = subprocess.run(
-        [sys.executable, "-m", "ci_eval", "shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES),
-         "--sandbox", "local", "--agent-config", str(config), "--output", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stderr
+    result = CliRunner().invoke(main, ["shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--sandbox",
+                                       "local", "--agent-config", str(config), "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
 

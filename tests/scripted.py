@@ -1,0 +1,73 @@
+"""An in-process model for the agent's own logic: scripted replies, no HTTP server, no grading.
+The HTTP fake (openai_server.py) stays for what only a wire shows: the client, its retries, the
+cache reports."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci_eval.agent import AgentLimits, Attempt, solve
+from ci_eval.agent_config import PACKAGED, AgentConfig
+from ci_eval.config import load_settings
+from ci_eval.errors import InfraError
+from ci_eval.instances import Instance, load_instances, select
+from ci_eval.model import Message, Reply
+from ci_eval.sandbox.local import LocalBackend
+from ci_eval.shard import agent_limits
+from tests.conftest import FIXTURES, INSTANCES
+from tests.openai_server import Script, tokens
+
+
+@dataclass
+class ScriptedModel:
+    """Plays a script; refuses, as llama.cpp does, a request whose prompt plus max_tokens
+    exceeds the window (kept in `violations`), counting tokens by the HTTP fake's own rule."""
+
+    script: Script
+    context_window: int = 8192
+    max_tokens: int = 1024
+    requests: list[list[Message]] = field(default_factory=list)
+    violations: list[int] = field(default_factory=list)
+
+    async def complete(self, messages: list[Message], seed: int) -> Reply:
+        self.requests.append([dict(m) for m in messages])
+        used = tokens(messages)
+        if used + self.max_tokens > self.context_window:
+            self.violations.append(used)
+            raise InfraError(f"context length {self.context_window} exceeded: {used}", kind="model_refused")
+        step = self.script(messages)
+        if isinstance(step, int):
+            raise InfraError(f"scripted {step}", kind="model")
+        return Reply(step, used, math.ceil(len(step) / 3), 0.001)
+
+
+def limits(**overrides: Any) -> AgentLimits:
+    """The agent's limits as the wiring makes them from the default settings, but for `overrides`."""
+    return dataclasses.replace(agent_limits(load_settings({})), **overrides)
+
+
+def fixture(instance_id: str) -> Instance:
+    return select(load_instances(str(INSTANCES)), [instance_id])[0]
+
+
+def attempt(instance_id: str, model: ScriptedModel, trajectory: Path, given: AgentLimits | None = None,
+            config: AgentConfig = PACKAGED) -> Attempt:
+    """One agent attempt on a fixture in a local sandbox, the model in this process."""
+    instance = fixture(instance_id)
+    given = given or limits()
+    model.max_tokens = given.max_tokens  # what the client would ask the server for
+
+    async def run() -> Attempt:
+        backend = LocalBackend(FIXTURES / "repos")
+        try:
+            async with backend.open(instance, network=False) as sandbox:
+                return await solve(instance, sandbox, model, given, 0, trajectory, config)
+        finally:
+            await backend.close()
+
+    return asyncio.run(run())
