@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ci_eval.errors import InputError, first_error, one_line
 
@@ -148,17 +148,12 @@ class Instance(BaseModel):
     def _id(cls, value: str) -> str:
         return check_id(value)
 
-    @field_validator("log_parser")
+    @field_validator("log_parser", "eval_type")
     @classmethod
-    def _parser(cls, value: str) -> str:
-        if value not in known_parsers():
+    def _known_to_swebench(cls, value: str, info: ValidationInfo) -> str:
+        if info.field_name == "log_parser" and value not in known_parsers():
             raise ValueError(f"{value!r} is not a log parser of swebench (e.g. parse_log_pytest)")
-        return value
-
-    @field_validator("eval_type")
-    @classmethod
-    def _eval_type(cls, value: str) -> str:
-        if value not in known_eval_types():
+        if info.field_name == "eval_type" and value not in known_eval_types():
             raise ValueError(f"{value!r} is not one of {', '.join(sorted(known_eval_types()))}")
         return value
 
