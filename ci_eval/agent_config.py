@@ -35,7 +35,7 @@ class Limits(BaseModel):
     token_budget: int | None = Field(default=None, gt=0)
     agent_timeout: float | None = Field(default=None, gt=0)
     command_timeout: float | None = Field(default=None, gt=0)
-    observation_chars: int | None = Field(default=None, gt=0)
+    observation_chars: int | None = Field(default=None, ge=200)  # as the setting: fewer shows nothing useful
 
 
 @dataclass(frozen=True)

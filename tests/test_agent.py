@@ -259,6 +259,8 @@ def test_an_agent_config_changes_prompts_and_limits(tmp_path: Path) -> None:
     ('[prompts]\nplan = "x"\n', "unknown prompt 'plan'"),
     ('[limits]\nstep_limit = -1\n', "positive number"),
     ('[limits]\ntemperature = 1\n', "unknown limit 'temperature'"),
+    ('[limits]\nstep_limit = 2.5\n', "limit step_limit: Input should be a valid integer"),
+    ('[limits]\nobservation_chars = 100\n', "limit observation_chars: Input should be greater than or equal to 200"),
     ('[model]\nname = "x"\n', "unknown section 'model'"),
     ('[prompts\n', "not valid TOML"),
 ])
