@@ -35,8 +35,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Limits:
     instance_timeout: float
     eval_timeout: float
-    deadline: float | None = None  # time.monotonic() past which no job starts and running ones stop
-    max_attempts: int = 1  # an attempt lost to a model server that came back is retried at once up to this
+    deadline: float | None  # time.monotonic() past which no job starts and running ones stop
+    max_attempts: int  # an attempt lost to a model server that came back is retried at once up to this
 
 
 class ModelGate:
@@ -121,8 +121,8 @@ async def run_jobs(
     limits: Limits,
     workers: int,
     show: Display,
-    prune: bool = False,
-    gate: ModelGate | None = None,
+    prune: bool,
+    gate: ModelGate,
 ) -> None:
     """Run jobs on `workers` concurrent tasks; each result is stored the moment it ends.
 
@@ -131,7 +131,6 @@ async def run_jobs(
     sandboxes removed on the way out; the store already holds every finished job, so running
     again resumes.
     """
-    gate = gate or ModelGate()
     queue = deque(jobs)
     uses = Counter(j.instance.image for j in jobs)  # jobs still to finish, per image
     upcoming = [j.instance for j in jobs]

@@ -138,6 +138,12 @@ def agent_limits(settings: Settings) -> AgentLimits:
                        observation_chars=settings.observation_chars)
 
 
+def pool_limits(settings: Settings, began: float) -> Limits:
+    """The pool's clocks: an instance's wall clock, the tests', and the shard's deadline from `began`."""
+    deadline = None if settings.deadline_minutes is None else began + settings.deadline_minutes * 60
+    return Limits(settings.instance_time_limit(), settings.eval_timeout, deadline, settings.max_attempts)
+
+
 def solver_for(settings: Settings, prompts: AgentConfig, planned: Sequence[Instance],
                model: OpenAIModel | None) -> Solver:
     """`predictions` when --predictions is given, else the agent (which needs the model)."""
@@ -169,8 +175,7 @@ def _run_shard(settings: Settings, prompts: AgentConfig, made: Plan, index: int,
     total = len(planned) * settings.samples
     log.info(f"shard {index}/{made.of}: {len(planned)} instances, {len(jobs)} to run, "
          f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
-    deadline = None if settings.deadline_minutes is None else began + settings.deadline_minutes * 60
-    limits = Limits(settings.instance_time_limit(), settings.eval_timeout, deadline, settings.max_attempts)
+    limits = pool_limits(settings, began)
     gate = ModelGate(None if model is None else lambda: model.wait_until_up(settings.model_down_minutes))
     show = display(total, total - len(jobs))
     try:

@@ -101,7 +101,7 @@ def test_server_gone_mid_run_is_an_infra_error(tmp_path: Path) -> None:
         try:
             return await run_one(Job(instance), LocalBackend(FIXTURES / "repos"),
                                  solver_for(cfg, PACKAGED, [instance], model),
-                                 tmp_path / "logs", Limits(60, 60))
+                                 tmp_path / "logs", Limits(60, 60, None, 1))
         finally:
             await model.close()
 
