@@ -71,7 +71,7 @@ def load(path: Path) -> AgentConfig:
             raise InputError(f"{path}: limit {name} must be a positive number, not {value!r}")
     try:
         return AgentConfig(dict(prompts), Limits.model_validate(limits))
-    except ValidationError as exc:  # a fraction where a count goes
+    except ValidationError as exc:  # a fraction where a count goes, or under a setting's floor
         raise InputError(f"{path}: limit {one_line(exc)}") from None
 
 
