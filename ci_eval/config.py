@@ -155,7 +155,8 @@ class Settings(BaseSettings):
         return self.agent_timeout or self.step_limit * STEP_ALLOWANCE
 
     def model_streams(self) -> int:
-        return self.model_slots or self.workers
+        """Model requests in flight at most: the slots, but never more than the workers that make them."""
+        return min(self.model_slots or self.workers, self.workers)
 
     def agent_token_budget(self) -> int:
         return self.token_budget or self.step_limit * self.context_window

@@ -99,6 +99,9 @@ def test_shard_count_is_capped_and_chosen_from_a_budget(tmp_path: Path) -> None:
     # one model stream per shard: one instance at a time, twice the shards
     one = runner.invoke(main, ["plan", "--budget-minutes", "55", "--model-slots", "1", "--dataset", str(INSTANCES)])
     assert one.exit_code == 0 and len(json.loads(one.stdout)["include"]) == 6, one.output
+    # more model slots than workers: the workers still make only two requests at a time
+    slots = runner.invoke(main, ["plan", "--budget-minutes", "55", "--model-slots", "4", "--dataset", str(INSTANCES)])
+    assert slots.exit_code == 0 and len(json.loads(slots.stdout)["include"]) == 3, slots.output
 
 
 def test_timings_file_prior(tmp_path: Path) -> None:

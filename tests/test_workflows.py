@@ -470,6 +470,43 @@ def test_the_larger_disk_is_a_filesystem_of_its_own_with_more_room(tmp_path: Pat
     assert done.stdout.strip() == (str(candidate) if larger else "")
 
 
+def executable(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize(("inputs", "parallel"), [
+    ({"workers": "3", "model-slots": "2", "context-window": "4096"}, "2"),  # a slot per model stream
+    ({"workers": "1", "model-slots": "4", "context-window": ""}, "1"),  # never more than the workers ask for
+])
+def test_ollama_gets_a_cache_slot_per_model_stream(tmp_path: Path, inputs: dict[str, str], parallel: str) -> None:
+    """The action's Ollama step, with its own env, against a stub Ollama and curl: the server is
+    started with ci-eval's window and as many parallel slots as ci-eval will send requests."""
+    step = next(s for s in yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["steps"]
+                if s.get("name") == "Start Ollama")
+    bin_dir, seen = tmp_path / "bin", tmp_path / "ollama-env"
+    executable(bin_dir / "python", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    executable(bin_dir / "curl", "#!/bin/sh\nexit 0\n")
+    executable(tmp_path / ".cache" / "ci-eval-ollama" / "0.0.0" / "bin" / "ollama",
+               f'#!/bin/sh\necho "$1 $OLLAMA_NUM_PARALLEL $OLLAMA_CONTEXT_LENGTH" >> "{seen}"\n')
+    given = {**inputs, "ollama-version": "0.0.0", "model": "granite4:tiny-h", "config": ""}
+    outputs = {"steps.install.outputs.bin": str(bin_dir / "ci-eval"), "steps.paths.outputs.models": str(tmp_path / "m")}
+
+    def fill(value: str) -> str:
+        name = value.strip().removeprefix("${{").removesuffix("}}").strip()
+        return given[name.removeprefix("inputs.")] if name.startswith("inputs.") else outputs[name]
+
+    env = {k: fill(str(v)) for k, v in step["env"].items()}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "ollama.sh")], capture_output=True, text=True, timeout=120,
+                          env={**env, "HOME": str(tmp_path), "RUNNER_TEMP": str(tmp_path),
+                               "PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = sorted(seen.read_text().splitlines())
+    window = inputs["context-window"] or str(Settings.model_fields["context_window"].default)
+    assert lines == ["pull  ", f"serve {parallel} {window}"], lines  # served so, then the model pulled
+
+
 def readme_workflows(folder: Path) -> list[tuple[Path, dict[Any, Any]]]:
     """The README's workflow examples, as files a linter reads and as data."""
     blocks = [b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL) if "jobs:" in b]
