@@ -197,6 +197,12 @@ class Record(BaseModel):
     def is_infra_failure(self) -> bool:
         return self.status in INFRA_FAILURES
 
+    @property
+    def model_server_failed(self) -> bool:
+        """The model server failed it after the client's retries: it may be down (a request it
+        refused is kind `model_refused`, and the server is up)."""
+        return self.error is not None and self.error.kind == "model"
+
 
 class InstanceResult(BaseModel):
     repo: str

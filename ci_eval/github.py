@@ -9,6 +9,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
+def in_actions() -> bool:
+    """Whether this runs on a GitHub Actions runner (whose token a job's processes can read)."""
+    return bool(os.environ.get("GITHUB_ACTIONS"))
+
+
 def run_attempt() -> int:
     """Which attempt of the workflow run this is ("re-run failed jobs" increments it)."""
     return int(os.environ.get("GITHUB_RUN_ATTEMPT") or 1)

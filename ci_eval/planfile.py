@@ -38,7 +38,7 @@ def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
 def at_once(settings: Settings) -> int:
     """Instances a shard works on at once, as far as time goes: an agent shard runs as fast as
     its model (--model-slots streams), a predictions shard as its workers."""
-    return settings.workers if settings.predictions else settings.model_streams()
+    return settings.workers if settings.predictions is not None else settings.model_streams()
 
 
 def gradable(instances: Sequence[Instance]) -> None:

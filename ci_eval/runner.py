@@ -55,7 +55,7 @@ class ModelGate:
 
     async def after(self, record: Record) -> bool:
         """Whether to go on: probes when this record says the model server failed."""
-        if self.probe is not None and record.error is not None and record.error.kind == "model":
+        if self.probe is not None and record.model_server_failed:
             async with self.lock:
                 if not self.gone:
                     self.gone = not await self.probe()
@@ -147,7 +147,7 @@ async def run_jobs(
             show.update(record)
             if not await gate.after(record):
                 return  # the model server stayed down: what is left waits for the next run
-            if record.error is not None and record.error.kind == "model" and job.attempt < limits.max_attempts:
+            if record.model_server_failed and job.attempt < limits.max_attempts:
                 queue.appendleft(Job(job.instance, job.sample, job.attempt + 1))  # it is back: try again now
                 uses[job.instance.image] += 1
             uses[job.instance.image] -= 1

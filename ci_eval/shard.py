@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -22,7 +21,7 @@ from ci_eval.agent_config import AgentConfig
 from ci_eval.config import Settings
 from ci_eval.contracts import Manifest, Plan, Record, Status, read_plan
 from ci_eval.errors import InputError
-from ci_eval.github import run_attempt
+from ci_eval.github import in_actions, run_attempt
 from ci_eval.instances import Instance
 from ci_eval.model import RETRIES, OpenAIModel
 from ci_eval.partition import costliest_first, shard_ids
@@ -211,7 +210,7 @@ def _safe_for(settings: Settings, backend: Backend) -> Settings:
     there is a secret, else run one instance at a time."""
     if settings.predictions is not None or backend.isolated:
         return settings
-    if settings.api_key.get_secret_value() or os.environ.get("GITHUB_ACTIONS"):
+    if settings.api_key.get_secret_value() or in_actions():
         raise InputError("the local sandbox cannot isolate an agent here (it needs Linux and root), and an API key "
                          "or a CI token would be readable from its commands; use --sandbox docker")
     if settings.workers > 1:

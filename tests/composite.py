@@ -110,19 +110,17 @@ class Player:
         return value
 
     def either(self) -> Any:
-        value = self.both()
-        while self.tokens[:1] == ["||"]:
-            self.tokens.pop(0)
-            right = self.both()
-            value = value if self.truthy(value) else right
-        return value
+        return self.chain("||", self.both, lambda left, right: left if self.truthy(left) else right)
 
     def both(self) -> Any:
-        value = self.compare()
-        while self.tokens[:1] == ["&&"]:
+        return self.chain("&&", self.compare, lambda left, right: right if self.truthy(left) else left)
+
+    def chain(self, op: str, operand: Callable[[], Any], combine: Callable[[Any, Any], Any]) -> Any:
+        """`operand (op operand)*`, left to right; GitHub's || and && yield an operand, not a bool."""
+        value = operand()
+        while self.tokens[:1] == [op]:
             self.tokens.pop(0)
-            right = self.compare()
-            value = right if self.truthy(value) else value
+            value = combine(value, operand())
         return value
 
     def compare(self) -> Any:
