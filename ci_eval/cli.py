@@ -19,7 +19,7 @@ from ci_eval import __version__
 from ci_eval.config import Settings, load_settings
 from ci_eval.contracts import Status
 from ci_eval.errors import InputError
-from ci_eval.github import write_outputs, write_summary
+from ci_eval.github import loggable, write_outputs, write_summary
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,7 +81,7 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except InputError as exc:
-            click.echo(f"ci-eval: error: {exc}", err=True)
+            click.echo(f"ci-eval: error: {loggable(exc)}", err=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
@@ -104,7 +104,7 @@ class _Lines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         warning = "warning: " if record.levelno >= logging.WARNING else ""
-        print(f"ci-eval: {warning}{record.getMessage()}", file=sys.stderr, flush=True)
+        print(f"ci-eval: {warning}{loggable(record.getMessage())}", file=sys.stderr, flush=True)
 
 
 def log_to_stderr() -> None:
@@ -185,38 +185,71 @@ def shard_command(index: int, of: int | None, plan_file: Path | None, config_fil
         sys.exit(1)
 
 
+def gate_options(func: F) -> F:
+    """The rules a run is judged by: the same flags, verdicts and exit codes for aggregate and compare."""
+    options = [
+        click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+                     show_default=True, help="False-alarm rate of the regression test against the baseline."),
+        click.option("--max-detectable-drop", type=click.FloatRange(min=0), metavar="POINTS",
+                     help="A pass that could not have detected a drop of this many points (80% power) is "
+                     "inconclusive."),
+        click.option("--fail-under", type=click.FloatRange(0, 1),
+                     help="Regression when the resolve rate is below this."),
+        click.option("--max-new-failures", type=click.IntRange(0),
+                     help="Regression when more instances newly fail (resolved in most baseline tries)."),
+        click.option("--fail-on-suspicious", is_flag=True,
+                     help="Regression when any patch touches test collection or configuration (conftest.py, …)."),
+        click.option("--baseline-missing", is_flag=True,
+                     help="A baseline was wanted but none was found: the verdict is at best inconclusive."),
+        click.option("--on-inconclusive", type=click.Choice(["warn", "fail"]), default="warn", show_default=True,
+                     help="What the CI check does with inconclusive, as the summary states it (the exit code is 3 "
+                     "either way)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _gate(flags: dict[str, Any]) -> Any:
+    from ci_eval.report.aggregate import Gate
+
+    return Gate(**{k: flags.pop(k) for k in ("alpha", "max_detectable_drop", "fail_under", "max_new_failures",
+                                              "fail_on_suspicious", "baseline_missing", "on_inconclusive")})
+
+
+def _said(result: Any) -> None:
+    """The answer's line and the verdict, on stdout; the exit code says the verdict."""
+    from ci_eval.report.markdown import answer
+
+    click.echo(answer(result.report).lstrip("# ").rstrip())
+    click.echo(f"verdict: {result.verdict.word}" + "".join(f"; {r}" for r in result.verdict.reasons))
+    sys.exit(result.verdict.exit_code)
+
+
 @main.command("aggregate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), default=Path("ci-eval-report"), show_default=True,
               help="Where report.json, junit.xml and summary.md go.")
 @click.option("--allow-partial", is_flag=True, help="Missing shards are a warning; their instances not attempted.")
-@click.option("--baseline", type=click.Path(path_type=Path), help="A report.json to compare against.")
-@click.option("--baseline-missing", is_flag=True,
-              help="A baseline was wanted but none was found: the verdict is at best inconclusive.")
-@click.option("--fail-under", type=click.FloatRange(0, 1), help="Regression when the resolve rate is below this.")
-@click.option("--max-new-failures", type=click.IntRange(0), help="Regression when more instances newly fail.")
-@click.option("--fail-on-suspicious", is_flag=True,
-              help="Regression when any patch touches test collection or configuration (conftest.py, …).")
+@click.option("--baseline", "baselines", multiple=True, type=click.Path(path_type=Path),
+              help="A baseline report.json, or a folder of them (repeatable): the base branch's recent runs.")
+@gate_options
 @friendly
-def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool, baseline: Path | None,
-                      baseline_missing: bool, fail_under: float | None, max_new_failures: int | None,
-                      fail_on_suspicious: bool) -> None:
-    """Merge shard artifacts into a report, JUnit XML and a job summary.
+def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool, baselines: tuple[Path, ...],
+                      **flags: Any) -> None:
+    """Merge shard artifacts into a report, JUnit XML and a job summary, judged against the baselines.
 
-    Exit 0 pass, 1 regression, 2 bad input, 3 inconclusive (instances without a verdict)."""
+    Exit 0 pass, 1 regression, 2 bad input, 3 inconclusive."""
+    from ci_eval.github import artifacts_url
     from ci_eval.report.aggregate import aggregate
-    from ci_eval.report.markdown import headline
 
-    result = aggregate(paths, output, allow_partial=allow_partial, baseline=baseline, fail_under=fail_under,
-                       max_new_failures=max_new_failures, baseline_missing=baseline_missing,
-                       fail_on_suspicious=fail_on_suspicious)
+    result = aggregate(paths, output, allow_partial=allow_partial, baselines=baselines, gate=_gate(flags),
+                       logs_url=artifacts_url())
     write_summary(result.summary)  # GitHub's side effects stay here, at the edge
     write_outputs(result.outputs())
     for warning in result.report.warnings:
-        click.echo(f"ci-eval: warning: {warning}", err=True)
-    click.echo(headline(result.report).splitlines()[0].lstrip("# "))
-    click.echo(f"verdict: {result.verdict.word}" + "".join(f"; {r}" for r in result.verdict.reasons))
-    sys.exit(result.verdict.exit_code)
+        click.echo(f"ci-eval: warning: {loggable(warning)}", err=True)
+    _said(result)
 
 
 @main.command("export")
@@ -235,12 +268,20 @@ def export_command(paths: tuple[Path, ...], output: Path, sample: int, model_nam
 
 
 @main.command("compare")
-@click.argument("base", type=click.Path(path_type=Path))
-@click.argument("new", type=click.Path(path_type=Path))
+@click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
+@gate_options
 @friendly
-def compare_command(base: Path, new: Path) -> None:
-    """Print the paired comparison of two report.json files (two models, two prompts…)."""
-    from ci_eval.report.compare import compare, load_report
-    from ci_eval.report.markdown import comparison_section
+def compare_command(reports: tuple[Path, ...], **flags: Any) -> None:
+    """Judge the last report.json against the ones before it (files or folders: a baseline history),
+    with the gate of `aggregate`: the same verdict and exit codes (0 pass, 1 regression, 3 inconclusive)."""
+    from ci_eval.contracts import read_report
+    from ci_eval.history import load_history
+    from ci_eval.report.aggregate import judge
+    from ci_eval.report.markdown import to_comment
 
-    click.echo(comparison_section(compare(load_report(base), load_report(new))))
+    if len(reports) < 2:
+        raise InputError("give the baseline report(s), then the report to judge: ci-eval compare BASE... NEW")
+    history, new = load_history(reports[:-1]), read_report(reports[-1])
+    result = judge(history, new, _gate(flags))
+    click.echo(to_comment(result.report), err=True)
+    _said(result)

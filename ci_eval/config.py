@@ -27,6 +27,7 @@ DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
 # The time limits are here too: an attempt they cut gets no verdict (status too_slow or error),
 # so they decide whether a run says something, never what it says.
 _NOT_IDENTITY = {"workers", "model_slots", "output", "repos_dir", "max_attempts", "api_key", "instance_ids",
+                 "sample_from",  # where the history lay: what it chose is in the plan
                  "prune_images", "instance_timeout", "agent_timeout", "deadline_minutes", "request_timeout",
                  "model_down_minutes"}
 # What the time limits allow per agent step when they are not set: a safety net, about three
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
                                     json_schema_extra={"section": "select"})
     sample_seed: int = Field(0, description="The seed that draws --sample-size.",
                              json_schema_extra={"section": "select"})
+    sample_from: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Baseline reports (files or folders, repeatable): draw --sample-size "
+        "where their outcomes vary, stratified, instead of at random.", json_schema_extra={"section": "select"})
     predictions: str | None = Field(None, description="'gold' or an official predictions .json/.jsonl file.")
     samples: int = Field(1, ge=1, description="Independent attempts per instance.")
 
@@ -133,7 +137,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a size like 512m or 4g")
         return value.strip().lower()
 
-    @field_validator("instance_ids", mode="before")
+    @field_validator("instance_ids", "sample_from", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
         # "a b,c" from an environment variable or an Action input; a list from flags or a file

@@ -13,7 +13,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,6 +25,27 @@ MANIFEST_VERSION = 1
 REPORT_VERSION = 1
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 Contract = TypeVar("Contract", bound=BaseModel)
+
+
+class Stratum(BaseModel):
+    """One stratum of a sample: how many instances of the full set it holds (N_h), which of them
+    were drawn (n_h of them), and the spread of outcomes its allocation assumed."""
+
+    name: str
+    population: int = Field(ge=1)
+    chosen: list[str]
+    sd: float = 0.0
+
+
+class SampleDesign(BaseModel):
+    """How a run's instances were drawn from the full set, so that a report can estimate the full
+    set's resolve rate and its change (a stratified estimator), not only the sample's."""
+
+    kind: Literal["all", "random", "informative"]
+    seed: int = 0
+    population: int = Field(ge=0)  # the full set the sample stands for
+    strata: list[Stratum]
+    baseline_runs: int = 0  # the history an informative sample was drawn from
 
 
 class Plan(BaseModel):
@@ -39,6 +60,7 @@ class Plan(BaseModel):
     shards: list[list[str]]
     costs: dict[str, float]
     instances: list[Instance]  # the chosen ones, whole, in dataset order
+    sample: SampleDesign | None = None  # how they were drawn (None: a plan older than the field)
 
     @property
     def of(self) -> int:
@@ -71,6 +93,7 @@ class Manifest(BaseModel):
     samples: int = Field(default=1, ge=1)
     planned: list[str]
     plan: list[list[str]]
+    sample: SampleDesign | None = None  # the plan's sample design, carried to the report
     written_at: str = ""
 
     @model_validator(mode="before")
@@ -279,6 +302,79 @@ class UnreadableLine(BaseModel):
         return f"{where}: {self.reason}" + (f" ({self.instance_id})" if self.instance_id else "")
 
 
+class BaselineTries(BaseModel):
+    """An instance's baseline frequency: resolved in `resolved` of `tries` tries."""
+
+    resolved: int
+    tries: int
+
+
+class FullSetChange(BaseModel):
+    """The full set's resolve rate and its change, estimated from the sample (stratified)."""
+
+    base_rate: float  # of the full set, over the baseline history
+    rate: float  # estimated for this run
+    change: float
+    ci95: tuple[float, float]  # of the change
+    sampled: bool  # False: the whole set was run, no sampling error
+
+
+class HistoryPoint(BaseModel):
+    label: str
+    rate: float  # on the compared instances that run judged
+    judged: int
+
+
+class Comparison(BaseModel):
+    """This run against the baseline history, paired over the instances with a model verdict on
+    both sides (resolved or a model failure); the rest cannot say whether the model got better."""
+
+    baseline_runs: int
+    compared: int
+    base_rate: float  # the baseline's frequency over the compared instances
+    new_rate: float  # this run's rate over the same instances
+    resolved: int  # this run's resolves (over its tries) on them
+    tries: int
+    expected: float  # what the history predicts for `resolved` if nothing changed
+    test: str
+    alpha: float
+    p_worse: float  # one-sided: this few resolves or fewer
+    p_better: float  # this many or more
+    p_worse_best_case: float  # counting the instances without a verdict here as resolved
+    detectable_drop: float | None  # relative: flagged with 80% probability (None: no drop is)
+    detectable_points: float | None  # the same, in points of the full set's resolve rate
+    full_set: FullSetChange | None = None
+    frequencies: dict[str, BaselineTries] = Field(default_factory=dict)  # of the compared instances
+    newly_failing: list[str] = Field(default_factory=list)  # resolved in most baseline tries, failed here
+    newly_resolved: list[str] = Field(default_factory=list)  # failed in most baseline tries, resolved here
+    no_verdict_new: list[str] = Field(default_factory=list)
+    no_verdict_base: list[str] = Field(default_factory=list)
+    only_in_one: list[str] = Field(default_factory=list)
+    whole_run_base: ResolveRate | None = None  # the newest baseline run, over all it planned
+    history: list[HistoryPoint] = Field(default_factory=list)
+
+    @property
+    def delta(self) -> float:
+        return self.new_rate - self.base_rate
+
+
+class Verdict(BaseModel):
+    word: Literal["pass", "regression", "inconclusive"]
+    reasons: list[str] = Field(default_factory=list)
+    better: bool = False  # significantly more resolves than the history predicts
+
+    @property
+    def regression(self) -> bool:
+        return self.word == "regression"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.word]
+
+
+EXIT_CODES = {"pass": 0, "regression": 1, "inconclusive": 3}  # 2 is bad input
+
+
 class Report(BaseModel):
     """report.json: what a merged run amounts to."""
 
@@ -298,6 +394,10 @@ class Report(BaseModel):
     instances: dict[str, InstanceResult]
     pass_at_k: dict[str, float] | None = None
     suspicious: list[str] = Field(default_factory=list)  # instances whose patch may game the grader
+    sample: SampleDesign | None = None  # how the run's instances were drawn from the full set
+    finished_at: str = ""  # the last record's end: orders a baseline history
+    comparison: Comparison | None = None  # against the baseline history, when there was one
+    verdict: Verdict | None = None
 
 
 def read_plan(path: Path) -> Plan:

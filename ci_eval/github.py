@@ -4,9 +4,19 @@ artifact names live in action.yml, the one place that uploads them)."""
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u0085]+")
+
+
+def loggable(text: object, most: int = 2000) -> str:
+    """One line without control characters: text from an artifact can then neither start a log
+    line (where GitHub would run `::command::` as a workflow command) nor colour or move it."""
+    flat = _BREAKS.sub(" ", str(text)).strip()
+    return flat[:most] + "…" if len(flat) > most else flat
 
 
 def in_actions() -> bool:
@@ -17,6 +27,12 @@ def in_actions() -> bool:
 def run_attempt() -> int:
     """Which attempt of the workflow run this is ("re-run failed jobs" increments it)."""
     return int(os.environ.get("GITHUB_RUN_ATTEMPT") or 1)
+
+
+def artifacts_url() -> str:
+    """This run's page, at its artifacts (where every shard's logs are), or "" off GitHub."""
+    server, repo, run = (os.environ.get(k, "") for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
+    return f"{server}/{repo}/actions/runs/{run}#artifacts" if server and repo and run.isdigit() else ""
 
 
 def write_outputs(values: Mapping[str, object]) -> bool:

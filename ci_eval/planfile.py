@@ -3,14 +3,19 @@ split them into shards (its file's shape is `contracts.Plan`)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from ci_eval.config import Settings
-from ci_eval.contracts import Plan
+from ci_eval.contracts import Plan, SampleDesign
 from ci_eval.errors import InputError
+from ci_eval.history import frequencies, load_history
 from ci_eval.instances import Instance, fingerprint, load_instances, select, subset
 from ci_eval.partition import costs_for, plan, shards_for_budget
+from ci_eval.sample import at_random, informative, whole
+
+log = logging.getLogger(__name__)
 
 MATRIX_LIMIT = 256  # GitHub runs at most this many jobs from one matrix
 
@@ -19,7 +24,7 @@ def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
               budget_minutes: float | None = None) -> Plan:
     """`of` shards, or with `budget_minutes` the fewest expected to end in time."""
     dataset = load_instances(settings.dataset, settings.split, settings.revision)
-    chosen = choose(dataset, settings)
+    chosen, design = choose(dataset, settings)
     gradable(chosen)  # here, in the plan job, not after every shard has installed Ollama and the model
     most = min(len(chosen), MATRIX_LIMIT)
     costs = costs_for(chosen, timings)
@@ -32,7 +37,7 @@ def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
                          f"GitHub runs at most {MATRIX_LIMIT} jobs of a matrix)")
     return Plan(dataset=settings.dataset, split=settings.split, revision=settings.revision,
                 dataset_fingerprint=fingerprint(dataset), shards=plan(chosen, of, costs), costs=costs,
-                instances=chosen)
+                instances=chosen, sample=design)
 
 
 def at_once(settings: Settings) -> int:
@@ -52,9 +57,23 @@ def gradable(instances: Sequence[Instance]) -> None:
             "repo and version; use a dataset that has them (SWE-bench/SWE-bench_Verified as published now)")
 
 
-def choose(dataset: list[Instance], settings: Settings) -> list[Instance]:
-    """--instance-ids, then --filter, then --sample-size with --sample-seed."""
-    return subset(select(dataset, settings.instance_ids), settings.filter, settings.sample_size, settings.sample_seed)
+def choose(dataset: list[Instance], settings: Settings) -> tuple[list[Instance], SampleDesign]:
+    """--instance-ids, then --filter, then --sample-size with --sample-seed: stratified by the
+    history of --sample-from where it is given, else at random."""
+    pool = subset(select(dataset, settings.instance_ids), settings.filter, None, settings.sample_seed)
+    size, seed = settings.sample_size, settings.sample_seed
+    if size is None or size >= len(pool):
+        return pool, whole(pool)
+    if settings.sample_from:
+        reports = load_history(settings.sample_from)
+        chosen, design = informative(pool, frequencies(reports), size, seed, len(reports))
+        log.info("an informative sample of %d from %d baseline run(s): %s", size, len(reports),
+                 ", ".join(f"{len(s.chosen)} of {s.population} {s.name}" for s in design.strata))
+        return chosen, design
+    log.info("a random sample of %d of %d instances (no --sample-from: no baseline history to stratify by)",
+             size, len(pool))
+    chosen = subset(pool, None, size, seed)
+    return chosen, at_random(chosen, len(pool), seed)
 
 
 def write_plan(path: Path, made: Plan) -> None:

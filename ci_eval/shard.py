@@ -241,6 +241,7 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> Manife
         "samples": settings.samples,
         "planned": made.shards[index],
         "plan": made.shards,
+        "sample": made.sample,
         "written_at": now(),
     })
 

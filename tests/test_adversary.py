@@ -16,7 +16,7 @@ import pytest
 
 import ci_eval
 from ci_eval.gaming import suspicious
-from ci_eval.report.aggregate import aggregate
+from ci_eval.report.aggregate import Gate, aggregate
 from ci_eval.sandbox import isolation
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, INSTANCES, need, rows, settings, write_predictions
@@ -106,7 +106,7 @@ def test_a_patch_that_games_the_grader_is_flagged_and_can_fail_the_gate(tmp_path
     assert looked.verdict.word == "pass" and looked.report.suspicious == [CALC_2]
     assert "Suspicious patches" in looked.summary and CALC_2 in looked.summary
     assert "suspicious patch: conftest.py" in (tmp_path / "r" / "junit.xml").read_text()
-    gate = aggregate([tmp_path / "out"], tmp_path / "r2", fail_on_suspicious=True)
+    gate = aggregate([tmp_path / "out"], tmp_path / "r2", gate=Gate(fail_on_suspicious=True))
     assert gate.verdict.word == "regression" and "--fail-on-suspicious" in gate.verdict.reasons[0]
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from ci_eval.contracts import Record, Status
 from ci_eval.errors import InputError
-from ci_eval.report.aggregate import aggregate
+from ci_eval.report.aggregate import Gate, aggregate
 from ci_eval.report.markdown import truncate
 from ci_eval.report.stats import mcnemar_exact, pass_at_k, wilson
 from ci_eval.results import now
@@ -119,7 +119,7 @@ def test_complete_set(tmp_path: Path, junit_schema: Any) -> None:
     failure = next(c for c in cases if c.result and isinstance(c.result[0], Failure))
     assert "t.py::test_x" in failure.result[0].message and failure.classname.startswith("org/repo")
     assert not any(isinstance(c.result[0], Skipped) for c in cases if c.result)
-    assert "## ci-eval: 6 of 12 resolved (50.0%" in (out / "summary.md").read_text()
+    assert (out / "summary.md").read_text().startswith("## ⚠️ inconclusive — ci-eval: 6 of 12 resolved (50.0%")
 
 
 def test_missing_shard_refused_unless_partial(tmp_path: Path, junit_schema: Any) -> None:
@@ -192,16 +192,20 @@ def test_baseline_verdict_and_github_files(tmp_path: Path, monkeypatch: pytest.M
     summary, outputs = tmp_path / "summary.md", tmp_path / "output.txt"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
-    result = publish(aggregate([worse], tmp_path / "r", baseline=tmp_path / "base-report" / "report.json",
-                               max_new_failures=2))
+    result = publish(aggregate([worse], tmp_path / "r", baselines=[tmp_path / "base-report" / "report.json"],
+                               gate=Gate(max_new_failures=2)))
     assert result.comparison is not None and len(result.comparison.newly_failing) == 3
-    assert result.verdict.regression and "3 newly failing" in result.verdict.reasons[0]
-    assert "Newly failing" in summary.read_text() and "McNemar" in summary.read_text()
+    assert result.verdict.regression and any("3 newly failing" in r for r in result.verdict.reasons)
+    assert "Newly failing" in summary.read_text() and "One-sided p" in summary.read_text()
     out = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
     assert out["verdict"] == "regression" and out["newly-failing"] == "3" and out["resolved"] == "3"
-    ok = aggregate([worse], tmp_path / "r2", baseline=tmp_path / "base-report" / "report.json",
-                   max_new_failures=3, fail_under=0.2)
-    assert ok.verdict.word == "inconclusive"  # within the limits, but 3 instances have no verdict
+    ok = aggregate([worse], tmp_path / "r2", baselines=[tmp_path / "base-report" / "report.json"],
+                   gate=Gate(max_new_failures=3, fail_under=0.2))
+    # within the explicit limits, but 3 of 9 where the history predicts 6 is a significant drop at 5%
+    assert ok.verdict.word == "regression" and "significantly fewer" in ok.verdict.reasons[0]
+    lenient = aggregate([worse], tmp_path / "r3", baselines=[tmp_path / "base-report" / "report.json"],
+                        gate=Gate(alpha=0.01, max_new_failures=3, fail_under=0.2))
+    assert lenient.verdict.word == "inconclusive"  # not at 1%, and 3 instances have no verdict
 
 
 def test_cli_exit_codes_and_compare(tmp_path: Path) -> None:
@@ -221,7 +225,9 @@ def test_cli_exit_codes_and_compare(tmp_path: Path) -> None:
     wrong = cli("aggregate", str(tmp_path / "nowhere"), "--output", str(tmp_path / "rc"))
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1
     shown = cli("compare", str(tmp_path / "ra" / "report.json"), str(tmp_path / "ra" / "report.json"))
-    assert shown.returncode == 0 and "0 newly failing, 0 newly resolved of 9" in shown.stdout
+    # the same gate as aggregate's: 3 instances without a verdict leave it inconclusive, exit 3
+    assert shown.returncode == 3 and "66.7% → 66.7% on the 9 instances both sides judged" in shown.stdout
+    assert "verdict: inconclusive" in shown.stdout
 
 
 def test_statistics() -> None:
@@ -253,19 +259,19 @@ def test_infrastructure_and_missing_are_never_newly_failing(tmp_path: Path, monk
     summary, outputs = tmp_path / "summary.md", tmp_path / "output.txt"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
-    result = publish(aggregate([new], tmp_path / "r", allow_partial=True, max_new_failures=1,
-                               baseline=tmp_path / "base-report" / "report.json"))
+    result = publish(aggregate([new], tmp_path / "r", allow_partial=True, gate=Gate(max_new_failures=1),
+                               baselines=[tmp_path / "base-report" / "report.json"]))
     c = result.comparison
-    assert c is not None and c.newly_failing == [PLAN[1][1]] and c.common == 7
+    assert c is not None and c.newly_failing == [PLAN[1][1]] and c.compared == 7
     assert c.no_verdict_new == sorted([PLAN[0][2], *PLAN[2]])
     assert result.verdict.word == "inconclusive" and result.verdict.exit_code == 3
     out = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
     assert out["verdict"] == "inconclusive" and out["newly-failing"] == "1" and out["no-verdict"] == "5"
     text = summary.read_text()
     assert "Verdict: inconclusive" in text and "Verdict: pass" not in text
-    assert "Not compared, no verdict in this run" in text
-    strict = aggregate([new], tmp_path / "r2", allow_partial=True, max_new_failures=0,
-                       baseline=tmp_path / "base-report" / "report.json")
+    assert "Not compared, no verdict in this run: 5" in text
+    strict = aggregate([new], tmp_path / "r2", allow_partial=True, gate=Gate(max_new_failures=0),
+                       baselines=[tmp_path / "base-report" / "report.json"])
     assert strict.verdict.word == "regression"  # one real new failure is one too many, whatever the rest
 
 

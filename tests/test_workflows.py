@@ -437,7 +437,9 @@ def test_one_pull_request_comment_is_created_then_updated(tmp_path: Path) -> Non
     calls = [json.loads(line) for line in log.read_text().splitlines() if json.loads(line)["method"] != "GET"]
     assert [(c["method"], c["path"]) for c in calls] == [
         ("POST", "repos/me/app/issues/7/comments"), ("PATCH", "repos/me/app/issues/comments/2")]
-    assert all(c["body"]["body"].startswith("<!-- ci-eval:ci-eval -->\n## ci-eval: 6 of 6 resolved") for c in calls)
+    first_lines = {c["body"]["body"].split("\n")[1] for c in calls}
+    assert all(c["body"]["body"].startswith("<!-- ci-eval:ci-eval -->\n") for c in calls)
+    assert all(line.startswith("## ✅ pass — ci-eval: 6 of 6 resolved") for line in first_lines)
     assert all("**Verdict: pass**" in c["body"]["body"] for c in calls)
 
 

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from ci_eval.contracts import Report
+from ci_eval.contracts import Comparison, Report, Verdict
+from ci_eval.history import load_history
 from ci_eval.report.build import build_report
-from ci_eval.report.compare import Comparison, Verdict, compare, load_report, verdict
+from ci_eval.report.compare import ALPHA, compare, verdict
 from ci_eval.report.junit import to_junit
-from ci_eval.report.markdown import to_comment, to_markdown
+from ci_eval.report.markdown import Shown, to_comment, to_markdown
 from ci_eval.report.merge import find_shards, merge
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The rules a run is judged by, the same for `aggregate` and `compare`."""
+
+    alpha: float = ALPHA
+    fail_under: float | None = None
+    max_new_failures: int | None = None
+    max_detectable_drop: float | None = None
+    fail_on_suspicious: bool = False
+    baseline_missing: bool = False
+    on_inconclusive: Literal["warn", "fail"] = "warn"
 
 
 @dataclass
@@ -20,7 +35,7 @@ class Aggregated:
     comparison: Comparison | None
     verdict: Verdict
     summary: str
-    folder: Path
+    folder: Path = field(default_factory=Path)
 
     def outputs(self) -> dict[str, object]:
         """The headline figures and the verdict, named as every ci-eval action names its outputs."""
@@ -31,22 +46,33 @@ class Aggregated:
             "infrastructure-failures": self.report.infrastructure_failures.count,
             "no-verdict": len(self.report.no_verdict),
             "newly-failing": len(c.newly_failing) if c else "", "newly-resolved": len(c.newly_resolved) if c else "",
+            "p-worse": c.p_worse if c else "",
+            "detectable-drop": (c.detectable_points if c.detectable_points is not None else "none") if c else "",
             "verdict": self.verdict.word, "report": str(self.folder / "report.json"),
         }
 
 
-def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, baseline: Path | None = None,
-              fail_under: float | None = None, max_new_failures: int | None = None,
-              baseline_missing: bool = False, fail_on_suspicious: bool = False) -> Aggregated:
-    base = load_report(baseline) if baseline else None  # bad input fails before any work
-    report = build_report(merge(find_shards(paths), allow_partial))
-    comparison = compare(base, report) if base else None
-    judged = verdict(report, comparison, fail_under, max_new_failures, baseline_missing, fail_on_suspicious)
-    summary = to_markdown(report, comparison, judged)
+def judge(history: Sequence[Report], report: Report, gate: Gate, logs_url: str = "") -> Aggregated:
+    """The comparison, the verdict and the summary of one report against a history: what both
+    `aggregate` and `compare` give."""
+    comparison = compare(history, report, gate.alpha) if history else None
+    judged = verdict(report, comparison, fail_under=gate.fail_under, max_new_failures=gate.max_new_failures,
+                     baseline_missing=gate.baseline_missing, fail_on_suspicious=gate.fail_on_suspicious,
+                     max_detectable_drop=gate.max_detectable_drop)
+    report = report.model_copy(update={"comparison": comparison, "verdict": judged})
+    shown = Shown(logs_url=logs_url, on_inconclusive=gate.on_inconclusive)
+    return Aggregated(report, comparison, judged, to_markdown(report, shown))
 
+
+def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, baselines: Sequence[Path] = (),
+              gate: Gate | None = None, logs_url: str = "") -> Aggregated:
+    history = load_history(baselines)  # bad input fails before any work
+    report = build_report(merge(find_shards(paths), allow_partial))
+    result = judge(history, report, gate or Gate(), logs_url)
+    result.folder = out
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(report.model_dump_json(indent=1) + "\n")
-    (out / "junit.xml").write_text(to_junit(report))
-    (out / "summary.md").write_text(summary)
-    (out / "comment.md").write_text(to_comment(report, comparison, judged))
-    return Aggregated(report, comparison, judged, summary, out)
+    (out / "report.json").write_text(result.report.model_dump_json(indent=1) + "\n")
+    (out / "junit.xml").write_text(to_junit(result.report))
+    (out / "summary.md").write_text(result.summary)
+    (out / "comment.md").write_text(to_comment(result.report, Shown(logs_url, (gate or Gate()).on_inconclusive)))
+    return result

@@ -60,6 +60,8 @@ def build_report(merged: Merged) -> Report:
         instances=instances,
         pass_at_k=_pass_at_k(instances, merged.samples),
         suspicious=sorted(i for i, e in instances.items() if e.suspicious),
+        sample=merged.sample,
+        finished_at=max((r.finished_at for r in merged.records.values()), default=""),
     )
 
 

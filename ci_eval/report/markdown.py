@@ -1,64 +1,102 @@
-"""The Markdown job summary: headline, verdict, comparison, breakdowns, never over 1 MiB."""
+"""The Markdown job summary and pull-request comment: the answer in the first line, then what
+changed and why, then the breakdowns; never over GitHub's limits. Every string that came from an
+artifact is shown through `text` or `code`: one line, no control characters, no Markdown or HTML
+of its own, no mention."""
 
 from __future__ import annotations
 
-from ci_eval.contracts import Report, Status
-from ci_eval.report.compare import Comparison, Verdict
+import html
+import re
+from dataclasses import dataclass
+
+from ci_eval.contracts import Comparison, InstanceResult, Report, Status, Verdict
 
 SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses step summaries above 1 MiB
+COMMENT_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
 _LISTED = 50
 _SLOWEST = 10
 MANY_TOO_SLOW = 0.1  # this share of attempts cut by the wall clock makes the headline warn
+SIGNS = {"pass": "✅", "regression": "❌", "inconclusive": "⚠️"}
 
 
-def to_markdown(report: Report, comparison: Comparison | None = None, verdict: Verdict | None = None,
-                limit: int = SUMMARY_LIMIT) -> str:
-    parts = [headline(report)]
-    if verdict is not None:
-        parts.append(f"**Verdict: {verdict.word}**" + "".join(f"\n- {r}" for r in verdict.reasons) + "\n")
+@dataclass(frozen=True)
+class Shown:
+    """What the summary says beyond the report: where the logs are, and what inconclusive does."""
+
+    logs_url: str = ""
+    on_inconclusive: str = "warn"
+
+
+def to_markdown(report: Report, shown: Shown = Shown(), limit: int = SUMMARY_LIMIT) -> str:
+    c = report.comparison
+    parts = [answer(report), context(report), verdict_section(report.verdict, shown)]
     if report.warnings:
-        parts.append("".join(f"> [!WARNING]\n> {w}\n\n" for w in report.warnings))
-    if comparison is not None:
-        parts.append(comparison_section(comparison))
-    parts += [suspicious_section(report), status_section(report), details_section(report), repo_section(report),
-              model_time_section(report), slowest_section(report)]
-    return truncate("\n".join(parts), limit)
+        parts.append("".join(f"> [!WARNING]\n> {text(w, 500)}\n\n" for w in report.warnings))
+    if c is not None:
+        parts += [changes_section(report, c, shown), chart(c), apart_section(report, c)]
+    parts += [suspicious_section(report), status_section(report), details_section(report, shown),
+              repo_section(report), model_time_section(report), slowest_section(report), glossary()]
+    return truncate("\n".join(p for p in parts if p), limit)
 
 
-COMMENT_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
+def to_comment(report: Report, shown: Shown = Shown()) -> str:
+    """The pull-request comment: the answer, the verdict's reasons, what changed; the rest is in the summary."""
+    c = report.comparison
+    parts = [answer(report), context(report), verdict_section(report.verdict, shown)]
+    if c is not None:
+        parts += [changes_section(report, c, shown), chart(c)]
+    parts.append(glossary())
+    body = "\n".join(p for p in parts if p)
+    if len(body) <= COMMENT_LIMIT:
+        return body
+    return body[: body.rfind("\n", 0, COMMENT_LIMIT)] + "\n\n_… cut; see the job summary._\n"
 
 
-def to_comment(report: Report, comparison: Comparison | None, verdict: Verdict) -> str:
-    """The pull-request comment: headline, verdict, before and after; the rest is in the summary."""
-    parts = [headline(report), f"**Verdict: {verdict.word}**" + "".join(f"\n- {r}" for r in verdict.reasons) + "\n"]
-    if comparison is not None:
-        parts.append(comparison_section(comparison))
-    text = "\n".join(parts)
-    if len(text) <= COMMENT_LIMIT:
-        return text
-    return text[: text.rfind("\n", 0, COMMENT_LIMIT)] + "\n\n_… cut; see the job summary._\n"
+def answer(report: Report) -> str:
+    """One line: the sign, the verdict, the paired before → after, the full set's estimated change
+    and what this run could have detected."""
+    word = report.verdict.word if report.verdict else "no verdict"
+    head = f"## {SIGNS.get(word, '·')} {word} — ci-eval:"
+    c, rate = report.comparison, report.resolve_rate
+    if c is None or not c.compared:
+        return (f"{head} {rate.resolved} of {rate.planned} resolved ({rate.rate:.1%}, 95% CI {rate.ci95[0]:.1%} to "
+                f"{rate.ci95[1]:.1%})" + (" · nothing to compare with" if c is not None else "") + "\n")
+    parts = [f"{head} {c.base_rate:.1%} → {c.new_rate:.1%} on the {c.compared} instances both sides judged"]
+    f = c.full_set
+    if f is not None and f.sampled:
+        parts.append(f"full set {points(f.change)} points (95% CI {points(f.ci95[0])} to {points(f.ci95[1])})")
+    elif f is not None:
+        parts.append(f"full set {points(f.change)} points")
+    parts.append("could detect no drop at all" if c.detectable_points is None
+                 else f"could detect a drop of {c.detectable_points:.1f} points")
+    return " · ".join(parts) + "\n"
 
 
-def headline(report: Report) -> str:
-    rate = report.resolve_rate
-    low, high = rate.ci95
+def points(share: float) -> str:
+    return f"{share * 100:+.1f}"
+
+
+def context(report: Report) -> str:
     ident = report.identity
     unknown = len(report.no_verdict)
-    lines = [
-        f"## ci-eval: {rate.resolved} of {rate.planned} resolved ({rate.rate:.1%}, 95% CI {low:.1%} to {high:.1%})",
-        "",
-        f"`{ident.get('model')}` on `{ident.get('dataset')}` ({ident.get('split')}), "
-        f"{report.shards.of} shard(s), config `{ident.get('config_hash')}`"
-        + (f", **{unknown} without a verdict** (infrastructure failure, too slow, not attempted or unreadable; "
-           "not counted as wrong answers)" if unknown else ""),
-        "",
-    ]
+    lines = [f"{code(ident.get('model'))} on {code(ident.get('dataset'))} ({text(ident.get('split'))}), "
+             f"{report.shards.of} shard(s), config {code(ident.get('config_hash'))}"
+             + (f", **{unknown} without a verdict** (infrastructure failure, too slow, not attempted or unreadable; "
+                "not counted as wrong answers)" if unknown else ""), ""]
+    design = report.sample
+    if design is not None and design.kind != "all":
+        how = (f"an informative sample drawn from {design.baseline_runs} baseline run(s), stratified: "
+               + ", ".join(f"{len(s.chosen)} of {s.population} {s.name}" for s in design.strata)
+               if design.kind == "informative" else
+               f"a random sample of {len(design.strata[0].chosen)} of {design.population} (no baseline history "
+               "to stratify by)")
+        lines += [f"Instances: {how}.", ""]
     slow = report.totals.by_status.get(Status.TOO_SLOW, 0)
     if slow:
-        lines += [f"**{slow} of {rate.planned} attempts were too slow**: the agent's wall clock (--agent-timeout) "
-                  "cut them before the step limit, so they say how fast the runner was, not what the model can do; "
-                  "they have no verdict and are not compared.", ""]
-        if slow >= MANY_TOO_SLOW * rate.planned:
+        lines += [f"**{slow} of {report.resolve_rate.planned} attempts were too slow**: the agent's wall clock "
+                  "(--agent-timeout) cut them before the step limit, so they say how fast the runner was, not what the "
+                  "model can do; they have no verdict and are not compared.", ""]
+        if slow >= MANY_TOO_SLOW * report.resolve_rate.planned:
             lines += ["> [!WARNING]\n> So many attempts were cut that this run says little: give the agent more time "
                       "(--agent-timeout), a faster runner, or fewer workers per model.", ""]
     if report.pass_at_k:
@@ -66,27 +104,86 @@ def headline(report: Report) -> str:
     return "\n".join(lines)
 
 
-def comparison_section(c: Comparison) -> str:
-    out = [
-        "### Against the baseline",
-        "",
-        "| | baseline | this run | change |",
-        "| --- | ---: | ---: | ---: |",
-        f"| resolve rate | {c.base_rate:.1%} | {c.new_rate:.1%} | {c.delta * 100:+.1f} pp |",
-        "",
-        f"{len(c.newly_failing)} newly failing, {len(c.newly_resolved)} newly resolved of {c.common} "
-        f"instances with a verdict in both runs (exact McNemar test, p = {c.p_value:.3g}).",
-        "",
-    ]
-    apart = (("Newly failing", c.newly_failing), ("Newly resolved", c.newly_resolved),
-             ("Not compared, no verdict in this run", c.no_verdict_new),
-             ("Not compared, no verdict in the baseline", c.no_verdict_base),
-             ("Not compared, planned by one run only", c.only_in_one))
-    for title, ids in apart:
+def verdict_section(verdict: Verdict | None, shown: Shown) -> str:
+    if verdict is None:
+        return ""
+    # The reasons are ci-eval's own sentences (numbers and flags), never artifact text.
+    lines = [f"**Verdict: {verdict.word}**" + "".join(f"\n- {r}" for r in verdict.reasons)]
+    if verdict.word == "inconclusive":
+        lines.append("\nInconclusive " + ("**fails** this check (on-inconclusive: fail)." if shown.on_inconclusive
+                                          == "fail" else "is a warning here, not a failure (on-inconclusive: warn)."))
+    return "\n".join(lines) + "\n"
+
+
+def changes_section(report: Report, c: Comparison, shown: Shown) -> str:
+    f = c.full_set
+    rows = [f"| resolve rate on the {c.compared} compared instances | {c.base_rate:.1%} | {c.new_rate:.1%} | "
+            f"{points(c.delta)} points |"]
+    if f is not None:
+        interval = f" (95% CI {points(f.ci95[0])} to {points(f.ci95[1])})" if f.sampled else ""
+        rows.append(f"| full set, {'estimated from the sample' if f.sampled else 'the whole set ran'} | "
+                    f"{f.base_rate:.1%} | {f.rate:.1%} | {points(f.change)} points{interval} |")
+    out = ["### Against the baseline", "",
+           f"Baseline: {c.baseline_runs} run(s) of the base branch; each instance's baseline is how often they "
+           "resolved it.", "", "| | baseline | this run | change |", "| --- | ---: | ---: | ---: |", *rows, "",
+           f"This run resolved {c.resolved} of {c.tries} compared tries; if nothing had changed, about "
+           f"{c.expected:.1f} were expected. One-sided p = {c.p_worse:.3g} for fewer, {c.p_better:.3g} for more "
+           f"({c.test}, alpha {c.alpha:g}). "
+           + ("No drop is detectable with 80% probability here, even losing every resolve: compare more "
+              "instances, or more informative ones." if c.detectable_points is None else
+              f"A drop of {c.detectable_points:.1f} points of the full set ({c.detectable_drop:.0%} of its "
+              "resolves) would be flagged with 80% probability."), ""]
+    for title, ids in (("Newly failing", c.newly_failing), ("Newly resolved", c.newly_resolved)):
         if ids:
-            shown = ", ".join(f"`{i}`" for i in ids[:_LISTED]) + (" …" if len(ids) > _LISTED else "")
-            out += [f"**{title}:** {shown}", ""]
+            out += [f"#### {title} ({len(ids)})", "", "| instance | baseline | now | why | logs |",
+                    "| --- | ---: | --- | --- | --- |",
+                    *(_change_row(iid, report.instances[iid], c, shown) for iid in ids[:_LISTED]), ""]
+            if len(ids) > _LISTED:
+                out += [f"_… and {len(ids) - _LISTED} more in report.json._", ""]
+    if not c.newly_failing and not c.newly_resolved:
+        out += ["No instance changed side against the baseline's majority.", ""]
     return "\n".join(out)
+
+
+def _change_row(iid: str, e: InstanceResult, c: Comparison, shown: Shown) -> str:
+    t = c.frequencies[iid]
+    return (f"| {code(iid)} | resolved {t.resolved} of {t.tries} | {e.status} | {text(why(e))} | "
+            f"{_logs(iid, shown)} |")
+
+
+def _logs(iid: str, shown: Shown) -> str:
+    where = code(f"logs/{iid}/sample-0/")
+    return f"[artifact]({shown.logs_url}) {where}" if shown.logs_url else where
+
+
+def chart(c: Comparison) -> str:
+    """The resolve rate over the baseline runs and this run, on the compared instances (Mermaid)."""
+    if len(c.history) < 2:
+        return ""
+    labels = ", ".join(f'"{p.label}"' for p in c.history)
+    values = ", ".join(f"{p.rate * 100:.1f}" for p in c.history)
+    top = max(10, min(100, int(max(p.rate for p in c.history) * 100 // 10 + 2) * 10))
+    return "\n".join(["```mermaid", "xychart-beta", f'    title "Resolve rate (%) on the {c.compared} compared '
+                      'instances"', f"    x-axis [{labels}]", f'    y-axis "resolved (%)" 0 --> {top}',
+                      f"    bar [{values}]", "```", ""])
+
+
+def apart_section(report: Report, c: Comparison) -> str:
+    """What the paired numbers leave out: whole-run rates and the instances not compared."""
+    rate = report.resolve_rate
+    lines = ["### Not paired", "", f"Whole runs, over everything each planned (not the same instances): this run "
+             f"{rate.resolved} of {rate.planned} ({rate.rate:.1%}, 95% CI {rate.ci95[0]:.1%} to {rate.ci95[1]:.1%})"]
+    if c.whole_run_base is not None:
+        b = c.whole_run_base
+        lines[-1] += f"; the newest baseline run {b.resolved} of {b.planned} ({b.rate:.1%})."
+    lines.append("")
+    for title, ids in (("no verdict in this run", c.no_verdict_new), ("no verdict in the baseline", c.no_verdict_base),
+                       ("planned by one side only", c.only_in_one)):
+        if ids:
+            shown = ", ".join(code(i) for i in ids[:_LISTED]) + (" …" if len(ids) > _LISTED else "")
+            lines += [f"<details><summary>Not compared, {title}: {len(ids)}</summary>", "", shown, "", "</details>",
+                      ""]
+    return "\n".join(lines)
 
 
 def suspicious_section(report: Report) -> str:
@@ -94,7 +191,7 @@ def suspicious_section(report: Report) -> str:
     grades them, named here so that a person looks."""
     if not report.suspicious:
         return ""
-    rows = [f"| `{iid}` | {report.instances[iid].status} | {_cell('; '.join(report.instances[iid].suspicious))} |"
+    rows = [f"| {code(iid)} | {report.instances[iid].status} | {text('; '.join(report.instances[iid].suspicious))} |"
             for iid in report.suspicious[:_LISTED]]
     return "\n".join(["### Suspicious patches", "", "These patches touch test collection or configuration; their "
                       "verdict is the official harness's, but read them.", "", "| instance | status | touches |",
@@ -106,17 +203,42 @@ def status_section(report: Report) -> str:
     return "\n".join(["### Status", "", "| status | instances |", "| --- | ---: |", *rows, ""])
 
 
-def details_section(report: Report) -> str:
-    """Every instance that did not resolve, folded: why (status, error, failing tests), how the
-    agent's attempt ended, what it cost; infrastructure apart from the model's failures."""
+REASONS = {
+    Status.EMPTY_PATCH: "the agent changed no file",
+    Status.PATCH_FAILED: "the patch did not apply (git apply, --3way and patch --fuzz all refused it)",
+    Status.TIMEOUT: "the tests hung under the patch",
+    Status.TOO_SLOW: "the agent's wall clock cut it before its step limit",
+    Status.NOT_ATTEMPTED: "not run: the shard's deadline, or its shard never reported",
+    Status.UNREADABLE: "its result line is damaged",
+    Status.ERROR: "an infrastructure failure",
+}
+
+
+def why(e: InstanceResult) -> str:
+    """Every status says why, in a few words."""
+    if e.status == Status.UNRESOLVED:
+        tests = ", ".join(e.failing_tests[:3]) + (" …" if len(e.failing_tests) > 3 else "")
+        return f"tests still failing: {tests}" if tests else "the tests did not pass"
+    if e.status == Status.RESOLVED:
+        return "the tests pass"
+    reason = REASONS[e.status]
+    if e.error is not None:
+        reason += f": {e.error.message}"
+    if e.exit_reason and e.status in (Status.EMPTY_PATCH, Status.PATCH_FAILED):
+        reason += f" (the agent: {e.exit_reason} after {e.steps} steps)"
+    return reason
+
+
+def details_section(report: Report, shown: Shown) -> str:
+    """Every instance that did not resolve, folded: why, how the agent's attempt ended, what it
+    cost; infrastructure apart from the model's failures."""
     groups: dict[str, list[str]] = {"Model failures": [], "Too slow (no verdict)": [], "Without a verdict": []}
     unknown = set(report.no_verdict)
     for iid, e in report.instances.items():
         if e.status == Status.RESOLVED:
             continue
-        why = e.error.message if e.error else ", ".join(f"`{t}`" for t in e.failing_tests[:5])
         agent = f"{e.exit_reason} after {e.steps} steps, {e.tokens:,} tokens" if e.exit_reason else ""
-        row = f"| `{iid}` | {e.status} | {_cell(why)} | {_cell(agent)} | {e.time:.0f} s |"
+        row = f"| {code(iid)} | {e.status} | {text(why(e))} | {text(agent)} | {e.time:.0f} s | {_logs(iid, shown)} |"
         group = "Too slow (no verdict)" if e.status == Status.TOO_SLOW else "Without a verdict" if iid in unknown \
             else "Model failures"
         groups[group].append(row)
@@ -124,19 +246,31 @@ def details_section(report: Report) -> str:
     for title, rows in groups.items():
         if rows:
             out += [f"<details><summary>{title} ({len(rows)})</summary>", "",
-                    "| instance | status | why | agent | time |", "| --- | --- | --- | --- | ---: |", *rows, "",
-                    "</details>", ""]
+                    "| instance | status | why | agent | time | logs |", "| --- | --- | --- | --- | ---: | --- |",
+                    *rows, "", "</details>", ""]
     return "\n".join(out)
 
 
-def _cell(text: str) -> str:
-    """Text that stays inside one Markdown table cell."""
-    one_line = " ".join(str(text).split())
-    return (one_line[:200] + "…" if len(one_line) > 200 else one_line).replace("|", "\\|")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>])")
+
+
+def text(value: object, most: int = 200) -> str:
+    """Artifact text as plain text in a Markdown line or table cell: one line, at most `most`
+    characters, HTML escaped, Markdown's punctuation escaped, no @mention."""
+    one_line = " ".join(_CONTROL.sub(" ", str(value)).split())
+    cut = one_line[:most] + "…" if len(one_line) > most else one_line
+    return html.escape(_MARKDOWN.sub(r"\\\1", cut), quote=False).replace("@", "@\u2060")
+
+
+def code(value: object, most: int = 120) -> str:
+    """Artifact text as inline code: one line, no backtick that could end the span."""
+    one_line = " ".join(_CONTROL.sub(" ", str(value)).split()).replace("`", "'")
+    return f"`{one_line[:most]}`" if one_line else "``"
 
 
 def repo_section(report: Report) -> str:
-    rows = [f"| {repo} | {r.resolved} | {r.planned} | {r.rate:.1%} |" for repo, r in report.per_repo.items()]
+    rows = [f"| {text(repo)} | {r.resolved} | {r.planned} | {r.rate:.1%} |" for repo, r in report.per_repo.items()]
     return "\n".join(["### Per repository", "", "| repository | resolved | planned | rate |",
                       "| --- | ---: | ---: | ---: |", *rows, ""])
 
@@ -157,8 +291,33 @@ def model_time_section(report: Report) -> str:
 
 def slowest_section(report: Report) -> str:
     slow = sorted(report.instances.items(), key=lambda kv: -kv[1].time)[:_SLOWEST]
-    rows = [f"| `{iid}` | {e.status} | {e.time:.1f} s |" for iid, e in slow if e.time > 0]
+    rows = [f"| {code(iid)} | {e.status} | {e.time:.1f} s |" for iid, e in slow if e.time > 0]
     return "\n".join(["### Slowest instances", "", "| instance | status | time |", "| --- | --- | ---: |", *rows, ""])
+
+
+GLOSSARY = {
+    "compared instances": "those with a model verdict (resolved, or a model failure) in this run and in the "
+                          "baseline; the before → after is over these alone, so both sides count the same instances",
+    "baseline frequency": "how often the base branch's recent runs resolved an instance (r of n tries); agent runs "
+                          "are not repeatable, so one run is not the truth",
+    "points": "percentage points of the resolve rate: 5.0% → 3.0% is -2.0 points",
+    "p-value": "how likely this few (or this many) resolves would be if nothing had changed, given each instance's "
+               "baseline frequency and its uncertainty",
+    "alpha": "the false-alarm rate the gate accepts: a regression is called when p ≤ alpha",
+    "detectable drop": "the smallest fall of the full set's resolve rate that this comparison flags with 80% "
+                       "probability; a pass says nothing of smaller drops",
+    "full set": "all instances the sample stands for; its change is estimated from the sample's strata",
+    "informative sample": "instances drawn where the baseline's outcomes vary (stratified by history and "
+                          "repository), so that a small sample can see a change",
+    "no verdict": "infrastructure failure, too slow, not attempted or unreadable: never counted as a wrong answer",
+    "config hash": "a hash of every setting that changes what is measured; runs with different hashes are "
+                   "different experiments",
+}
+
+
+def glossary() -> str:
+    rows = "\n".join(f"- **{term}**: {meaning}" for term, meaning in GLOSSARY.items())
+    return f"<details><summary>Terms</summary>\n\n{rows}\n\n</details>\n"
 
 
 def truncate(text: str, limit: int) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_eval.contracts import Manifest, Record, UnreadableLine, read_manifest, same_run
+from ci_eval.contracts import Manifest, Record, SampleDesign, UnreadableLine, read_manifest, same_run
 from ci_eval.errors import InputError
 from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, scan_records
 
@@ -39,6 +39,7 @@ class Merged:
     warnings: list[str] = field(default_factory=list)
     unreadable: list[UnreadableLine] = field(default_factory=list)
     folders: dict[str, Path] = field(default_factory=dict)  # instance id -> the shard folder holding its logs
+    sample: SampleDesign | None = None  # how the plan drew its instances
 
     @property
     def of(self) -> int:
@@ -109,4 +110,5 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
     unreadable = [u for _, run in sorted(newest.items()) for u in run.unreadable]
     warnings += [f"could not read {u}" for u in unreadable]
     samples = first.manifest.samples
-    return Merged(first.manifest.identity, plan, samples, newest, missing, records, warnings, unreadable, folders)
+    return Merged(first.manifest.identity, plan, samples, newest, missing, records, warnings, unreadable, folders,
+                  first.manifest.sample)

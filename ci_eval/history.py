@@ -1,0 +1,56 @@
+"""A baseline history: earlier runs' reports, and each instance's frequency in them (resolved in
+r of n tries, every sample of every run a try)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ci_eval.contracts import BaselineTries, Report, Status, read_report
+from ci_eval.errors import InputError
+
+REPORT_FILE = "report.json"
+
+
+def report_paths(paths: Iterable[Path]) -> list[Path]:
+    """The report.json files named, or found below the folders named (a folder of downloaded reports)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            below = sorted(path.rglob(REPORT_FILE))
+            if not below:
+                raise InputError(f"{path} holds no {REPORT_FILE}; give report files or a folder of them")
+            found += below
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"{path} does not exist; give a report.json or a folder of them")
+    return found
+
+
+def load_history(paths: Iterable[Path]) -> list[Report]:
+    """The reports, oldest first (by their last record's end, then by path)."""
+    named = [(read_report(p), str(p)) for p in report_paths(paths)]
+    return [r for r, _ in sorted(named, key=lambda rp: (rp[0].finished_at, rp[1]))]
+
+
+def tries_in(report: Report) -> dict[str, BaselineTries]:
+    """One run's instances with a model verdict: its samples are its tries."""
+    out = {}
+    for iid, e in report.instances.items():
+        if e.status.verdict is None:
+            continue
+        tries = max(e.samples, 1)
+        resolved = e.resolved_samples if e.samples else int(e.status == Status.RESOLVED)
+        out[iid] = BaselineTries(resolved=resolved, tries=tries)
+    return out
+
+
+def frequencies(reports: Sequence[Report]) -> dict[str, BaselineTries]:
+    """Every instance any of the runs judged, with its tries summed over them."""
+    total: dict[str, BaselineTries] = {}
+    for report in reports:
+        for iid, t in tries_in(report).items():
+            was = total.get(iid, BaselineTries(resolved=0, tries=0))
+            total[iid] = BaselineTries(resolved=was.resolved + t.resolved, tries=was.tries + t.tries)
+    return total
