@@ -343,6 +343,7 @@ class Comparison(BaseModel):
     p_worse_best_case: float  # counting the instances without a verdict here as resolved
     detectable_drop: float | None  # relative: flagged with 80% probability (None: no drop is)
     detectable_points: float | None  # the same, in points of the full set's resolve rate
+    power: dict[str, float] = Field(default_factory=dict)  # relative drop -> the chance it is flagged
     full_set: FullSetChange | None = None
     frequencies: dict[str, BaselineTries] = Field(default_factory=dict)  # of the compared instances
     newly_failing: list[str] = Field(default_factory=list)  # resolved in most baseline tries, failed here

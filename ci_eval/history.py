@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from ci_eval.contracts import BaselineTries, Report, Status, read_report
 from ci_eval.errors import InputError
@@ -34,23 +35,32 @@ def load_history(paths: Iterable[Path]) -> list[Report]:
     return [r for r, _ in sorted(named, key=lambda rp: (rp[0].finished_at, rp[1]))]
 
 
-def tries_in(report: Report) -> dict[str, BaselineTries]:
+class Tries(NamedTuple):
+    """Resolved in `resolved` of `tries` tries (a plain tuple: histories hold thousands)."""
+
+    resolved: int
+    tries: int
+
+    def typed(self) -> BaselineTries:
+        return BaselineTries(resolved=self.resolved, tries=self.tries)
+
+
+def tries_in(report: Report) -> dict[str, Tries]:
     """One run's instances with a model verdict: its samples are its tries."""
     out = {}
     for iid, e in report.instances.items():
         if e.status.verdict is None:
             continue
-        tries = max(e.samples, 1)
         resolved = e.resolved_samples if e.samples else int(e.status == Status.RESOLVED)
-        out[iid] = BaselineTries(resolved=resolved, tries=tries)
+        out[iid] = Tries(resolved, max(e.samples, 1))
     return out
 
 
-def frequencies(reports: Sequence[Report]) -> dict[str, BaselineTries]:
+def frequencies(reports: Sequence[Report]) -> dict[str, Tries]:
     """Every instance any of the runs judged, with its tries summed over them."""
-    total: dict[str, BaselineTries] = {}
+    total: dict[str, Tries] = {}
     for report in reports:
-        for iid, t in tries_in(report).items():
-            was = total.get(iid, BaselineTries(resolved=0, tries=0))
-            total[iid] = BaselineTries(resolved=was.resolved + t.resolved, tries=was.tries + t.tries)
+        for iid, (resolved, tries) in tries_in(report).items():
+            was = total.get(iid, (0, 0))
+            total[iid] = Tries(was[0] + resolved, was[1] + tries)
     return total

@@ -16,7 +16,8 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 
-from ci_eval.contracts import BaselineTries, SampleDesign, Stratum
+from ci_eval.contracts import SampleDesign, Stratum
+from ci_eval.history import Tries
 from ci_eval.instances import Instance
 
 FLOOR_SHARE = 0.1  # of the sample, at least, for every stratum (as far as it has instances)
@@ -34,7 +35,7 @@ def at_random(chosen: Sequence[Instance], population: int, seed: int) -> SampleD
                         strata=[Stratum(name="all", population=population, chosen=[i.instance_id for i in chosen])])
 
 
-def informative(instances: Sequence[Instance], history: Mapping[str, BaselineTries], size: int, seed: int,
+def informative(instances: Sequence[Instance], history: Mapping[str, Tries], size: int, seed: int,
                 runs: int) -> tuple[list[Instance], SampleDesign]:
     """`size` of the instances, stratified by their history (dataset order kept)."""
     groups: dict[str, list[Instance]] = {EVER: [], NEVER: [], UNTRIED: []}
@@ -71,7 +72,7 @@ def allocate(sizes: Mapping[str, int], sds: Mapping[str, float], total: int) -> 
     return out
 
 
-def _spread(tries: Sequence[BaselineTries]) -> float:
+def _spread(tries: Sequence[Tries]) -> float:
     """sigma: the root of the mean r/n (1 - r/n)."""
     seen = [t.resolved / t.tries for t in tries if t.tries]
     return math.sqrt(sum(p * (1 - p) for p in seen) / len(seen)) if seen else 0.5

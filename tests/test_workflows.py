@@ -288,7 +288,7 @@ def test_play_the_workflow_locally_with_a_rerun_shard(tmp_path: Path) -> None:
     report = json.loads((aggregator.temp / "ci-eval-report" / "report.json").read_text())
     assert report["shards"]["attempts"] == {"0": 1, "1": 1, "2": 2}
     assert report["totals"]["by_status"] == {"resolved": len(rows())}
-    assert (aggregator.temp / "summary.md").read_text().startswith(f"## ci-eval: {len(rows())} of {len(rows())}")
+    assert (aggregator.temp / "summary.md").read_text().startswith(f"## ✅ pass — ci-eval: {len(rows())} of {len(rows())}")
     assert (aggregator.temp / "ci-eval-report" / "junit.xml").read_text().count("<testcase") == len(rows())
 
 
@@ -303,9 +303,20 @@ def test_shell_scripts_pass_shellcheck() -> None:
 
 FAKE_GH = """#!/usr/bin/env python3
 # A stand-in for the GitHub CLI: `gh api [-X METHOD] [--paginate] PATH [--input -]` answers GETs
-# from a JSON file of path -> response and logs every call (with its body) to FAKE_GH_LOG.
-import json, os, sys
+# from a JSON file of path -> response and logs every call (with its body) to FAKE_GH_LOG;
+# `gh run download RUN --repo R --name NAME --dir DIR` copies the file the answers name for
+# "download RUN NAME" into DIR, as gh extracts an artifact's files there.
+import json, os, shutil, sys
 args = sys.argv[1:]
+if args[:2] == ["run", "download"]:
+    answers = json.load(open(os.environ["FAKE_GH_ANSWERS"]))
+    source = answers[f"download {args[2]} {args[args.index('--name') + 1]}"]
+    target = args[args.index("--dir") + 1]
+    os.makedirs(target, exist_ok=True)
+    shutil.copy(source, os.path.join(target, os.path.basename(source)))
+    with open(os.environ.get("FAKE_GH_LOG", os.devnull), "a") as log:
+        log.write(json.dumps({"method": "DOWNLOAD", "path": args[2], "body": None, "fields": []}) + "\\n")
+    sys.exit(0)
 assert args[0] == "api", args
 method = args[args.index("-X") + 1] if "-X" in args else "GET"
 path = next(a for a in args[1:] if "/" in a)
@@ -328,67 +339,95 @@ print(answer if isinstance(answer, str) else json.dumps(answer))
 """
 
 
-def play_baseline(tmp_path: Path, answers: dict[str, Any]) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+def play_baseline(tmp_path: Path, answers: dict[str, Any], runs: str = "5",
+                  action: Path = ROOT / "aggregate" / "action.yml") -> tuple[subprocess.CompletedProcess[str], Runner]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     (bin_dir / "gh").write_text(FAKE_GH)
     (bin_dir / "gh").chmod(0o755)
     (tmp_path / "answers.json").write_text(json.dumps(answers))
-    runner = Runner(tmp_path / "aggregate")
-    done = runner.run(ROOT / "aggregate" / "action.yml", "find",
-                      {"baseline-branch": "main", "artifact-prefix": "ci-eval"},
+    runner = Runner(tmp_path / "job")
+    done = runner.run(action, "find",
+                      {"baseline-branch": "main", "artifact-prefix": "ci-eval", "baseline-runs": runs,
+                       "sample-size": "4"},
                       {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_GH_ANSWERS": str(tmp_path / "answers.json"),
                        "GITHUB_WORKFLOW_REF": "me/app/.github/workflows/eval.yml@refs/heads/main",
                        "GITHUB_REPOSITORY": "me/app"})
-    env_repo = _step(ROOT / "aggregate" / "action.yml", "find")["env"]["REPO"]
+    env_repo = _step(action, "find")["env"]["REPO"]
     assert env_repo == "${{ github.repository }}"
-    return done, runner.outputs["find"]
+    return done, runner
 
 
-RUNS = "repos/me/app/actions/workflows/eval.yml/runs?branch=main&event=push&per_page=30"  # status= is filtered
+RUNS = "repos/me/app/actions/workflows/eval.yml/runs?branch=main&per_page=100"  # status= is filtered
 
 
-def test_the_baseline_is_the_newest_report_of_our_own_push_runs(tmp_path: Path) -> None:
+def gold_report(tmp_path: Path) -> Path:
+    """A real report.json: the bundled demo graded with its gold patches."""
+    ci_eval = shutil.which("ci-eval") or "ci-eval"
+    subprocess.run([ci_eval, "shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--predictions",
+                    "gold", "--sandbox", "local", "--output", str(tmp_path / "gold-shard")], check=True,
+                   capture_output=True)
+    subprocess.run([ci_eval, "aggregate", str(tmp_path / "gold-shard"), "--output", str(tmp_path / "gold-report")],
+                   check=True, capture_output=True)
+    return tmp_path / "gold-report" / "report.json"
+
+
+def test_the_baseline_is_a_history_of_our_own_push_and_schedule_runs(tmp_path: Path) -> None:
     if shutil.which("jq") is None:
         need("jq", "CI_EVAL_REQUIRE_LINTERS", "it is not installed (apt-get install jq)")
+    me, fork = {"full_name": "me/app"}, {"full_name": "fork/app"}
     runs = {"workflow_runs": [
-        {"id": 40, "head_repository": {"full_name": "me/app"}, "conclusion": "failure"},  # a shard failed: no report
-        {"id": 30, "head_repository": {"full_name": "fork/app"}},  # a fork's branch called main
-        {"id": 20, "head_repository": {"full_name": "me/app"}},  # the eval was skipped: no report
-        {"id": 15, "head_repository": {"full_name": "me/app"}},  # its report expired
-        {"id": 10, "head_repository": {"full_name": "me/app"}},
+        {"id": 50, "head_repository": me, "event": "schedule"},
+        {"id": 45, "head_repository": me, "event": "pull_request"},  # a pull request's run: not a baseline
+        {"id": 40, "head_repository": me, "event": "push", "conclusion": "failure"},  # a shard failed; it has a report
+        {"id": 30, "head_repository": fork, "event": "push"},  # a fork's branch called main
+        {"id": 20, "head_repository": me, "event": "push"},  # the eval was skipped: no report
+        {"id": 15, "head_repository": me, "event": "push"},  # its report expired
+        {"id": 10, "head_repository": me, "event": "push"},
+        {"id": 5, "head_repository": me, "event": "push"},  # beyond baseline-runs
     ]}
-    artifacts = {
-        "repos/me/app/actions/runs/30/artifacts?name=ci-eval-report": {"artifacts": [{"expired": False}]},
+    report = gold_report(tmp_path)
+    live = {"artifacts": [{"expired": False}]}
+    answers: dict[str, Any] = {RUNS: runs, **{
+        f"repos/me/app/actions/runs/{run}/artifacts?name=ci-eval-report": live for run in (50, 45, 40, 30, 10, 5)},
         "repos/me/app/actions/runs/15/artifacts?name=ci-eval-report": {"artifacts": [{"expired": True}]},
-        "repos/me/app/actions/runs/10/artifacts?name=ci-eval-report": {"artifacts": [{"expired": False}]},
-    }
-    done, outputs = play_baseline(tmp_path / "found", {RUNS: runs, **artifacts})
-    assert done.returncode == 0, done.stderr
-    assert outputs["run-id"] == "10" and outputs["report"].endswith("ci-eval-baseline/report.json")
+        **{f"download {run} ci-eval-report": str(report) for run in (50, 45, 40, 30, 10, 5)}}
+    done, runner = play_baseline(tmp_path / "found", answers, runs="3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    outputs = runner.outputs["find"]
+    assert outputs["run-ids"] == "50 40 10"
+    assert sorted(p.name for p in Path(outputs["reports"]).iterdir()) == ["run-10", "run-40", "run-50"]
 
-    # The newest push run failed (a shard exited 1) but made its report: that report is the baseline.
-    failed = {"repos/me/app/actions/runs/40/artifacts?name=ci-eval-report": {"artifacts": [{"expired": False}]}}
-    done, outputs = play_baseline(tmp_path / "failed", {RUNS: runs, **artifacts, **failed})
-    assert done.returncode == 0 and outputs["run-id"] == "40", done.stdout + done.stderr
-
-    # The baseline run lacks the artifact: a notice, and an inconclusive verdict that is not red.
-    done, outputs = play_baseline(tmp_path / "none", {RUNS: {"workflow_runs": runs["workflow_runs"][:3]}})
-    assert done.returncode == 0, done.stderr
-    assert "run-id" not in outputs and outputs["missing"] == "true" and "::notice" in done.stdout
+    # The same history draws the plan action's sample, and judges the aggregate.
+    planner = play_baseline(tmp_path / "plan", answers, runs="3", action=ROOT / "plan" / "action.yml")[1]
+    assert planner.outputs["find"]["run-ids"] == "50 40 10"
     aggregator = Runner(tmp_path / "agg")
-    per_artifact = aggregator.temp / "ci-eval-artifacts"
-    plan = tmp_path / "plan.json"
-    subprocess.run([shutil.which("ci-eval") or "ci-eval", "plan", "--of", "1", "--dataset", str(INSTANCES),
-                    "--output", str(plan)], check=True, capture_output=True)
-    subprocess.run([shutil.which("ci-eval") or "ci-eval", "shard", "--index", "0", "--plan", str(plan),
-                    "--predictions", "gold", "--sandbox", "local", "--output", str(per_artifact / "shard-0")],
-                   check=True, capture_output=True)
+    subprocess.run([shutil.which("ci-eval") or "ci-eval", "shard", "--index", "0", "--of", "1", "--dataset",
+                    str(INSTANCES), "--predictions", "gold", "--sandbox", "local", "--output",
+                    str(aggregator.temp / "ci-eval-artifacts" / "shard-0")], check=True, capture_output=True)
+    aggregator.outputs["find"] = outputs
+    agg = aggregator.run(ROOT / "aggregate" / "action.yml", "aggregate", {})
+    assert agg.returncode == 0, agg.stdout + agg.stderr
+    judged = json.loads((aggregator.temp / "ci-eval-report" / "report.json").read_text())
+    assert judged["comparison"]["baseline_runs"] == 3 and judged["comparison"]["compared"] == len(rows())
+    assert aggregator.outputs["aggregate"]["verdict"] == "pass"
+
+    # No run has a report: a notice, and an inconclusive verdict that is not red.
+    done, runner = play_baseline(tmp_path / "none", {RUNS: {"workflow_runs": runs["workflow_runs"][3:6]}})
+    assert done.returncode == 0, done.stderr
+    outputs = runner.outputs["find"]
+    assert "reports" not in outputs and outputs["missing"] == "true" and "::notice" in done.stdout
+    aggregator = Runner(tmp_path / "agg-none")
+    subprocess.run([shutil.which("ci-eval") or "ci-eval", "shard", "--index", "0", "--of", "1", "--dataset",
+                    str(INSTANCES), "--predictions", "gold", "--sandbox", "local", "--output",
+                    str(aggregator.temp / "ci-eval-artifacts" / "shard-0")], check=True, capture_output=True)
     aggregator.outputs["find"] = outputs
     agg = aggregator.run(ROOT / "aggregate" / "action.yml", "aggregate", {"max-new-failures": "0"})
     assert agg.returncode == 0, agg.stdout + agg.stderr
     assert aggregator.outputs["aggregate"]["verdict"] == "inconclusive"
     assert "no baseline report" in (aggregator.temp / "summary.md").read_text()
+    failing = aggregator.run(ROOT / "aggregate" / "action.yml", "aggregate", {"on-inconclusive": "fail"})
+    assert failing.returncode == 3, failing.stdout + failing.stderr
 
 
 def test_a_rerun_resumes_from_the_newest_attempt_by_number(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from typing import Final
 
 from ci_eval.contracts import (
     EXIT_CODES,
-    BaselineTries,
     Comparison,
     FullSetChange,
     HistoryPoint,
@@ -17,7 +16,7 @@ from ci_eval.contracts import (
     Stratum,
     Verdict,
 )
-from ci_eval.history import frequencies, tries_in
+from ci_eval.history import Tries, frequencies, tries_in
 from ci_eval.report.stats import Gate, beta_prior, stratified
 
 PASS: Final = "pass"
@@ -25,6 +24,7 @@ REGRESSION: Final = "regression"
 INCONCLUSIVE: Final = "inconclusive"
 ALPHA = 0.05
 POWER = 0.8  # the detectable drop is the one flagged this often
+CURVE = (0.2, 0.4, 0.6, 0.8, 1.0)  # the relative drops whose power a comparison states
 Z95 = 1.959964
 TEST = "exact beta-binomial (empirical-Bayes prior over the baseline history)"
 
@@ -68,8 +68,9 @@ def compare(history: Sequence[Report], new: Report, alpha: float = ALPHA) -> Com
         p_worse_best_case=round(best.p_worse(resolved + sum(best.tries[len(judged):])), 6),
         detectable_drop=None if drop is None else round(drop, 4),
         detectable_points=None if drop is None else round(drop * full_rate * 100, 2),
+        power={f"{d:g}": round(gate.power(d), 4) for d in CURVE},
         full_set=_full_set(new.sample, judged, share, mine, gate, full_rate),
-        frequencies={i: freq[i] for i in judged},
+        frequencies={i: freq[i].typed() for i in judged},
         newly_failing=sorted((i for i in judged if share[i] >= 0.5 > mine[i]), key=lambda i: (-share[i], i)),
         newly_resolved=sorted((i for i in judged if mine[i] >= 0.5 > share[i]), key=lambda i: (share[i], i)),
         no_verdict_new=no_verdict_new,
@@ -81,7 +82,7 @@ def compare(history: Sequence[Report], new: Report, alpha: float = ALPHA) -> Com
     )
 
 
-def _point(label: str, tries: dict[str, BaselineTries], judged: list[str]) -> HistoryPoint:
+def _point(label: str, tries: dict[str, Tries], judged: list[str]) -> HistoryPoint:
     seen = [tries[i] for i in judged if i in tries]
     return HistoryPoint(label=label, rate=_rate(sum(t.resolved for t in seen), sum(t.tries for t in seen)),
                         judged=len(seen))

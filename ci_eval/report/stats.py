@@ -77,6 +77,9 @@ def beta_prior(tries: Sequence[tuple[int, int]]) -> Prior:
 
 def predictive(a: float, b: float, m: int, scale: float = 1.0) -> np.ndarray:
     """P(k of m tries resolve) when p ~ Beta(a, b), times `scale`: from the Beta's moments."""
+    if m == 1:  # the common case: one try is Bernoulli of the scaled mean
+        q = scale * a / (a + b)
+        return np.array([1 - q, q])
     moments = [1.0]
     for t in range(m):
         moments.append(moments[-1] * (a + t) / (a + b + t))
@@ -137,7 +140,7 @@ class Gate:
         if self.power(1.0) < power:
             return None
         low, high = 0.0, 1.0
-        for _ in range(30):
+        for _ in range(14):  # to 1e-4 of a relative drop
             mid = (low + high) / 2
             low, high = (low, mid) if self.power(mid) >= power else (mid, high)
         return high
