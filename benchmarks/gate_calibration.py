@@ -100,12 +100,14 @@ def simulate(args: argparse.Namespace) -> None:
             for run in range(args.runs):
                 for kind in kinds:
                     for size in args.sizes:
-                        settings = Settings(sample_size=size, sample_seed=h * 1000 + run,
-                                            sample_from=[folder] if kind == "informative" else [])
-                        chosen = [i.instance_id for i in choose(instances, settings)[0]]
-                        design = choose(instances, settings)[1]
+                        settings = Settings.model_validate({
+                            "sample_size": size, "sample_seed": h * 1000 + run,
+                            "sample_from": [folder] if kind == "informative" else []})
+                        picked, design = choose(instances, settings)
+                        chosen = [i.instance_id for i in picked]
 
-                        def verdict(scale: float, chosen: list[str] = chosen, design: object = design) -> object:
+                        def verdict(scale: float, chosen: list[str] = chosen, design: object = design,
+                                    p: dict[str, float] = p, history: list[Report] = history) -> object:
                             new = run_report(p, chosen, rng, scale).model_copy(update={"sample": design})
                             return judge(history, new, gate)
 
