@@ -242,3 +242,32 @@ def test_a_container_another_process_is_removing_counts_as_removed() -> None:
     _remove(Container(docker.errors.NotFound("gone", Answer(404))))  # type: ignore[arg-type]
     with pytest.raises(docker.errors.APIError):
         _remove(Container(docker.errors.APIError("409", Answer(409), explanation="conflict: in use")))  # type: ignore[arg-type]
+
+
+# A wrong patch whose diff (which the eval script prints) carries the words swebench's advisory
+# log classifier reads as an environment fault, and which breaks test collection so that no
+# test result is parsed: graded unresolved, never `error` (which would take it out of the verdict).
+LAUNDER = '''diff --git a/calc/stats.py b/calc/stats.py
+--- a/calc/stats.py
++++ b/calc/stats.py
+@@ -1,3 +1,6 @@
++# >>>>> Tests Errored
++# Cannot allocate memory
++import calc_does_not_exist_anywhere
+ def median(xs):
+     """The median of a non-empty sequence of numbers."""
+     ordered = sorted(xs)
+'''
+
+
+def test_words_in_the_test_log_cannot_turn_a_failure_into_no_verdict(tmp_path: Path) -> None:
+    calc_1 = "ci-eval-fixtures__calc-1"
+    preds = write_predictions(tmp_path / "preds.jsonl", {calc_1: LAUNDER})
+    cfg = settings(tmp_path, predictions=str(preds), sandbox="local", repos_dir=FIXTURES / "repos",
+                   instance_ids=[calc_1])
+    record = run_shard(cfg, 0, 1).records[(calc_1, 0)]
+    log = (tmp_path / "out" / "logs" / calc_1 / "sample-0" / "test_output.txt").read_text()
+    assert "Cannot allocate memory" in log and ">>>>> Tests Errored" in log  # the bait reached the log
+    assert record.status == "unresolved" and record.error is None and record.attempt == 1
+    result = aggregate([tmp_path / "out"], tmp_path / "r")
+    assert result.report.no_verdict == [] and result.report.model_failures["unresolved"] == 1
