@@ -40,7 +40,8 @@ def make_shards(root: Path, instances: int, shards: int) -> None:
                 "instance_id": iid, "repo": iid.rsplit("-", 1)[0].replace("__", "/"), "status": status,
                 "error": {"kind": "docker", "message": "x"} if status in ("error", "timeout") else None,
                 "patch": "diff --git a/x b/x\n" * 40,
-                "tests": {"FAIL_TO_PASS": {"failure": f2p}, "PASS_TO_PASS": {"success": p2p}},
+                "tests": {"FAIL_TO_PASS": {"success": f2p} if status == "resolved" else {"failure": f2p},
+                          "PASS_TO_PASS": {"success": p2p}},
                 "timings": {"total": 100.0 + n, "eval": 30.0}, "started_at": now(), "finished_at": now(),
             }).model_dump_json())
         (folder / "results.jsonl").write_text("\n".join(lines) + "\n")

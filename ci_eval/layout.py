@@ -3,6 +3,8 @@ can leave it, whatever an instance id says."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from ci_eval.errors import InputError
@@ -26,3 +28,29 @@ def within(root: Path, *parts: str) -> Path:
 def log_dir(root: Path, instance_id: str, sample: int) -> Path:
     """logs/<id>/sample-<k>/: the patch, apply log, test log and trajectory of one attempt."""
     return within(root / "logs", instance_id, f"sample-{sample}")
+
+
+def read_inside(root: Path, path: Path, tail: int | None = None) -> bytes | None:
+    """The bytes of a regular file that lies inside root itself (None when it is not one): no
+    symbolic link on the way, neither in the folders nor at the file (O_NOFOLLOW), so that an
+    artifact cannot make the aggregate read a file of the host. `tail`: only its last bytes."""
+    try:
+        inner = path.relative_to(root)
+    except ValueError:
+        return None
+    here = root
+    for part in inner.parts[:-1]:
+        here = here / part
+        if part == ".." or here.is_symlink():
+            return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if tail is not None:
+            f.seek(max(0, info.st_size - tail))
+        return f.read()

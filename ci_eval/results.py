@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ci_eval.contracts import Manifest, Record, UnreadableLine, read_manifest
+from ci_eval.contracts import Manifest, Record, Status, UnreadableLine, read_manifest
 from ci_eval.errors import InputError, one_line
+from ci_eval.layout import read_inside
 
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -97,9 +98,11 @@ def scan_records(path: Path) -> tuple[list[Record], list[UnreadableLine]]:
     Only a torn last line (no newline: the writer was killed mid-line) is cut silently; every
     line is written whole, so anything else that does not read is damage worth naming.
     """
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return [], [UnreadableLine(file=str(path), line=0, reason="results.jsonl is missing")]
-    data = path.read_bytes()
+    data = read_inside(path.parent, path)
+    if data is None:
+        return [], [UnreadableLine(file=str(path), line=0, reason="results.jsonl is not a regular file")]
     lines = data.split(b"\n")
     if lines and lines[-1]:
         lines.pop()  # torn
@@ -108,11 +111,34 @@ def scan_records(path: Path) -> tuple[list[Record], list[UnreadableLine]]:
         if not raw.strip():
             continue
         try:
-            records.append(Record.model_validate_json(raw))
+            record = Record.model_validate_json(raw)
         except ValueError as exc:
             unreadable.append(UnreadableLine(file=str(path), line=number, reason=one_line(exc),
                                              instance_id=_id_of(raw)))
+            continue
+        untrue = impossible(record)
+        if untrue:
+            unreadable.append(UnreadableLine(file=str(path), line=number, reason=untrue,
+                                             instance_id=record.instance_id))
+        else:
+            records.append(record)
     return records, unreadable
+
+
+def impossible(record: Record) -> str:
+    """Why a record cannot be what grading writes ("" when it can): resolved means a patch that
+    applied and made every FAIL_TO_PASS and PASS_TO_PASS test pass, so an artifact that says
+    resolved with no patch or no passing test was not written by a grader."""
+    if record.status != Status.RESOLVED:
+        return ""
+    tests = record.tests
+    if not record.patch.strip():
+        return "a resolved record with an empty patch cannot be true"
+    if tests.FAIL_TO_PASS.failure or tests.PASS_TO_PASS.failure:
+        return "a resolved record with failing tests cannot be true"
+    if not tests.FAIL_TO_PASS.success and not tests.PASS_TO_PASS.success:
+        return "a resolved record without one passing test cannot be true"
+    return ""
 
 
 def _id_of(raw: bytes) -> str | None:

@@ -271,3 +271,97 @@ def test_words_in_the_test_log_cannot_turn_a_failure_into_no_verdict(tmp_path: P
     assert record.status == "unresolved" and record.error is None and record.attempt == 1
     result = aggregate([tmp_path / "out"], tmp_path / "r")
     assert result.report.no_verdict == [] and result.report.model_failures["unresolved"] == 1
+
+
+def test_one_shards_artifact_cannot_speak_for_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_aggregate import PLAN, per_artifact, shard
+
+    root = tmp_path / "artifacts"
+    for n in range(3):
+        per_artifact(root, n, ["unresolved"] * 4)  # nothing resolved
+    # Shard 1's job adds a folder with a copy of shard 0's manifest, a later attempt, all resolved.
+    forged = root / "ci-eval-shard-1-attempt-1" / "shard-0-attempt-9"
+    shard(forged, 0, ["resolved"] * 4, attempt=9)
+    # … and a second folder of its own shard deeper in its artifact.
+    shard(root / "ci-eval-shard-1-attempt-1" / "a" / "shard-1-attempt-1", 1, ["resolved"] * 4)
+    result = aggregate([root], tmp_path / "r")
+    assert result.report.resolve_rate.resolved == 0
+    assert sum("not taken" in w and "shard-0-attempt-9" in w for w in result.report.warnings) == 1
+    assert any("second shard folder in the artifact ci-eval-shard-1-attempt-1" in w for w in result.report.warnings)
+    # An attempt later than the workflow run's own cannot exist.
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_RUN_ATTEMPT", "1")
+    late = tmp_path / "late"
+    for n in range(3):
+        per_artifact(late, n, ["unresolved"] * 4)
+    per_artifact(late, 2, ["resolved"] * 4, attempt=5)
+    judged = aggregate([late], tmp_path / "r2")
+    assert judged.report.resolve_rate.resolved == 0 and any("claims attempt 5" in w for w in judged.report.warnings)
+    # Records that grading cannot write: resolved with an empty patch, or with no passing test.
+    lies = tmp_path / "lies"
+    folder = per_artifact(lies, 0, ["unresolved"] * 4)
+    lines = (folder / "results.jsonl").read_text().splitlines()
+    lying = [json.loads(line) | {"status": "resolved", "tests": {}} for line in lines]
+    lying[0]["patch"] = ""
+    lying[1]["patch"] = "diff --git a/x b/x\n"
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lying))
+    for n in (1, 2):
+        per_artifact(lies, n, ["unresolved"] * 4)
+    told = aggregate([lies], tmp_path / "r3").report
+    assert told.resolve_rate.resolved == 0 and told.instances[PLAN[0][0]].status == "unreadable"
+    assert any("empty patch cannot be true" in w for w in told.warnings)
+    assert any("without one passing test cannot be true" in w for w in told.warnings)
+
+
+def test_the_aggregate_reads_no_file_an_artifact_links_to(tmp_path: Path) -> None:
+    from tests.test_aggregate import PLAN, per_artifact
+
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("HOST SECRET\n")
+    root = tmp_path / "artifacts"
+    folder = per_artifact(root, 0, ["unresolved"] * 4)
+    for n in (1, 2):
+        per_artifact(root, n, ["unresolved"] * 4)
+    logs = folder / "logs" / PLAN[0][0] / "sample-0"
+    logs.mkdir(parents=True)
+    (logs / "test_output.txt").symlink_to(secret)
+    linked = folder / "logs" / PLAN[0][1]
+    linked.symlink_to(tmp_path, target_is_directory=True)  # a folder link: sample-0/… lies outside
+    (tmp_path / "sample-0").mkdir()
+    (tmp_path / "sample-0" / "test_output.txt").write_text("HOST SECRET\n")
+    other = per_artifact(tmp_path / "elsewhere", 1, ["resolved"] * 4)
+    (root / "ci-eval-shard-1-attempt-1" / "shard-1-attempt-1" / "results.jsonl").unlink()
+    (root / "ci-eval-shard-1-attempt-1" / "shard-1-attempt-1" / "results.jsonl").symlink_to(other / "results.jsonl")
+    result = aggregate([root], tmp_path / "r")
+    for name in ("report.json", "junit.xml", "summary.md"):
+        assert "HOST SECRET" not in (tmp_path / "r" / name).read_text(), name
+    assert result.report.resolve_rate.resolved == 0
+    assert any("not a regular file" in w for w in result.report.warnings)
+
+
+def test_artifact_text_cannot_run_workflow_commands_or_write_markdown(tmp_path: Path) -> None:
+    from tests.test_aggregate import PLAN, per_artifact
+
+    root = tmp_path / "artifacts"
+    folder = per_artifact(root, 0, ["unresolved", "unresolved", "unresolved", "error"])
+    for n in (1, 2):
+        per_artifact(root, n, ["unresolved"] * 4)
+    lines = (folder / "results.jsonl").read_text().splitlines()
+    evil = json.loads(lines[3])
+    evil["error"]["message"] = ("</details></table> @org/security-team ![x](https://evil.example/x.png) "
+                                "<img src=x> <h1>ALL GREEN</h1> `code` | pipe")
+    damaged = json.loads(lines[0]) | {"instance_id": "x\n::error title=pwned::owned\n::add-mask::resolved\n"
+                                      "::stop-commands::TOKEN\n", "status": "not-a-status"}
+    (folder / "results.jsonl").write_text("\n".join([json.dumps(damaged), *lines[1:3], json.dumps(evil)]) + "\n")
+    out = subprocess.run([sys.executable, "-m", "ci_eval", "aggregate", str(root), "--output", str(tmp_path / "r")],
+                         capture_output=True, text=True)
+    assert out.returncode == 3, out.stderr
+    for line in (out.stdout + out.stderr).splitlines():
+        assert not line.lstrip().startswith("::"), line  # no line GitHub would run as a command
+    assert "::error title=pwned" in out.stderr  # it is there, inside one ci-eval line
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    assert "<h1>" not in summary and "<img" not in summary and "</table>" not in summary
+    assert "](https://evil.example" not in summary and "@org/security-team" not in summary
+    assert "&lt;h1&gt;ALL GREEN" in summary and PLAN[0][3] in summary
+    comment = (tmp_path / "r" / "comment.md").read_text()
+    assert "<h1>" not in comment and "::add-mask::" not in comment.replace("\\", "")

@@ -28,10 +28,11 @@ STATUSES = ["resolved", "unresolved", "resolved", "error"]
 
 def record(iid: str, status: str, sample: int = 0, seconds: float = 10.0) -> Record:
     error = {"kind": "docker", "message": "daemon went away"} if status in ("error", "timeout") else None
-    tests = {"FAIL_TO_PASS": {"success": [], "failure": ["t.py::test_x"]}} if status == "unresolved" else {}
+    tests = {"FAIL_TO_PASS": {"success": [], "failure": ["t.py::test_x"]}} if status == "unresolved" else \
+        {"FAIL_TO_PASS": {"success": ["t.py::test_x"]}} if status == "resolved" else {}
     return Record.model_validate({
         "instance_id": iid, "repo": iid.rsplit("-", 1)[0].replace("__", "/"), "sample": sample, "status": status,
-        "error": error, "tests": tests, "timings": {"total": seconds, "eval": seconds / 2},
+        "error": error, "tests": tests, "patch": "diff --git a/x b/x\n" if status != "empty_patch" else "", "timings": {"total": seconds, "eval": seconds / 2},
         "agent": {"prompt_tokens": 100, "completion_tokens": 10}, "started_at": now(), "finished_at": now(),
     })
 

@@ -16,8 +16,10 @@ from tests.conftest import INSTANCES
 
 
 def rec(iid: str, status: str = "resolved", attempt: int = 1) -> Record:
+    passed = {"patch": "diff --git a/x b/x\n", "tests": {"FAIL_TO_PASS": {"success": ["t"]}}} \
+        if status == "resolved" else {}
     return Record.model_validate({"instance_id": iid, "repo": "r/r", "status": status, "attempt": attempt,
-                                  "started_at": now(), "finished_at": now()})
+                                  "started_at": now(), "finished_at": now(), **passed})
 
 
 def test_torn_last_line_is_cut_and_appends_continue(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from ci_eval.contracts import (
     Totals,
     UsageTotals,
 )
-from ci_eval.layout import APPLY_LOG, TEST_LOG, log_dir
+from ci_eval.layout import APPLY_LOG, TEST_LOG, read_inside
 from ci_eval.report.merge import Merged
 from ci_eval.report.stats import pass_at_k, wilson
 
@@ -126,17 +126,15 @@ def _instance(iid: str, merged: Merged, damaged: bool) -> InstanceResult:
 
 
 def _log_tail(folder: Path | None, iid: str) -> str:
-    """The end of what says why it failed: the test log, else the patch-apply log."""
+    """The end of what says why it failed: the test log, else the patch-apply log (regular files
+    inside the shard folder only: an artifact's link to a host file is not followed)."""
     if folder is None:
         return ""
-    logs = log_dir(folder, iid, 0)
+    logs = folder / "logs" / iid / "sample-0"
     for name in (TEST_LOG, APPLY_LOG):
-        path = logs / name
-        if path.is_file():
-            with path.open("rb") as f:
-                f.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
-                text = f.read().decode("utf-8", errors="replace")
-            return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
+        data = read_inside(folder, logs / name, tail=LOG_TAIL_BYTES)
+        if data is not None:
+            return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:])
     return ""
 
 

@@ -252,7 +252,7 @@ def details_section(report: Report, shown: Shown) -> str:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>])")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")  # < > & are html.escape's
 
 
 def text(value: object, most: int = 200) -> str:

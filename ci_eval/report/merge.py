@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 from ci_eval.contracts import Manifest, Record, SampleDesign, UnreadableLine, read_manifest, same_run
 from ci_eval.errors import InputError
+from ci_eval.github import in_actions, run_attempt
 from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, scan_records
 
 
@@ -18,6 +20,8 @@ class ShardRun:
     manifest: Manifest
     records: dict[tuple[str, int], Record]
     unreadable: list[UnreadableLine] = field(default_factory=list)
+    refused: str = ""  # why this folder is not taken as the shard it claims to be
+    artifact: Path | None = None  # the artifact's folder (the first below the root), when named as one
 
     @property
     def index(self) -> int:
@@ -50,6 +54,10 @@ class Merged:
         return [iid for ids in self.plan for iid in ids]
 
 
+# What paths.sh and the shard action name a shard's folder and artifact.
+NAMED = re.compile(r"(?:.+-)?shard-(\d+)-attempt-(\d+)")
+
+
 def find_shards(paths: Iterable[Path]) -> list[ShardRun]:
     """Every shard folder below the paths: one folder per artifact, or all merged into one."""
     runs = []
@@ -57,16 +65,60 @@ def find_shards(paths: Iterable[Path]) -> list[ShardRun]:
         if not root.exists():
             raise InputError(f"{root} does not exist")
         for manifest in sorted(root.rglob(MANIFEST_FILE)):
+            if not _regular(root, manifest):
+                continue
             data = read_manifest(manifest)
             records, unreadable = scan_records(manifest.parent / RESULTS_FILE)
             # a line stamped by another run (its folder reused) is not this shard's result
             own = data.identity.get("config_hash")
             records = [r for r in records if r.run is None or r.run == own]
-            runs.append(ShardRun(manifest.parent, data, {r.key: r for r in records}, unreadable))
+            parts = manifest.parent.relative_to(root).parts
+            artifact = root / parts[0] if parts and NAMED.fullmatch(parts[0]) else None
+            runs.append(ShardRun(manifest.parent, data, {r.key: r for r in records}, unreadable,
+                                 _refusal(root, manifest.parent, data), artifact))
+    return _one_per_artifact(runs)
+
+
+def _regular(root: Path, path: Path) -> bool:
+    """A file the artifact holds itself: no symbolic link on the way from the root to it."""
+    here = path
+    while here != root and here != here.parent:
+        if here.is_symlink():
+            return False
+        here = here.parent
+    return True
+
+
+def _refusal(root: Path, folder: Path, manifest: Manifest) -> str:
+    """Why a folder is not the shard its manifest claims: the artifact's or the folder's name
+    names another shard or attempt, or the attempt is later than this workflow run's."""
+    shard = manifest.shard
+    for name in {*folder.relative_to(root).parts, folder.name}:
+        match = NAMED.fullmatch(name)
+        if match and (int(match[1]), int(match[2])) != (shard.index, shard.attempt):
+            return f"{folder} holds the manifest of shard {shard.index} attempt {shard.attempt}, but lies in {name}"
+    if in_actions() and shard.attempt > run_attempt():
+        return f"{folder} claims attempt {shard.attempt} of shard {shard.index}; this run is at attempt {run_attempt()}"
+    return ""
+
+
+def _one_per_artifact(runs: list[ShardRun]) -> list[ShardRun]:
+    """An artifact holds one shard: a second manifest in it is not taken (the first, by path, is)."""
+    seen: dict[Path, ShardRun] = {}
+    for run in sorted(runs, key=lambda r: (len(r.folder.parts), str(r.folder))):  # the shallowest first
+        artifact = run.artifact
+        if artifact is None or run.refused:
+            continue
+        if artifact in seen:
+            run.refused = f"{run.folder} is a second shard folder in the artifact {artifact.name}"
+        else:
+            seen[artifact] = run
     return runs
 
 
 def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
+    set_aside = [f"not taken: {run.refused}" for run in runs if run.refused]
+    runs = [run for run in runs if not run.refused]
     if not runs:
         raise InputError("no shard results found (no manifest.json below the given folders)")
     first = runs[0]
@@ -81,7 +133,7 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
 
     plan = first.manifest.plan
     missing = [n for n in range(len(plan)) if n not in newest]
-    warnings = []
+    warnings = set_aside
     if missing:
         names = ", ".join(str(n) for n in missing)
         if not allow_partial:
