@@ -132,7 +132,7 @@ def simulate(args: argparse.Namespace) -> None:
     for kind in kinds:
         for size in args.sizes:
             fa = false_alarms[kind, size]
-            sim = next((d for d in GRID if statistics.mean(grid[kind, size, d]) >= 0.8), None)
+            sim = next((d for d in GRID if grid[kind, size, d] and statistics.mean(grid[kind, size, d]) >= 0.8), None)
             median = statistics.median(stated_drop[kind, size])
             print(f"| {kind} | {size} | {statistics.mean(fa):.3f} (of {len(fa)}) | "
                   f"{statistics.mean(flagged[kind, size]):.2f} | {statistics.mean(stated_power[kind, size]):.2f} | "

@@ -32,7 +32,8 @@ def record(iid: str, status: str, sample: int = 0, seconds: float = 10.0) -> Rec
         {"FAIL_TO_PASS": {"success": ["t.py::test_x"]}} if status == "resolved" else {}
     return Record.model_validate({
         "instance_id": iid, "repo": iid.rsplit("-", 1)[0].replace("__", "/"), "sample": sample, "status": status,
-        "error": error, "tests": tests, "patch": "diff --git a/x b/x\n" if status != "empty_patch" else "", "timings": {"total": seconds, "eval": seconds / 2},
+        "error": error, "tests": tests, "patch": "diff --git a/x b/x\n" if status != "empty_patch" else "",
+        "timings": {"total": seconds, "eval": seconds / 2},
         "agent": {"prompt_tokens": 100, "completion_tokens": 10}, "started_at": now(), "finished_at": now(),
     })
 
@@ -202,11 +203,12 @@ def test_baseline_verdict_and_github_files(tmp_path: Path, monkeypatch: pytest.M
     assert out["verdict"] == "regression" and out["newly-failing"] == "3" and out["resolved"] == "3"
     ok = aggregate([worse], tmp_path / "r2", baselines=[tmp_path / "base-report" / "report.json"],
                    gate=Gate(max_new_failures=3, fail_under=0.2))
-    # within the explicit limits, but 3 of 9 where the history predicts 6 is a significant drop at 5%
-    assert ok.verdict.word == "regression" and "significantly fewer" in ok.verdict.reasons[0]
+    # within the explicit limits; and from one baseline run, 3 of 9 where 6 resolved before is not a
+    # significant drop: inconclusive only because 3 instances have no verdict
+    assert ok.verdict.word == "inconclusive" and ok.comparison is not None and ok.comparison.p_worse > 0.05
     lenient = aggregate([worse], tmp_path / "r3", baselines=[tmp_path / "base-report" / "report.json"],
                         gate=Gate(alpha=0.01, max_new_failures=3, fail_under=0.2))
-    assert lenient.verdict.word == "inconclusive"  # not at 1%, and 3 instances have no verdict
+    assert lenient.verdict.word == "inconclusive"
 
 
 def test_cli_exit_codes_and_compare(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+import numpy as np
+
 from ci_eval.contracts import (
     EXIT_CODES,
     Comparison,
@@ -17,7 +19,7 @@ from ci_eval.contracts import (
     Verdict,
 )
 from ci_eval.history import Tries, frequencies, tries_in
-from ci_eval.report.stats import Gate, beta_prior, stratified
+from ci_eval.report.stats import Gate, fit_prior, posterior, stratified
 
 PASS: Final = "pass"
 REGRESSION: Final = "regression"
@@ -26,7 +28,7 @@ ALPHA = 0.05
 POWER = 0.8  # the detectable drop is the one flagged this often
 CURVE = (0.2, 0.4, 0.6, 0.8, 1.0)  # the relative drops whose power a comparison states
 Z95 = 1.959964
-TEST = "exact beta-binomial (empirical-Bayes prior over the baseline history)"
+TEST = "exact weighted likelihood-ratio test, empirical-Bayes prior over the baseline history"
 
 __all__ = ["ALPHA", "EXIT_CODES", "Comparison", "Verdict", "compare", "verdict"]
 
@@ -38,24 +40,24 @@ def _rate(k: float, n: float) -> float:
 def compare(history: Sequence[Report], new: Report, alpha: float = ALPHA) -> Comparison:
     """Paired over the instances both sides planned and judged; `history` oldest first."""
     freq = frequencies(history)
-    prior = beta_prior([(t.resolved, t.tries) for t in freq.values()])
+    prior = fit_prior([(t.resolved, t.tries) for t in freq.values()])
     now = tries_in(new)
     base_planned = {iid for report in history for iid in report.instances}
     both = sorted(set(new.instances) & base_planned)
     judged = [i for i in both if i in now and i in freq]
 
-    def posterior(iid: str) -> tuple[float, float]:
-        t = freq[iid]
-        return (prior[0] + t.resolved, prior[1] + t.tries - t.resolved)
+    def belief(iid: str) -> np.ndarray:
+        return posterior(prior, freq[iid].resolved, freq[iid].tries)
 
-    gate = Gate(tuple(posterior(i) for i in judged), tuple(now[i].tries for i in judged), alpha)
+    gate = Gate(tuple(belief(i) for i in judged), tuple(now[i].tries for i in judged), alpha)
     resolved = sum(now[i].resolved for i in judged)
     tries = sum(now[i].tries for i in judged)
     no_verdict_new = [i for i in both if new.instances[i].status.verdict is None]
     # The best this run could have done: its instances without a verdict all resolved.
     open_ = [i for i in no_verdict_new if i in freq]
-    best = Gate(gate.posteriors + tuple(posterior(i) for i in open_),
+    best = Gate(gate.posteriors + tuple(belief(i) for i in open_),
                 gate.tries + tuple(max(new.instances[i].samples, 1) for i in open_), alpha)
+    outcomes = tuple(now[i].resolved for i in judged)
     full_rate = sum(t.resolved / t.tries for t in freq.values()) / len(freq) if freq else 0.0
     drop = gate.detectable(POWER)
     share = {i: freq[i].resolved / freq[i].tries for i in judged}
@@ -64,8 +66,8 @@ def compare(history: Sequence[Report], new: Report, alpha: float = ALPHA) -> Com
         baseline_runs=len(history), compared=len(judged),
         base_rate=_rate(sum(share.values()), len(judged)), new_rate=_rate(resolved, tries),
         resolved=resolved, tries=tries, expected=round(gate.expected, 3), test=TEST, alpha=alpha,
-        p_worse=round(gate.p_worse(resolved), 6), p_better=round(gate.p_better(resolved), 6),
-        p_worse_best_case=round(best.p_worse(resolved + sum(best.tries[len(judged):])), 6),
+        p_worse=round(gate.p_worse(outcomes), 6), p_better=round(gate.p_better(outcomes), 6),
+        p_worse_best_case=round(best.p_worse(outcomes + best.tries[len(judged):]), 6),
         detectable_drop=None if drop is None else round(drop, 4),
         detectable_points=None if drop is None else round(drop * full_rate * 100, 2),
         power={f"{d:g}": round(gate.power(d), 4) for d in CURVE},
@@ -97,7 +99,7 @@ def _full_set(design: SampleDesign | None, judged: list[str], share: dict[str, f
     if design is None:  # a report older than sample designs: the compared instances are the set
         design = SampleDesign(kind="all", population=len(judged),
                               strata=[Stratum(name="all", population=len(judged), chosen=judged)])
-    mean_of = dict(zip(judged, (a / (a + b) for a, b in gate.posteriors), strict=True))
+    mean_of = dict(zip(judged, gate.means, strict=True))
     strata = []
     for s in design.strata:
         inside = [i for i in s.chosen if i in mean_of]
