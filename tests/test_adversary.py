@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import ci_eval
+from ci_eval.contracts import Status
 from ci_eval.gaming import suspicious
 from ci_eval.report.aggregate import Gate, aggregate
 from ci_eval.sandbox import isolation
@@ -270,7 +271,7 @@ def test_words_in_the_test_log_cannot_turn_a_failure_into_no_verdict(tmp_path: P
     assert "Cannot allocate memory" in log and ">>>>> Tests Errored" in log  # the bait reached the log
     assert record.status == "unresolved" and record.error is None and record.attempt == 1
     result = aggregate([tmp_path / "out"], tmp_path / "r")
-    assert result.report.no_verdict == [] and result.report.model_failures["unresolved"] == 1
+    assert result.report.no_verdict == [] and result.report.model_failures[Status.UNRESOLVED] == 1
 
 
 def test_one_shards_artifact_cannot_speak_for_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
