@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # The aggregate action's comment step: one comment per pull request and evaluation (found by a
-# hidden marker), updated in place on every run instead of piling up.
+# hidden marker), updated in place on every run instead of piling up. Only a comment that the
+# token's own user wrote is ours to update: anyone can post the marker, and a fake verdict under
+# it must not be what the pull request shows. When the update fails, a new comment is posted.
 set -euo pipefail
 marker="<!-- ci-eval:${PREFIX:-ci-eval} -->"
 body="$marker
 $(cat "$RUNNER_TEMP/ci-eval-report/comment.md")"
+# A personal or fine-grained token can name its user; GITHUB_TOKEN cannot (GET /user is refused)
+# and writes as github-actions[bot].
+me=$(gh api user --jq .login 2>/dev/null || true)
+me=${me:-github-actions[bot]}
 existing=$(gh api --paginate "repos/$REPO/issues/$PR/comments?per_page=100" \
-  | jq -r --arg marker "$marker" '.[] | select(.body | startswith($marker)) | .id' | head -n 1)
-if [ -n "$existing" ]; then
-  jq -n --arg body "$body" '{body: $body}' | gh api -X PATCH "repos/$REPO/issues/comments/$existing" --input - >/dev/null
+  | jq -r --arg marker "$marker" --arg me "$me" \
+      '.[] | select(.user.login == $me and (.body | startswith($marker))) | .id' | tail -n 1)
+payload=$(jq -n --arg body "$body" '{body: $body}')
+if [ -n "$existing" ] && gh api -X PATCH "repos/$REPO/issues/comments/$existing" --input - <<<"$payload" >/dev/null; then
   echo "updated comment $existing on #$PR"
 else
-  jq -n --arg body "$body" '{body: $body}' | gh api -X POST "repos/$REPO/issues/$PR/comments" --input - >/dev/null
+  gh api -X POST "repos/$REPO/issues/$PR/comments" --input - <<<"$payload" >/dev/null
   echo "commented on #$PR"
 fi

@@ -320,7 +320,7 @@ if args[:2] == ["run", "download"]:
     sys.exit(0)
 assert args[0] == "api", args
 method = args[args.index("-X") + 1] if "-X" in args else "GET"
-path = next(a for a in args[1:] if "/" in a)
+path = next(a for a in args[1:] if "/" in a or a == "user")
 body = json.load(sys.stdin) if "--input" in args else None
 fields = [args[i + 1] for i, a in enumerate(args) if a in ("-f", "-F")]
 # As the API does: status=success keeps successful runs, status=completed any that ended.
@@ -329,6 +329,12 @@ key = path.replace(f"status={wanted}&", "") if wanted else path
 with open(os.environ.get("FAKE_GH_LOG", os.devnull), "a") as log:
     log.write(json.dumps({"method": method, "path": path, "body": body, "fields": fields}) + "\\n")
 answers = json.load(open(os.environ["FAKE_GH_ANSWERS"]))
+if f"{method} {path}" in answers.get("fail", []):  # as the API refuses: a message and exit 1
+    print("HTTP 403: Resource not accessible by integration", file=sys.stderr)
+    sys.exit(1)
+if method == "GET" and key not in answers and path == "user":
+    print("HTTP 403: Resource not accessible by integration", file=sys.stderr)  # GITHUB_TOKEN
+    sys.exit(1)
 answer = answers.get(key, {"workflow_runs": [], "artifacts": []}) if method == "GET" else {}
 if wanted and "workflow_runs" in answer:
     ended = {"success": ("success",), "completed": ("success", "failure", "cancelled", "timed_out")}[wanted]
@@ -467,16 +473,28 @@ def test_one_pull_request_comment_is_created_then_updated(tmp_path: Path) -> Non
            "GITHUB_REPOSITORY": "me/app"}
     inputs = {"pr-number": "7", "artifact-prefix": "ci-eval", "comment": "true"}
 
-    answers.write_text(json.dumps({comments: [{"id": 1, "body": "LGTM"}]}))
+    bot, mallory = {"login": "github-actions[bot]"}, {"login": "mallory"}
+    fake = {"id": 3, "user": mallory, "body": "<!-- ci-eval:ci-eval -->\n## ✅ pass (forged)"}
+    answers.write_text(json.dumps({comments: [{"id": 1, "user": mallory, "body": "LGTM"}, fake]}))
     first = runner.run(ROOT / "aggregate" / "action.yml", "comment", inputs, env)
     assert first.returncode == 0, first.stderr
-    answers.write_text(json.dumps({comments: [{"id": 1, "body": "LGTM"},
-                                              {"id": 2, "body": "<!-- ci-eval:ci-eval -->\nold"}]}))
+    answers.write_text(json.dumps({comments: [{"id": 1, "user": mallory, "body": "LGTM"}, fake,
+                                              {"id": 2, "user": bot, "body": "<!-- ci-eval:ci-eval -->\nold"}]}))
     second = runner.run(ROOT / "aggregate" / "action.yml", "comment", inputs, env)
     assert second.returncode == 0, second.stderr
+    # A token that names its user (a personal token) matches that user's comment, not the bot's.
+    answers.write_text(json.dumps({"user": {"login": "mallory"}, comments: [fake]}))
+    assert runner.run(ROOT / "aggregate" / "action.yml", "comment", inputs, env).returncode == 0
+    # An update that fails (someone else's comment, a deleted one) posts a new comment instead.
+    answers.write_text(json.dumps({comments: [{"id": 2, "user": bot, "body": "<!-- ci-eval:ci-eval -->\nold"}],
+                                   "fail": ["PATCH repos/me/app/issues/comments/2"]}))
+    assert runner.run(ROOT / "aggregate" / "action.yml", "comment", inputs, env).returncode == 0
     calls = [json.loads(line) for line in log.read_text().splitlines() if json.loads(line)["method"] != "GET"]
     assert [(c["method"], c["path"]) for c in calls] == [
-        ("POST", "repos/me/app/issues/7/comments"), ("PATCH", "repos/me/app/issues/comments/2")]
+        ("POST", "repos/me/app/issues/7/comments"), ("PATCH", "repos/me/app/issues/comments/2"),
+        ("PATCH", "repos/me/app/issues/comments/3"), ("PATCH", "repos/me/app/issues/comments/2"),
+        ("POST", "repos/me/app/issues/7/comments")]
+    calls = [c for c in calls if c["body"]]
     first_lines = {c["body"]["body"].split("\n")[1] for c in calls}
     assert all(c["body"]["body"].startswith("<!-- ci-eval:ci-eval -->\n") for c in calls)
     assert all(line.startswith("## ✅ pass — ci-eval: 6 of 6 resolved") for line in first_lines)
