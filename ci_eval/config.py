@@ -28,6 +28,7 @@ DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
 # so they decide whether a run says something, never what it says.
 _NOT_IDENTITY = {"workers", "model_slots", "output", "repos_dir", "max_attempts", "api_key", "instance_ids",
                  "sample_from",  # where the history lay: what it chose is in the plan
+                 "image_pattern",  # which datasets may run, not what a run measures
                  "prune_images", "instance_timeout", "agent_timeout", "deadline_minutes", "request_timeout",
                  "model_down_minutes"}
 # What the time limits allow per agent step when they are not set: a safety net, about three
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
                                     json_schema_extra={"section": "select"})
     sample_seed: int = Field(0, description="The seed that draws --sample-size.",
                              json_schema_extra={"section": "select"})
+    image_pattern: str | None = Field(None, description="A regular expression every instance's image must match "
+                                      "[the official swebench/ namespace and the bundled demo's].",
+                                      json_schema_extra={"section": "select"})
     sample_from: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Baseline reports (files or folders, repeatable): draw --sample-size "
         "where their outcomes vary, stratified, instead of at random.", json_schema_extra={"section": "select"})
@@ -119,7 +123,7 @@ class Settings(BaseSettings):
     agent_config: Path | None = Field(None, description="TOML or YAML of prompts and limits over the packaged ones.")
     local_model: bool = Field(False, description="Start llama.cpp with Gemma 3 270M (extra: local-model) and use it.")
 
-    @field_validator("filter")
+    @field_validator("filter", "image_pattern")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:

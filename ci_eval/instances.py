@@ -41,6 +41,32 @@ def check_text(value: Any, what: str = "text") -> Any:
     return value
 
 
+# A Docker image reference, as distribution's reference grammar has it: an optional registry host
+# (with a port), lower-case path components, an optional tag and an optional sha256 digest.
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_HOST = rf"(?:localhost|{_LABEL}(?:\.{_LABEL})+)(?::[0-9]+)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REFERENCE = re.compile(rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+                             r"(?:@sha256:[a-f0-9]{64})?")
+# The images a dataset may name unless --image-pattern says otherwise: the official harness's
+# (SWE-bench's namespace on Docker Hub) and this project's bundled demo, which is built locally.
+OFFICIAL_IMAGES = (r"(?:docker\.io/)?swebench/sweb\.eval\.[a-z0-9_]+\.[a-z0-9_.-]+(?::[\w][\w.-]*)?"
+                   r"|ci-eval-fixtures/[a-z0-9_.-]+(?::[\w][\w.-]*)?")
+
+
+def allowed_images(instances: Sequence[Instance], pattern: str | None) -> None:
+    """Every instance's image matches `pattern` (the official namespace by default), or one line:
+    a dataset row picks the image its tests run in, so a row is not trusted to pick any."""
+    rule = re.compile(pattern or OFFICIAL_IMAGES)
+    outside = [i for i in instances if not rule.fullmatch(i.image)]
+    if outside:
+        first = outside[0]
+        raise InputError(f"{len(outside)} instance(s) name an image outside "
+                         f"{'--image-pattern' if pattern else 'the official swebench/ namespace'} "
+                         f"({first.instance_id}: {first.image[:80]!r}); pass --image-pattern REGEX to allow "
+                         "the images of your own dataset")
+
+
 def classic_image(instance_id: str) -> str:
     """The official harness's image for an instance (`__` is `_1776_` on Docker Hub)."""
     from swebench.task.checks import expected_image
@@ -147,6 +173,13 @@ class Instance(BaseModel):
     @classmethod
     def _id(cls, value: str) -> str:
         return check_id(value)
+
+    @field_validator("image")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        if not IMAGE_REFERENCE.fullmatch(value):
+            raise ValueError(f"{value[:80]!r} is not a Docker image reference (name[:tag][@sha256:digest])")
+        return value
 
     @field_validator("log_parser", "eval_type")
     @classmethod

@@ -11,7 +11,7 @@ from ci_eval.config import Settings
 from ci_eval.contracts import Plan, SampleDesign
 from ci_eval.errors import InputError
 from ci_eval.history import frequencies, load_history
-from ci_eval.instances import Instance, fingerprint, load_instances, select, subset
+from ci_eval.instances import Instance, allowed_images, fingerprint, load_instances, select, subset
 from ci_eval.partition import costs_for, plan, shards_for_budget
 from ci_eval.sample import at_random, informative, whole
 
@@ -26,6 +26,7 @@ def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
     dataset = load_instances(settings.dataset, settings.split, settings.revision)
     chosen, design = choose(dataset, settings)
     gradable(chosen)  # here, in the plan job, not after every shard has installed Ollama and the model
+    allowed_images(chosen, settings.image_pattern)
     most = min(len(chosen), MATRIX_LIMIT)
     costs = costs_for(chosen, timings)
     if of is None:

@@ -22,7 +22,7 @@ from ci_eval.config import Settings
 from ci_eval.contracts import Manifest, Plan, Record, Status, read_plan
 from ci_eval.errors import InputError
 from ci_eval.github import in_actions, run_attempt
-from ci_eval.instances import Instance
+from ci_eval.instances import Instance, allowed_images
 from ci_eval.model import RETRIES, OpenAIModel
 from ci_eval.partition import costliest_first, shard_ids
 from ci_eval.planfile import gradable, make_plan
@@ -77,6 +77,7 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
     by_id = {inst.instance_id: inst for inst in made.instances}
     planned = [by_id[iid] for iid in costliest_first(shard_ids(made.shards, index), made.costs)]
     gradable(planned)  # a plan file made by an older ci-eval may hold rows that cannot be graded
+    allowed_images(planned, settings.image_pattern)  # a plan file is an artifact: its rows are checked again
     settings, prompts = with_agent_config(settings)
     folder = settings.output or Path("ci-eval-results") / f"shard-{index}"
     writable(folder)
@@ -230,6 +231,7 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> Manife
             "base_url": settings.identity()["base_url"] if settings.predictions is None else None,
             "dataset": settings.dataset,
             "split": settings.split,
+            "revision": settings.revision,
             "dataset_fingerprint": made.dataset_fingerprint,
             "config_hash": settings.config_hash(),
             # what the agent could reach: a run with the network is not comparable with one without

@@ -132,3 +132,24 @@ def load_one(tmp_path: Path, row: dict[str, object]) -> Any:
     path = tmp_path / "one.jsonl"
     path.write_text(json.dumps(row) + "\n")
     return load_instances(str(path))[0]
+
+
+def test_a_rows_image_is_a_docker_reference_in_the_allowed_namespace(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ci_eval.cli import main
+
+    def plan(image: str, *flags: str) -> Any:
+        dataset = tmp_path / "images.jsonl"
+        dataset.write_text(json.dumps({**rows()[0], "image": image}) + "\n")
+        return CliRunner().invoke(main, ["plan", "--of", "1", "--dataset", str(dataset), *flags])
+
+    shell = plan("evil.example/x:latest; rm -rf /")
+    assert shell.exit_code == 2 and "is not a Docker image reference" in shell.output
+    assert shell.output.count("\n") == 1
+    outside = plan("evil.example/x:latest")
+    assert outside.exit_code == 2 and "outside the official swebench/ namespace" in outside.output
+    assert "--image-pattern" in outside.output
+    assert plan("evil.example/x:latest", "--image-pattern", r"evil\.example/.*").exit_code == 0
+    assert plan("swebench/sweb.eval.x86_64.django_1776_django-11099:latest").exit_code == 0
+    assert plan("ci-eval-fixtures/calc:1.0").exit_code == 0  # the bundled demo's own

@@ -169,11 +169,13 @@ def test_missing_image_is_pulled_once_and_never_again(docker_client: Any, regist
     dataset.write_text(json.dumps({**rows()[1], "image": image}) + "\n")
     try:
         since = int(time.time()) - 1
-        first = run_shard(settings(tmp_path / "a", dataset=str(dataset), predictions="gold", sandbox="docker"), 0, 1)
+        pattern = {"image_pattern": r"127\.0\.0\.1:[0-9]+/ci-eval-fixtures/.*"}  # a registry of its own
+        first = run_shard(settings(tmp_path / "a", dataset=str(dataset), predictions="gold", sandbox="docker",
+                                   **pattern), 0, 1)
         assert [r.status for r in first.records.values()] == ["resolved"]
         assert len(pulls_since(docker_client, since)) == 1
         since = int(time.time())
-        run_shard(settings(tmp_path / "b", dataset=str(dataset), predictions="gold", sandbox="docker"), 0, 1)
+        run_shard(settings(tmp_path / "b", dataset=str(dataset), predictions="gold", sandbox="docker", **pattern), 0, 1)
         assert pulls_since(docker_client, since) == []  # present now: not pulled again
     finally:
         docker_client.images.remove(image)

@@ -233,3 +233,4 @@ def test_every_status_says_why_and_links_its_logs(tmp_path: Path, monkeypatch: p
         assert reason in summary, reason
     assert "[artifact](https://github.com/me/app/actions/runs/42#artifacts)" in summary
     assert "```mermaid\nxychart-beta" in summary and "<details><summary>Terms</summary>" in summary
+    assert "Not the published SWE-bench/SWE-bench_Verified at a pinned revision" in summary  # dataset `d`

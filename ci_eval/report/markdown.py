@@ -17,6 +17,7 @@ _LISTED = 50
 _SLOWEST = 10
 MANY_TOO_SLOW = 0.1  # this share of attempts cut by the wall clock makes the headline warn
 SIGNS = {"pass": "✅", "regression": "❌", "inconclusive": "⚠️"}
+OFFICIAL_DATASET = "SWE-bench/SWE-bench_Verified"
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ def context(report: Report) -> str:
              f"{report.shards.of} shard(s), config {code(ident.get('config_hash'))}"
              + (f", **{unknown} without a verdict** (infrastructure failure, too slow, not attempted or unreadable; "
                 "not counted as wrong answers)" if unknown else ""), ""]
+    if ident.get("dataset") != OFFICIAL_DATASET or not ident.get("revision"):
+        lines += [f"> [!NOTE]\n> Not the published {OFFICIAL_DATASET} at a pinned revision (dataset "
+                  f"{code(ident.get('dataset'))}, revision {code(ident.get('revision') or 'not pinned')}): "
+                  "the figures are not comparable with published SWE-bench Verified results.", ""]
     design = report.sample
     if design is not None and design.kind != "all":
         how = (f"an informative sample drawn from {design.baseline_runs} baseline run(s), stratified: "

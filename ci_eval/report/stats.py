@@ -60,6 +60,7 @@ GRID = np.linspace(0.0, 1.0, 41)
 DESIGN_DROP = 0.5  # the relative drop the weights are most powerful against
 LATTICE = 200  # lattice steps of the largest weight: rounding moves no weight by more than 0.25%
 EM_ROUNDS = 400
+SMOOTHING = 0.05  # pseudo-instances spread evenly over the grid, as a share of the instances
 
 
 def fit_prior(tries: Sequence[tuple[int, int]]) -> Prior:
@@ -85,7 +86,7 @@ def fit_prior(tries: Sequence[tuple[int, int]]) -> Prior:
     for _ in range(EM_ROUNDS):
         share = likelihood * weights
         share /= share.sum(axis=1, keepdims=True)
-        weights = (many @ share + 1 / GRID.size) / (many.sum() + 1)
+        weights = (many @ share + SMOOTHING * many.sum() / GRID.size) / (many.sum() * (1 + SMOOTHING))
     return weights
 
 
