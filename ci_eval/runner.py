@@ -202,7 +202,8 @@ async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits:
         return Record.model_validate({
             "instance_id": inst.instance_id, "repo": inst.repo, "sample": job.sample,
             "attempt": job.attempt, "patch": patch, "agent": agent, "timings": timings,
-            "started_at": started, "finished_at": now(), "suspicious": suspicious(patch, inst.test_patch), **fields,
+            "started_at": started, "finished_at": now(),
+            "suspicious": suspicious(patch, inst.test_patch, inst.eval_script, inst.repo), **fields,
         })
 
     try:
