@@ -386,7 +386,8 @@ if __name__ == "__main__":
     sys.exit(pytest.console_main())
 '''
 SHADOW = ("diff --git a/pytest.py b/pytest.py\nnew file mode 100644\n--- /dev/null\n+++ b/pytest.py\n"
-          f"@@ -0,0 +1,{len(SHADOW_BODY.splitlines())} @@\n" + "".join(f"+{line}\n" for line in SHADOW_BODY.splitlines()))
+          f"@@ -0,0 +1,{len(SHADOW_BODY.splitlines())} @@\n"
+          + "".join(f"+{line}\n" for line in SHADOW_BODY.splitlines()))
 
 
 def test_a_patch_that_shadows_the_test_runner_is_flagged(tmp_path: Path) -> None:
