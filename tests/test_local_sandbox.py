@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ci_eval.sandbox.local import LocalSandbox
 from ci_eval.shard import run_shard
-from tests.conftest import FIXTURES, rows, settings, write_predictions
+from tests.conftest import FIXTURES, need, rows, settings, write_predictions
 
 
 def test_gold_and_wrong_patches_locally(tmp_path: Path) -> None:
@@ -67,3 +70,93 @@ def test_a_flood_ends_every_time(tmp_path: Path) -> None:
         return ended
 
     assert asyncio.run(floods()) == [True] * 12
+
+
+def isolated_box(tmp_path: Path) -> Any:
+    """An isolated local sandbox over the calc fixture (Linux, root), as grading opens one."""
+    from ci_eval.instances import Instance
+    from ci_eval.sandbox import isolation
+    from ci_eval.sandbox.local import LocalBackend
+
+    if not isolation.available():
+        need("local isolation", "CI_EVAL_REQUIRE_DOCKER", "it needs Linux, root, unshare and setpriv")
+    backend = LocalBackend(FIXTURES / "repos", isolated=True)
+    return backend.open(Instance.model_validate(rows()[0]), network=False)
+
+
+def test_a_python_under_a_private_folder_in_tmp_stays_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A venv in a `mktemp -d` folder (0700) under /tmp: the sandbox's own /tmp replaces /tmp,
+    and the private folder is still covered and the venv bound back (it failed to mount)."""
+    from ci_eval.sandbox import isolation
+
+    private = Path(tempfile.mkdtemp(dir="/tmp"))  # mode 0700, as mktemp -d makes it
+    try:
+        venv = private / "venv"
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "marker").write_text("here\n")
+        monkeypatch.setattr(isolation, "_interpreter", lambda: (str(private), (str(venv),)))
+
+        async def look() -> Any:
+            async with isolated_box(tmp_path) as box:
+                return await box.execute(f"cat {venv}/bin/marker && ls {private}", 30)
+
+        out = asyncio.run(look())
+        assert out.returncode == 0 and out.output.splitlines() == ["here", "venv"], out.output
+    finally:
+        shutil.rmtree(private)
+
+
+def test_a_sandbox_that_cannot_be_set_up_is_an_infrastructure_error(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from ci_eval.errors import InfraError
+    from ci_eval.sandbox import isolation
+
+    monkeypatch.setattr(isolation, "_interpreter", lambda: ("", (str(tmp_path / "no-such-python"),)))
+
+    async def run() -> Any:
+        async with isolated_box(tmp_path) as box:
+            return await box.execute("exit 0", 30)
+
+    with pytest.raises(InfraError, match="could not be set up") as caught:
+        asyncio.run(run())
+    assert caught.value.kind == "sandbox"
+    # … and a command that fails by itself, even with the set-up's exit code, is the command's.
+    monkeypatch.undo()
+
+    async def own() -> Any:
+        async with isolated_box(tmp_path) as box:
+            return await box.execute("echo 'ci-eval: the sandbox could not be set up: fake'; exit 125", 30)
+
+    assert asyncio.run(own()).returncode == 125
+    # Through grading: the gold patch in a sandbox that cannot be set up is an error, not patch_failed.
+    monkeypatch.setattr(isolation, "_interpreter", lambda: ("", (str(tmp_path / "no-such-python"),)))
+    cfg = settings(tmp_path / "g", predictions="gold", sandbox="local", repos_dir=FIXTURES / "repos",
+                   instance_ids=[rows()[0]["instance_id"]], max_attempts=1)
+    record = run_shard(cfg, 0, 1).records[(rows()[0]["instance_id"], 0)]
+    assert record.status == "error" and record.error is not None and record.error.kind == "sandbox"
+
+
+def test_what_one_sandbox_writes_where_anyone_may_write_no_other_sees(tmp_path: Path) -> None:
+    """The attack: pytest.ini and conftest.py in /var/tmp (and /dev/shm, /run/lock), where
+    pytest's rootdir search from a later sandbox's testbed would find them."""
+    from ci_eval.sandbox import isolation
+
+    shared = [d for d in ("/var/tmp", "/dev/shm", "/run/lock", "/tmp") if d in isolation.shared_folders()]
+    assert "/var/tmp" in shared and "/tmp" in shared
+    plant = "; ".join(f"echo '[pytest]' > {d}/pytest.ini && echo import os > {d}/conftest.py" for d in shared)
+
+    async def two() -> tuple[Any, Any, list[Path]]:
+        async with isolated_box(tmp_path) as first:
+            planted = await first.execute(plant + "; cat /var/tmp/pytest.ini", 30)
+        async with isolated_box(tmp_path) as second:
+            seen = await second.execute(" ; ".join(f"ls {d}/pytest.ini {d}/conftest.py" for d in shared), 30)
+            # no folder above a sandbox's testbed may be written by others: pytest's search finds nothing planted
+            open_above = [p for p in (second.root / "testbed").parents if p.stat().st_mode & 0o002]
+            return planted, seen, open_above
+
+    planted, seen, open_above = asyncio.run(two())
+    assert planted.returncode == 0 and "[pytest]" in planted.output, planted.output
+    assert seen.returncode != 0 and seen.output.count("No such file") == 2 * len(shared), seen.output
+    for d in shared:  # nothing reached the host's own folders
+        assert not Path(d, "pytest.ini").exists() and not Path(d, "conftest.py").exists()
+    assert open_above == []

@@ -1,7 +1,11 @@
 """What keeps a local sandbox's commands from ci-eval, the grader and their neighbours, where the
-machine allows it (Linux, ci-eval running as root): a uid of its own per sandbox, a /tmp of its
-own and no network (a private mount and network namespace), no way back to privileges
-(`setpriv --no-new-privs`), and the Python that runs ci-eval and the tests mounted read-only.
+machine allows it (Linux, ci-eval running as root): a uid of its own per sandbox, its own copy of
+every folder anyone may write (/tmp, /var/tmp, /dev/shm, /run/lock, …) and no network (a private
+mount and network namespace), no way back to privileges (`setpriv --no-new-privs`), and the
+Python that runs ci-eval and the tests mounted read-only. The sandboxes live under /var/lib,
+where no folder above them is writable by others: pytest's search for a configuration climbs
+from the testbed to /, and a world-writable folder on the way would let one sandbox plant a
+pytest.ini or conftest.py for every later one.
 
 A separate uid cannot read ci-eval's /proc/PID/environ (the API key, a CI token), cannot write
 a `.pth` into ci-eval's site-packages, and cannot enter another sandbox's folder (0700, owned by
@@ -18,28 +22,43 @@ import shutil
 import stat
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-BASE = Path("/var/tmp/ci-eval")  # not under /tmp: each sandbox mounts a /tmp of its own
+BASE = Path("/var/lib/ci-eval")  # no folder above it is writable by others
 UIDS = range(61000, 61256)  # one per open sandbox, claimed across processes with a lock file
+# Where a world-writable folder may be (the ones that exist are found once, with any others
+# one or two levels below / that anyone may write).
+SHARED_CANDIDATES = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/crash", "/var/metrics")
 
-# Runs as root in the new namespaces: the interpreter trees staged (covering /tmp or a private home
-# hides them), a /tmp of the sandbox's own, the trees bound back read-only, then the drop.
+# Runs as root in the new namespaces: the interpreter trees staged (covering a shared folder or
+# a private home hides them), the sandbox's own copy of every shared folder, private homes
+# covered, the trees bound back read-only, the ready mark, then the drop. Any step that fails
+# stops before the command with exit 125 and no mark: the caller reads that as infrastructure.
 _SETUP = r"""
 set -eu
-stage=$1 tmp=$2 uid=$3 cmd=$4 hide=$5
-shift 5
-n=0
-for tree in "$@"; do mkdir -p "$stage/$n"; mount --bind "$tree" "$stage/$n"; n=$((n + 1)); done
-mount --bind "$tmp" /tmp  # before the trees come back: a venv under /tmp must stay visible
-for dir in $hide; do mount -t tmpfs -o mode=0755,size=1m tmpfs "$dir"; done
+stage=$1 uid=$2 cmd=$3 hide=$4 binds=$5 ready=$6
+shift 6
+fail() { echo "ci-eval: the sandbox could not be set up: $*" >&2; exit 125; }
 n=0
 for tree in "$@"; do
-  mkdir -p "$tree"; mount --bind "$stage/$n" "$tree"; mount -o remount,bind,ro "$tree"; n=$((n + 1))
+  { mkdir -p "$stage/$n" && mount --bind "$tree" "$stage/$n"; } || fail "staging $tree"
+  n=$((n + 1))
 done
+for pair in $binds; do mount --bind "${pair%%=*}" "${pair#*=}" || fail "a private ${pair#*=}"; done
+for dir in $hide; do
+  { mkdir -p "$dir" && mount -t tmpfs -o mode=0755,size=1m tmpfs "$dir"; } || fail "covering $dir"
+done
+n=0
+for tree in "$@"; do
+  { mkdir -p "$tree" && mount --bind "$stage/$n" "$tree" && mount -o remount,bind,ro "$tree"; } \
+    || fail "$tree read-only"
+  n=$((n + 1))
+done
+touch "$ready" || fail "the ready mark"
 exec setpriv --reuid "$uid" --regid "$uid" --clear-groups --no-new-privs -- bash -c "$cmd"
 """
 
@@ -79,12 +98,55 @@ def give(root: Path, uid: int) -> None:
     root.chmod(0o700)
 
 
-def argv(command: str, root: Path, uid: int, network: bool) -> list[str]:
-    """The command line that runs `command` isolated, as `uid`, in `root`'s namespaces."""
+def argv(command: str, root: Path, uid: int, network: bool, ready: Path) -> list[str]:
+    """The command line that runs `command` isolated, as `uid`, in `root`'s namespaces; `ready`
+    is touched (as root, where the sandbox cannot write) once the set-up is done."""
     hidden, trees = _interpreter()
+    binds = " ".join(f"{own}={shared}" for own, shared in private_copies(root))
     return ["unshare", "--mount", "--propagation", "private", *([] if network else ["--net"]), "--",
-            "/bin/sh", "-c", _SETUP, "sh", str(root / ".stage"), str(root / "tmp"), str(uid), command,
-            hidden, *trees]
+            "/bin/sh", "-c", _SETUP, "sh", str(root / ".stage"), str(uid), command, hidden, binds, str(ready),
+            *trees]
+
+
+def private_copies(root: Path) -> list[tuple[Path, str]]:
+    """(the sandbox's own folder, the shared folder it stands in for), /tmp first."""
+    return [(root / "shared" / str(n), shared) for n, shared in enumerate(shared_folders())]
+
+
+@functools.cache
+def shared_folders() -> tuple[str, ...]:
+    """Every folder anyone may write: the known ones that exist, and any others one or two levels
+    below / (not /proc or /sys), without a space (the set-up splits on spaces)."""
+    found = [d for d in SHARED_CANDIDATES if _world_writable(Path(d))]
+    for top in Path("/").iterdir():
+        if top.name in ("proc", "sys") or top.is_symlink() or not top.is_dir():
+            continue
+        for folder in [top, *_children(top)]:
+            if _world_writable(folder) and str(folder) not in found and " " not in str(folder):
+                found.append(str(folder))
+    return tuple(found)
+
+
+def _children(folder: Path) -> list[Path]:
+    try:
+        return [c for c in folder.iterdir() if c.is_dir() and not c.is_symlink()]
+    except OSError:
+        return []
+
+
+def _world_writable(folder: Path) -> bool:
+    try:
+        info = folder.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and bool(info.st_mode & stat.S_IWOTH)
+
+
+def ready_mark() -> Path:
+    """A path the sandbox's set-up touches when it is done; only root can write its folder."""
+    folder = base() / "ready"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / uuid.uuid4().hex
 
 
 @functools.cache  # the same for every command of the process: looked up once, not per command
@@ -96,9 +158,13 @@ def _interpreter() -> tuple[str, tuple[str, ...]]:
 
 @functools.cache
 def base() -> Path:
-    """Where isolated sandboxes live: passable, not listable (a sandbox's name is its own)."""
+    """Where isolated sandboxes live: passable, not listable (a sandbox's name is its own), with
+    no folder above it that another user could write."""
     BASE.mkdir(parents=True, exist_ok=True)
     BASE.chmod(0o711)
+    open_above = [str(p) for p in BASE.parents if p.stat().st_mode & stat.S_IWOTH]
+    if open_above:
+        raise RuntimeError(f"{open_above[0]} is writable by others: no sandbox can live below it")
     return BASE
 
 

@@ -109,8 +109,9 @@ class LocalBackend:
                     kind="image", transient=False,
                 )
             if uid is not None:
-                for part in ("scratch", "tmp"):
-                    (root / part).mkdir()
+                (root / "scratch").mkdir()
+                for own, _ in isolation.private_copies(root):
+                    own.mkdir(parents=True)
                 await asyncio.to_thread(isolation.give, root, uid)
             yield root
         finally:
@@ -159,7 +160,11 @@ class LocalSandbox:
         a deadline, and a byte count; either kills the command's whole process group."""
         start = time.monotonic()
         shell = self.localize(command)
-        argv = ["bash", "-c", shell] if self.uid is None else isolation.argv(shell, self.root, self.uid, self.network)
+        if self.uid is None:
+            ready, argv = None, ["bash", "-c", shell]
+        else:
+            ready = isolation.ready_mark()
+            argv = isolation.argv(shell, self.root, self.uid, self.network, ready)
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=self.testbed, env=self.env(), start_new_session=True,
@@ -191,7 +196,15 @@ class LocalSandbox:
             raise
         finally:
             returncode = await _ended(proc, reader)
-        return capture.result(returncode, timed_out, time.monotonic() - start)
+        output = capture.result(returncode, timed_out, time.monotonic() - start)
+        if ready is not None:
+            set_up = ready.exists()
+            ready.unlink(missing_ok=True)
+            if not set_up and not timed_out and not capture.flooded:
+                # The command never ran: that is the machine's failure, never the patch's or the model's.
+                raise InfraError(f"the local sandbox could not be set up: {output.output.strip()[-300:]}",
+                                 kind="sandbox", transient=False)
+        return output
 
 
 async def _ended(proc: asyncio.subprocess.Process, reader: asyncio.Task[None]) -> int:
