@@ -94,7 +94,7 @@ def test_a_python_under_a_private_folder_in_tmp_stays_visible(tmp_path: Path, mo
         venv = private / "venv"
         (venv / "bin").mkdir(parents=True)
         (venv / "bin" / "marker").write_text("here\n")
-        monkeypatch.setattr(isolation, "_interpreter", lambda: (str(private), (str(venv),)))
+        monkeypatch.setattr(isolation, "_interpreter", lambda: (str(venv),))
 
         async def look() -> Any:
             async with isolated_box(tmp_path) as box:
@@ -111,7 +111,7 @@ def test_a_sandbox_that_cannot_be_set_up_is_an_infrastructure_error(tmp_path: Pa
     from ci_eval.errors import InfraError
     from ci_eval.sandbox import isolation
 
-    monkeypatch.setattr(isolation, "_interpreter", lambda: ("", (str(tmp_path / "no-such-python"),)))
+    monkeypatch.setattr(isolation, "_interpreter", lambda: (str(tmp_path / "no-such-python"),))
 
     async def run() -> Any:
         async with isolated_box(tmp_path) as box:
@@ -129,7 +129,7 @@ def test_a_sandbox_that_cannot_be_set_up_is_an_infrastructure_error(tmp_path: Pa
 
     assert asyncio.run(own()).returncode == 125
     # Through grading: the gold patch in a sandbox that cannot be set up is an error, not patch_failed.
-    monkeypatch.setattr(isolation, "_interpreter", lambda: ("", (str(tmp_path / "no-such-python"),)))
+    monkeypatch.setattr(isolation, "_interpreter", lambda: (str(tmp_path / "no-such-python"),))
     cfg = settings(tmp_path / "g", predictions="gold", sandbox="local", repos_dir=FIXTURES / "repos",
                    instance_ids=[rows()[0]["instance_id"]], max_attempts=1)
     record = run_shard(cfg, 0, 1).records[(rows()[0]["instance_id"], 0)]
@@ -160,3 +160,32 @@ def test_what_one_sandbox_writes_where_anyone_may_write_no_other_sees(tmp_path: 
     for d in shared:  # nothing reached the host's own folders
         assert not Path(d, "pytest.ini").exists() and not Path(d, "conftest.py").exists()
     assert open_above == []
+
+
+def test_an_isolated_command_sees_its_testbed_and_nothing_of_the_hosts(tmp_path: Path) -> None:
+    """The attack: ci-eval's /proc/PID/cmdline names --dataset, whose rows hold the gold patches.
+    A PID namespace with its own /proc, and a root of the sandbox's own (pivot_root)."""
+    from tests.conftest import INSTANCES
+
+    secret = Path(tempfile.mkdtemp(dir="/var/tmp")) / "gold.jsonl"  # a dataset outside /tmp, mode 644
+    secret.write_text("GOLD PATCHES\n")
+    secret.chmod(0o644)
+    look = (f"cat {INSTANCES} {secret} 2>&1; echo pids=$(ls /proc | grep -c '^[0-9]'); "
+            "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c -- '--datase[t]'; "
+            "ls /work /root 2>&1; ls; python3 -c 'import pytest; print(\"pytest\", pytest.__version__)'")
+
+    async def run() -> Any:
+        async with isolated_box(tmp_path) as box:
+            return await box.execute(look, 30)
+
+    try:
+        out = asyncio.run(run())
+    finally:
+        shutil.rmtree(secret.parent)
+    text = out.output
+    assert "GOLD PATCHES" not in text and "ci-eval-fixtures__calc-1" not in text, text
+    assert text.count("No such file or directory") >= 2
+    pids = int(text.split("pids=")[1].split()[0])
+    assert pids <= 6, text  # its own shell and what it started, not the host's processes
+    assert "\n0\n" in text  # no process with --dataset in its command line is visible
+    assert "calc" in text.split() and "pytest " in text  # its testbed and the tests' Python are there

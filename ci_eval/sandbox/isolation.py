@@ -34,38 +34,48 @@ UIDS = range(61000, 61256)  # one per open sandbox, claimed across processes wit
 # one or two levels below / that anyone may write).
 SHARED_CANDIDATES = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/crash", "/var/metrics")
 
-# Runs as root in the new namespaces: the interpreter trees staged (covering a shared folder or
-# a private home hides them), the sandbox's own copy of every shared folder, private homes
-# covered, the trees bound back read-only, the ready mark, then the drop. Any step that fails
-# stops before the command with exit 125 and no mark: the caller reads that as infrastructure.
+# Runs as root in the new mount, PID (and network) namespaces: a root of the sandbox's own (a
+# tmpfs) holding the system read-only, the Python trees read-only, the sandbox's folder and its own
+# copy of every shared folder, a /proc of the new PID namespace; pivot_root into it, so that nothing
+# else of the host (its datasets, its home folders, its processes) can be seen; the ready mark; the
+# drop. A step that fails stops before the command with exit 125 and no mark: infrastructure.
 _SETUP = r"""
 set -eu
-stage=$1 uid=$2 cmd=$3 hide=$4 binds=$5 ready=$6
-shift 6
-fail() { echo "ci-eval: the sandbox could not be set up: $*" >&2; exit 125; }
-n=0
-for tree in "$@"; do
-  { mkdir -p "$stage/$n" && mount --bind "$tree" "$stage/$n"; } || fail "staging $tree"
-  n=$((n + 1))
+box=$1 uid=$2 cmd=$3 binds=$4 ready=$5
+shift 5
+mark=
+fail() {
+  [ -z "$mark" ] || rm -f "$mark"
+  echo "ci-eval: the sandbox could not be set up: $*" >&2
+  exit 125
+}
+ro() {
+  { mkdir -p "$new$1" && mount --rbind "$1" "$new$1" && mount -o remount,bind,ro "$new$1"; } || fail "$1 read-only"
+}
+here=$(pwd)
+new=$box/.root
+{ mkdir -p "$new" && mount -t tmpfs -o mode=0755,size=16m tmpfs "$new"; } || fail "a root of its own"
+for dir in /usr /etc /bin /sbin /lib /lib32 /lib64 /libx32 /sys; do
+  if [ -L "$dir" ]; then ln -s "$(readlink "$dir")" "$new$dir" || fail "$dir"; elif [ -d "$dir" ]; then ro "$dir"; fi
 done
-for pair in $binds; do mount --bind "${pair%%=*}" "${pair#*=}" || fail "a private ${pair#*=}"; done
-for dir in $hide; do
-  { mkdir -p "$dir" && mount -t tmpfs -o mode=0755,size=1m tmpfs "$dir"; } || fail "covering $dir"
+{ mkdir -p "$new/dev" && mount --rbind /dev "$new/dev"; } || fail "/dev"
+{ mkdir -p "$new$box" && mount --bind "$box" "$new$box"; } || fail "its folder"
+for pair in $binds; do  # after /dev (/dev/shm), before the trees (a venv under /tmp stays visible)
+  { mkdir -p "$new${pair#*=}" && mount --bind "${pair%%=*}" "$new${pair#*=}"; } || fail "a private ${pair#*=}"
 done
-n=0
-for tree in "$@"; do
-  { mkdir -p "$tree" && mount --bind "$stage/$n" "$tree" && mount -o remount,bind,ro "$tree"; } \
-    || fail "$tree read-only"
-  n=$((n + 1))
-done
-touch "$ready" || fail "the ready mark"
+for tree in "$@"; do ro "$tree"; done
+{ mkdir -p "$new/proc" && mount -t proc proc "$new/proc"; } || fail "/proc of its own"
+{ mkdir -p "$new/.host" && cd "$new" && pivot_root . .host && cd "$here"; } || fail "pivot_root"
+mark=/.host$ready
+touch "$mark" || fail "the ready mark"
+{ umount -l /.host && rmdir /.host; } || fail "leaving the host's root"
 exec setpriv --reuid "$uid" --regid "$uid" --clear-groups --no-new-privs -- bash -c "$cmd"
 """
 
 
 def available() -> bool:
     return (sys.platform == "linux" and os.geteuid() == 0
-            and all(shutil.which(tool) for tool in ("unshare", "setpriv", "mount")))
+            and all(shutil.which(tool) for tool in ("unshare", "setpriv", "mount", "pivot_root")))
 
 
 @contextmanager
@@ -101,11 +111,9 @@ def give(root: Path, uid: int) -> None:
 def argv(command: str, root: Path, uid: int, network: bool, ready: Path) -> list[str]:
     """The command line that runs `command` isolated, as `uid`, in `root`'s namespaces; `ready`
     is touched (as root, where the sandbox cannot write) once the set-up is done."""
-    hidden, trees = _interpreter()
     binds = " ".join(f"{own}={shared}" for own, shared in private_copies(root))
-    return ["unshare", "--mount", "--propagation", "private", *([] if network else ["--net"]), "--",
-            "/bin/sh", "-c", _SETUP, "sh", str(root / ".stage"), str(uid), command, hidden, binds, str(ready),
-            *trees]
+    return ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", *([] if network else ["--net"]),
+            "--", "/bin/sh", "-c", _SETUP, "sh", str(root), str(uid), command, binds, str(ready), *_interpreter()]
 
 
 def private_copies(root: Path) -> list[tuple[Path, str]]:
@@ -150,10 +158,9 @@ def ready_mark() -> Path:
 
 
 @functools.cache  # the same for every command of the process: looked up once, not per command
-def _interpreter() -> tuple[str, tuple[str, ...]]:
-    """The Python trees to bind read-only, and the private folders above them to cover."""
-    trees = tuple(sorted({sys.prefix, sys.base_prefix}))
-    return " ".join(sorted({h for t in trees if (h := _hidden_above(Path(t)))})), trees
+def _interpreter() -> tuple[str, ...]:
+    """The Python trees to bind read-only (a venv's and the one it was made from)."""
+    return tuple(sorted({sys.prefix, sys.base_prefix}))
 
 
 @functools.cache
@@ -166,14 +173,6 @@ def base() -> Path:
     if open_above:
         raise RuntimeError(f"{open_above[0]} is writable by others: no sandbox can live below it")
     return BASE
-
-
-def _hidden_above(tree: Path) -> str:
-    """The highest folder above `tree` another user cannot pass through (a private home), or ''."""
-    for parent in reversed(tree.parents):
-        if parent != Path("/") and not parent.stat().st_mode & stat.S_IXOTH:
-            return str(parent)
-    return ""
 
 
 def _kill_all(uid: int) -> None:
