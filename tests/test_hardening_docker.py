@@ -74,3 +74,42 @@ def test_a_test_runner_killed_by_the_memory_limit_is_an_infra_error(docker_clien
     record = run_shard(cfg, 0, 1).records[(CALC_1, 0)]
     assert record.status == "error" and record.error is not None and record.error.kind == "oom", record
     assert ours(docker_client, tmp_path / "out") == []
+
+
+def in_container(*commands: tuple[str, float], pids_limit: int = 1024) -> list[Any]:
+    """Run `commands` (text, timeout) one after another in one calc-1 container, as an agent would."""
+    instance = Instance.model_validate(rows()[0])
+
+    async def run() -> list[Any]:
+        backend = DockerBackend(connect(), owner="test-bounds", memory_limit="1g", pids_limit=pids_limit)
+        try:
+            async with backend.open(instance, network=False) as sandbox:
+                return [await sandbox.execute(text, timeout=timeout) for text, timeout in commands]
+        finally:
+            await backend.close()
+
+    return asyncio.run(run())
+
+
+# The agent, root in its container, swaps the bounds the command line runs under for ones that bound nothing.
+UNBOUND = ("for dir in /usr/local/bin /usr/bin /bin; do "
+           "printf '#!/bin/bash\\nwhile [ \"${1#-}\" != \"$1\" ] || [[ \"$1\" =~ ^[0-9.]+$ ]]; do shift; done\\n"
+           "exec \"$@\"\\n' > $dir/timeout; printf '#!/bin/bash\\nexec cat\\n' > $dir/head; "
+           "chmod +x $dir/timeout $dir/head; done; echo swapped")
+
+
+def test_the_bounds_hold_when_the_agent_replaces_timeout_and_head(docker_client: Any) -> None:
+    swapped, slow, flood, after = in_container((UNBOUND, 30), ("sleep 100", 5), ("yes", 30), ("echo alive", 30))
+    assert swapped.output.strip().endswith("swapped"), swapped.output
+    # cut from outside at its timeout, the grace and the outside grace: the command's time, not the engine's
+    assert slow.timed_out and slow.returncode == 124 and slow.seconds < 40
+    assert flood.flooded and len(flood.output) < 1_100_000
+    assert after.returncode == 0 and after.output.strip() == "alive"  # the container lives on
+    assert ours(docker_client, "test-bounds") == []
+
+
+def test_a_fork_bomb_does_not_outlive_its_command(docker_client: Any) -> None:
+    _, after, count = in_container(("timeout -s KILL 5 bash -c ':(){ :|:& };:'", 20), ("echo alive", 30),
+                                      ("ls /proc | grep -c '^[0-9]'", 30), pids_limit=256)
+    assert after.returncode == 0 and after.output.strip() == "alive", after.output
+    assert int(count.output.split()[-1]) < 10  # what the bomb forked is gone

@@ -60,6 +60,7 @@ GRID = np.linspace(0.0, 1.0, 41)
 DESIGN_DROP = 0.5  # the relative drop the weights are most powerful against
 LATTICE = 200  # lattice steps of the largest weight: rounding moves no weight by more than 0.25%
 EM_ROUNDS = 400
+DISCOUNT = 0.85  # how much a baseline try counts in an instance's posterior, against the prior
 SMOOTHING = 0.05  # pseudo-instances spread evenly over the grid, as a share of the instances
 
 
@@ -99,8 +100,10 @@ def _beta_on_grid(mean: float, strength: float) -> Prior:
 
 
 def posterior(prior: Prior, resolved: int, tries: int) -> Prior:
-    """The prior after `resolved` of `tries` baseline tries."""
-    weights = prior * GRID**resolved * (1 - GRID) ** (tries - resolved)
+    """The prior after `resolved` of `tries` baseline tries, their likelihood discounted (a power
+    prior, Ibrahim and Chen 2000): the prior itself is an estimate, and a posterior that trusts
+    the history fully made the gate cry wolf a little more often than alpha."""
+    weights = prior * (GRID**resolved * (1 - GRID) ** (tries - resolved)) ** DISCOUNT
     total = weights.sum()
     return weights / total if total > 0 else prior
 

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -26,6 +27,9 @@ from ci_eval.sandbox.output import AGENT, Capture
 LABEL = "ci-eval"  # every container ci-eval makes carries it
 OWNER_LABEL = "ci-eval.owner"  # which shard folder made it: a rerun sweeps only its own
 KILL_GRACE = 5  # seconds between TERM and KILL when a command runs out of time
+OUTSIDE_GRACE = 10  # seconds past both before the command is ended from outside the container
+RUNNING = -1  # the exit code of a command still running when its output was cut
+INIT_PROCESSES = 2  # the engine's init and the `tail` it runs
 # The kernel's count of processes the memory limit killed: cgroup v2, then v1.
 OOM_KILLS = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null"
 
@@ -154,6 +158,7 @@ class DockerBackend:
             mem_limit=self.memory_limit,
             memswap_limit=self.memory_limit,  # no swap on top: the limit is what the tests get
             pids_limit=self.pids_limit,
+            init=True,  # the engine's own init as PID 1 reaps what commands leave behind
             network_mode=None if network else "none",
             working_dir=WORKDIR,
             user="root",
@@ -167,19 +172,55 @@ class DockerBackend:
 
 
 class DockerSandbox:
+    """Commands in one container. Its `timeout` and `head` end a command fast, but they are the
+    container's own files, which the agent (root in there) can replace: the bounds hold from
+    outside too. Past its time and grace, or past its byte limit, a command is ended by
+    restarting the container (the writable layer stays, every process goes), and before each
+    command whatever an earlier one left running (a fork bomb, a daemon) goes the same way.
+    A container that refuses to run a command while the engine answers is the agent's doing."""
+
     def __init__(self, client: docker.DockerClient, container: Container) -> None:
+        self.client = client
         self.api = client.api
         self.container = container
+        self.baseline: int | None = None  # its processes before the first command: the init and its child
 
     async def execute(self, command: str, timeout: float, limit: Limit = AGENT) -> Output:
-        # `timeout` in the container ends the command; the daemon-side wait is a backstop.
-        argv = wrap(command, timeout, limit.flood)
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self._run, argv, timeout, limit), timeout + 60)
-        except TimeoutError:
-            raise InfraError(f"container {self.container.name} stopped answering", kind="docker") from None
+            await asyncio.to_thread(self._leave_nothing_running)
         except _FAILURES as exc:
+            raise _infra(f"could not clear {self.container.name}", exc) from None
+        return await self._execute(wrap(command, timeout, limit.flood), timeout, limit)
+
+    async def _execute(self, argv: list[str], timeout: float, limit: Limit) -> Output:
+        run = asyncio.ensure_future(asyncio.to_thread(self._run, argv, timeout, limit))
+        try:
+            out = await asyncio.wait_for(asyncio.shield(run), timeout + KILL_GRACE + OUTSIDE_GRACE)
+        except TimeoutError:
+            # It outlived the container's own `timeout`: ended from outside, still the command's time.
+            await asyncio.to_thread(self._restart)
+            try:
+                out = await asyncio.wait_for(run, OUTSIDE_GRACE)
+            except TimeoutError:
+                raise InfraError(f"container {self.container.name} stopped answering", kind="docker") from None
+            return replace(out, returncode=124, timed_out=True)
+        except _FAILURES as exc:
+            return await self._refused(exc)
+        if out.flooded and out.returncode == RUNNING:
+            await asyncio.to_thread(self._restart)  # its `head` did not stop it: the restart does
+        return out
+
+    async def _refused(self, exc: BaseException) -> Output:
+        """An exec the engine could not run: the engine's failure if it is down or the container
+        gone, else the container's state (a full PID table, a deleted shell), the agent's doing."""
+        try:
+            await asyncio.to_thread(self.client.ping)
+            await asyncio.to_thread(self.container.reload)
+        except _FAILURES:
             raise _infra(f"command failed in {self.container.name}", exc) from None
+        if self.container.status != "running":
+            raise _infra(f"command failed in {self.container.name}", exc) from None
+        return Output(126, f"ci-eval: the container could not run the command: {one_line(exc, 300)}\n", False, 0.0)
 
     async def write_file(self, path: str, content: str) -> None:
         data = content.encode()
@@ -195,7 +236,9 @@ class DockerSandbox:
             raise _infra(f"could not write {path} in {self.container.name}", exc) from None
 
     async def memory_killed(self) -> bool:
-        out = await self.execute(OOM_KILLS, 30)
+        # Not through execute: clearing what the tests left running restarts the container, and
+        # with it the cgroup that counted the kills.
+        out = await self._execute(wrap(OOM_KILLS, 30, AGENT.flood), 30, AGENT)
         return any(line.split()[:1] == ["oom_kill"] and line.split()[1:2] != ["0"]
                    for line in out.output.splitlines())
 
@@ -203,11 +246,46 @@ class DockerSandbox:
         start = time.monotonic()
         exec_id = self.api.exec_create(self.container.id, argv, workdir=WORKDIR)["Id"]
         capture = Capture(limit)
-        for chunk in self.api.exec_start(exec_id, stream=True):
+        stream = self.api.exec_start(exec_id, stream=True)
+        for chunk in stream:
             capture.feed(chunk)
-        returncode: Any = self.api.exec_inspect(exec_id)["ExitCode"]
+            if capture.flooded:  # the byte limit, held here whatever the container's `head` does
+                stream.close()
+                break
+        state = self.api.exec_inspect(exec_id)
+        for _ in range(10):  # cut at the limit: the container's own `head` may be ending it just now
+            if not state.get("Running"):
+                break
+            time.sleep(0.1)
+            state = self.api.exec_inspect(exec_id)
+        returncode = RUNNING if state.get("Running") else int(state.get("ExitCode") or 0)
         seconds = time.monotonic() - start
-        return capture.result(int(returncode or 0), timed_out(int(returncode or 0), seconds, timeout), seconds)
+        return capture.result(returncode, timed_out(returncode, seconds, timeout), seconds)
+
+    def _leave_nothing_running(self) -> None:
+        """Nothing but the container's own first processes between two commands, as its cgroup
+        counts them (the engine's `top` leaves out what a fork bomb leaves dying)."""
+        self.container.reload()
+        if self.baseline is None:
+            self.baseline = max(self._pids(), INIT_PROCESSES)
+        elif self.container.status != "running" or self._pids() > self.baseline:
+            self._restart()
+
+    def _pids(self) -> int:
+        stats: dict[str, Any] = self.container.stats(stream=False, one_shot=True)  # type: ignore[assignment]
+        return int((stats.get("pids_stats") or {}).get("current") or 0)
+
+    def _restart(self) -> None:
+        """Every process in the container ended, from outside; its files stay as they are."""
+        self.container.reload()
+        if self.container.status == "running":
+            self.container.kill()
+            self.container.wait(timeout=30)
+        self.container.start()
+        for _ in range(50):  # until what the kill left dying is gone (its PIDs still count)
+            if self._pids() <= (self.baseline or INIT_PROCESSES):
+                return
+            time.sleep(0.1)
 
 
 def wrap(command: str, timeout: float, flood: int) -> list[str]:
