@@ -35,6 +35,7 @@ class Stratum(BaseModel):
     population: int = Field(ge=1)
     chosen: list[str]
     sd: float = 0.0
+    weight: float = 1.0  # N_h / N: its share of the full set, in the stratified estimate
 
 
 class SampleDesign(BaseModel):

@@ -51,7 +51,8 @@ def informative(instances: Sequence[Instance], history: Mapping[str, Tries], siz
     for name, members in groups.items():
         picked = _spaced(members, sizes[name], f"{seed}:{name}")
         keep |= set(picked)
-        strata.append(Stratum(name=name, population=len(members), chosen=picked, sd=round(sds[name], 4)))
+        strata.append(Stratum(name=name, population=len(members), chosen=picked, sd=round(sds[name], 4),
+                              weight=round(len(members) / len(instances), 6)))
     chosen = [i for i in instances if i.instance_id in keep]
     return chosen, SampleDesign(kind="informative", seed=seed, population=len(instances), strata=strata,
                                 baseline_runs=runs)
