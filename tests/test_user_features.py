@@ -53,7 +53,7 @@ def test_summary_and_junit_say_why_each_instance_failed(run: Path, tmp_path: Pat
     assert "failing tests:" in body and "end of the log:" in body and "FAILED tests/test_stats.py" in body
 
     agent = aggregate([run / "b"], tmp_path / "b")
-    assert "format_errors after 3 steps" in agent.summary  # how the agent's attempt ended
+    assert "`format_errors` after 3 steps" in agent.summary  # how the agent's attempt ended
     xml = ElementTree.fromstring((tmp_path / "b" / "junit.xml").read_text())
     failure = next(c for c in xml.iter("testcase") if c.get("name") == CALC_2).find("failure")
     assert failure is not None and failure.get("type") == "empty_patch"

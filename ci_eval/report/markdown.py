@@ -152,7 +152,7 @@ def changes_section(report: Report, c: Comparison, shown: Shown) -> str:
 
 def _change_row(iid: str, e: InstanceResult, c: Comparison, shown: Shown) -> str:
     t = c.frequencies[iid]
-    return (f"| {code(iid)} | resolved {t.resolved} of {t.tries} | {e.status} | {text(why(e))} | "
+    return (f"| {code(iid)} | resolved {t.resolved} of {t.tries} | {e.status} | {why(e)} | "
             f"{_logs(iid, shown)} |")
 
 
@@ -220,17 +220,17 @@ REASONS = {
 
 
 def why(e: InstanceResult) -> str:
-    """Every status says why, in a few words."""
+    """Every status says why, in a few words (Markdown: artifact text escaped, test names as code)."""
     if e.status == Status.UNRESOLVED:
-        tests = ", ".join(e.failing_tests[:3]) + (" …" if len(e.failing_tests) > 3 else "")
+        tests = ", ".join(code(t) for t in e.failing_tests[:3]) + (" …" if len(e.failing_tests) > 3 else "")
         return f"tests still failing: {tests}" if tests else "the tests did not pass"
     if e.status == Status.RESOLVED:
         return "the tests pass"
     reason = REASONS[e.status]
     if e.error is not None:
-        reason += f": {e.error.message}"
+        reason += f": {text(e.error.message)}"
     if e.exit_reason and e.status in (Status.EMPTY_PATCH, Status.PATCH_FAILED):
-        reason += f" (the agent: {e.exit_reason} after {e.steps} steps)"
+        reason += f" (the agent: {code(e.exit_reason)} after {e.steps} steps)"
     return reason
 
 
@@ -242,8 +242,8 @@ def details_section(report: Report, shown: Shown) -> str:
     for iid, e in report.instances.items():
         if e.status == Status.RESOLVED:
             continue
-        agent = f"{e.exit_reason} after {e.steps} steps, {e.tokens:,} tokens" if e.exit_reason else ""
-        row = f"| {code(iid)} | {e.status} | {text(why(e))} | {text(agent)} | {e.time:.0f} s | {_logs(iid, shown)} |"
+        agent = f"{code(e.exit_reason)} after {e.steps} steps, {e.tokens:,} tokens" if e.exit_reason else ""
+        row = f"| {code(iid)} | {e.status} | {why(e)} | {agent} | {e.time:.0f} s | {_logs(iid, shown)} |"
         group = "Too slow (no verdict)" if e.status == Status.TOO_SLOW else "Without a verdict" if iid in unknown \
             else "Model failures"
         groups[group].append(row)
@@ -269,9 +269,10 @@ def text(value: object, most: int = 200) -> str:
 
 
 def code(value: object, most: int = 120) -> str:
-    """Artifact text as inline code: one line, no backtick that could end the span."""
-    one_line = " ".join(_CONTROL.sub(" ", str(value)).split()).replace("`", "'")
-    return f"`{one_line[:most]}`" if one_line else "``"
+    """Artifact text as inline code: one line, no backtick that could end the span, no pipe that
+    could end a table cell (GitHub splits cells on | even inside code)."""
+    one_line = " ".join(_CONTROL.sub(" ", str(value)).split()).replace("`", "'").replace("|", "¦")
+    return f"`{one_line[:most]}`" if one_line else "` `"
 
 
 def repo_section(report: Report) -> str:
