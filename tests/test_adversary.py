@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import ci_eval
-from ci_eval.contracts import Status
+from ci_eval.contracts import Record, Status
 from ci_eval.gaming import suspicious
 from ci_eval.report.aggregate import Gate, aggregate
 from ci_eval.sandbox import isolation
@@ -261,12 +261,17 @@ LAUNDER = '''diff --git a/calc/stats.py b/calc/stats.py
 '''
 
 
+def graded_locally(tmp_path: Path, instance_id: str, patch: str) -> Record:
+    """`patch` for one instance, graded in the local sandbox as a predictions shard grades it."""
+    preds = write_predictions(tmp_path / "preds.jsonl", {instance_id: patch})
+    cfg = settings(tmp_path, predictions=str(preds), sandbox="local", repos_dir=FIXTURES / "repos",
+                   instance_ids=[instance_id])
+    return run_shard(cfg, 0, 1).records[(instance_id, 0)]
+
+
 def test_words_in_the_test_log_cannot_turn_a_failure_into_no_verdict(tmp_path: Path) -> None:
     calc_1 = "ci-eval-fixtures__calc-1"
-    preds = write_predictions(tmp_path / "preds.jsonl", {calc_1: LAUNDER})
-    cfg = settings(tmp_path, predictions=str(preds), sandbox="local", repos_dir=FIXTURES / "repos",
-                   instance_ids=[calc_1])
-    record = run_shard(cfg, 0, 1).records[(calc_1, 0)]
+    record = graded_locally(tmp_path, calc_1, LAUNDER)
     log = (tmp_path / "out" / "logs" / calc_1 / "sample-0" / "test_output.txt").read_text()
     assert "Cannot allocate memory" in log and ">>>>> Tests Errored" in log  # the bait reached the log
     assert record.status == "unresolved" and record.error is None and record.attempt == 1
@@ -391,11 +396,7 @@ SHADOW = ("diff --git a/pytest.py b/pytest.py\nnew file mode 100644\n--- /dev/nu
 
 
 def test_a_patch_that_shadows_the_test_runner_is_flagged(tmp_path: Path) -> None:
-    calc_1 = "ci-eval-fixtures__calc-1"
-    preds = write_predictions(tmp_path / "preds.jsonl", {calc_1: SHADOW})
-    cfg = settings(tmp_path, predictions=str(preds), sandbox="local", repos_dir=FIXTURES / "repos",
-                   instance_ids=[calc_1])
-    record = run_shard(cfg, 0, 1).records[(calc_1, 0)]
+    record = graded_locally(tmp_path, "ci-eval-fixtures__calc-1", SHADOW)
     assert record.suspicious and record.suspicious[0].startswith("pytest.py: a new module named pytest")
     gate = aggregate([tmp_path / "out"], tmp_path / "r", gate=Gate(fail_on_suspicious=True))
     assert gate.verdict.word == "regression" and "--fail-on-suspicious" in gate.verdict.reasons[0]
