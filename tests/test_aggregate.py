@@ -17,7 +17,7 @@ from ci_eval.contracts import Record, Status
 from ci_eval.errors import InputError
 from ci_eval.report.aggregate import Gate, aggregate
 from ci_eval.report.markdown import truncate
-from ci_eval.report.stats import mcnemar_exact, pass_at_k, wilson
+from ci_eval.report.stats import pass_at_k, wilson
 from ci_eval.results import now
 
 IDENTITY = {"ci_eval_version": "0.1.0", "model": "m", "base_url": "http://localhost:11434/v1",
@@ -239,8 +239,6 @@ def test_statistics() -> None:
     assert wilson(50, 100) == pytest.approx((0.4038, 0.5962), abs=1e-3)
     assert pass_at_k(10, 0, 3) == 0.0 and pass_at_k(10, 10, 1) == 1.0
     assert pass_at_k(5, 2, 1) == pytest.approx(0.4) and pass_at_k(5, 2, 2) == pytest.approx(0.7)
-    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(10, 0) == pytest.approx(2 / 1024)
-    assert mcnemar_exact(3, 3) == 1.0
 
 
 def test_summary_truncates_under_a_mebibyte() -> None:

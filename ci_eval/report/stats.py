@@ -1,5 +1,5 @@
-"""The statistics a report needs: an interval, pass@k, a paired test, the regression gate and its
-power, and the stratified estimate of a full-set change."""
+"""The statistics a report needs: an interval, pass@k, the regression gate and its power, and the
+stratified estimate of a full-set change."""
 
 from __future__ import annotations
 
@@ -32,15 +32,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value for b and c discordant pairs (newly failing / resolved)."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail: float = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
-    return min(1.0, 2 * tail)
-
-
 # --- The regression gate: an exact test against a baseline history, and its power -------------
 #
 # Instance i was resolved in r_i of n_i baseline tries. Its resolve probability p_i gets a prior
@@ -66,8 +57,8 @@ SMOOTHING = 0.05  # pseudo-instances spread evenly over the grid, as a share of 
 
 def fit_prior(tries: Sequence[tuple[int, int]]) -> Prior:
     """The distribution of resolve probabilities over the instances, fitted to their frequencies
-    r of n: the nonparametric maximum-likelihood mixing distribution on a grid (EM, with one
-    pseudo-instance spread evenly so that no value is ruled out). A weak model's history is a
+    r of n: the nonparametric maximum-likelihood mixing distribution on a grid (EM, with pseudo-
+    instances, SMOOTHING of the real ones, spread evenly so that no value is ruled out). A weak model's history is a
     mix of never, sometimes and nearly always, which no single Beta fits: a Beta fitted to it
     promised 0.9 for instances resolved 3 of 3 times that resolve 0.83 of the time, and the gate
     cried wolf too often (benchmarks/gate_calibration.py). With one try per instance how spread
