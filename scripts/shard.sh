@@ -2,8 +2,10 @@
 # The action's shard step: resume from this shard's newest earlier attempt if one was fetched,
 # then run ci-eval. Settings arrive as CI_EVAL_* variables (empty ones count as unset).
 set -euo pipefail
-# The newest by attempt number (attempt 10 after 2), whatever dashes the path holds.
-previous=$(find "$RUNNER_TEMP/ci-eval-previous" -mindepth 2 -maxdepth 2 -type d -name "shard-$SHARD_INDEX-attempt-*" \
+# The newest by attempt number (attempt 10 after 2), whatever dashes the path holds. When its
+# pattern matches one artifact, download-artifact extracts it straight into the path (depth 1);
+# several go into a folder each, named for the artifact (depth 2).
+previous=$(find "$RUNNER_TEMP/ci-eval-previous" -mindepth 1 -maxdepth 2 -type d -name "shard-$SHARD_INDEX-attempt-*" \
   2>/dev/null | awk -F'-attempt-' '{ print $NF "\t" $0 }' | sort -n | tail -n 1 | cut -f 2- || true)
 if [ -n "$previous" ] && [ ! -e "$OUT" ]; then
   echo "resuming from $previous"

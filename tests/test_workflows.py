@@ -272,7 +272,8 @@ def test_play_the_workflow_locally_with_a_rerun_shard(tmp_path: Path) -> None:
     rerun = Runner(tmp_path / "shard-2-rerun", attempt=2)
     fetch_plan(rerun)
     previous = rerun.temp / "ci-eval-previous"
-    shutil.copytree(artifacts / "ci-eval-shard-2-attempt-1", previous / "ci-eval-shard-2-attempt-1")
+    # One earlier attempt matches the pattern: download-artifact extracts it straight into the path.
+    shutil.copytree(artifacts / "ci-eval-shard-2-attempt-1", previous)
     shard_inputs = {**inputs, "shard-index": "2"}
     assert rerun.run(ROOT / "action.yml", "paths", shard_inputs).returncode == 0
     ran = rerun.run(ROOT / "action.yml", "shard", shard_inputs, LOCAL)
@@ -437,19 +438,25 @@ def test_the_baseline_is_a_history_of_our_own_push_and_schedule_runs(tmp_path: P
     assert failing.returncode == 3, failing.stdout + failing.stderr
 
 
-def test_a_rerun_resumes_from_the_newest_attempt_by_number(tmp_path: Path) -> None:
-    """Attempt 10 is newer than attempt 2, whatever dashes the runner's temp path holds."""
+@pytest.mark.parametrize("layout", ["one artifact", "several"])
+def test_a_rerun_resumes_from_the_newest_attempt_by_number(tmp_path: Path, layout: str) -> None:
+    """Attempt 10 is newer than attempt 2, whatever dashes the runner's temp path holds; and the
+    folder is found in both layouts download-artifact writes: one matching artifact extracted
+    straight into the path, several each in a folder named for it."""
     temp = tmp_path / "runner-temp-with-dashes"
-    for attempt in (2, 10, 9):
-        folder = temp / "ci-eval-previous" / f"ci-eval-shard-1-attempt-{attempt}" / f"shard-1-attempt-{attempt}"
+    attempts = (9,) if layout == "one artifact" else (2, 10, 9)
+    for attempt in attempts:
+        folder = temp / "ci-eval-previous" / f"shard-1-attempt-{attempt}" if layout == "one artifact" else \
+            temp / "ci-eval-previous" / f"ci-eval-shard-1-attempt-{attempt}" / f"shard-1-attempt-{attempt}"
         folder.mkdir(parents=True)
         (folder / "which").write_text(str(attempt))
+    (temp / "ci-eval-previous" / "shard-11-attempt-12").mkdir()  # another shard's: never taken
     out = temp / "results" / "shard-1-attempt-11"
     env = {**os.environ, "RUNNER_TEMP": str(temp), "SHARD_INDEX": "1", "SHARD_COUNT": "3", "OUT": str(out),
            "EVAL_BIN": "true"}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "shard.sh")], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert (out / "which").read_text() == "10"
+    assert (out / "which").read_text() == str(max(attempts))
 
 
 def test_one_pull_request_comment_is_created_then_updated(tmp_path: Path) -> None:
