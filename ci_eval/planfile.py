@@ -12,12 +12,14 @@ from ci_eval.contracts import Plan, SampleDesign
 from ci_eval.errors import InputError
 from ci_eval.history import frequencies, load_history
 from ci_eval.instances import Instance, allowed_images, fingerprint, load_instances, select, subset
-from ci_eval.partition import costs_for, plan, shards_for_budget
+from ci_eval.partition import SHARD_SETUP_MINUTES, costliest_first, costs_for, plan, shards_for_budget, simulate
 from ci_eval.sample import at_random, informative, whole
 
 log = logging.getLogger(__name__)
 
 MATRIX_LIMIT = 256  # GitHub runs at most this many jobs from one matrix
+JOB_LIMIT_HOURS = 6  # a GitHub-hosted job's limit
+FITTING_BUDGET = 300  # minutes a shard is planned for when it must fit that limit (the workflow's default)
 
 
 def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
@@ -36,8 +38,16 @@ def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
     if not 1 <= of <= most:
         raise InputError(f"--of {of} is out of range: 1 to {most} (one shard per instance at most, and "
                          f"GitHub runs at most {MATRIX_LIMIT} jobs of a matrix)")
+    shards = plan(chosen, of, costs)
+    longest = max((simulate(costliest_first(ids, costs), costs, at_once(settings)) for ids in shards), default=0.0)
+    hours = (longest / 60 + SHARD_SETUP_MINUTES) / 60
+    if hours > JOB_LIMIT_HOURS:
+        fits = shards_for_budget(chosen, costs, FITTING_BUDGET, at_once(settings), most)
+        log.warning("the longest of %d shard(s) is expected to take %.1f hours, past GitHub's %d-hour job limit "
+                    "(its job would be cancelled and lose what it did): plan with --budget-minutes %d instead "
+                    "(%d shards)", of, hours, JOB_LIMIT_HOURS, FITTING_BUDGET, fits)
     return Plan(dataset=settings.dataset, split=settings.split, revision=settings.revision,
-                dataset_fingerprint=fingerprint(dataset), shards=plan(chosen, of, costs), costs=costs,
+                dataset_fingerprint=fingerprint(dataset), shards=shards, costs=costs,
                 instances=chosen, sample=design)
 
 

@@ -190,3 +190,15 @@ def test_a_thin_timings_file_is_a_logged_warning_not_a_print(tmp_path: Path, cap
     result = CliRunner().invoke(main, ["plan", "--of", "2", "--dataset", str(dataset), "--timings", str(timings)])
     assert result.exit_code == 0, result.output
     assert "ci-eval: warning: timings file" in result.stderr
+
+
+def test_a_plan_past_githubs_job_limit_says_so_and_what_fits(tmp_path: Path) -> None:
+    from tests.conftest import INSTANCES, rows
+
+    timings = tmp_path / "timings.json"
+    timings.write_text(json.dumps({row["instance_id"]: 4 * 3600 for row in rows()}))  # 4 hours each
+    slow = CliRunner().invoke(main, ["plan", "--of", "1", "--dataset", str(INSTANCES), "--timings", str(timings)])
+    assert slow.exit_code == 0, slow.output
+    assert "past GitHub's 6-hour job limit" in slow.stderr and "--budget-minutes 300" in slow.stderr
+    quick = CliRunner().invoke(main, ["plan", "--of", "3", "--dataset", str(INSTANCES)])
+    assert quick.exit_code == 0 and "job limit" not in quick.stderr
