@@ -19,7 +19,7 @@ from ci_eval import __version__
 from ci_eval.config import Settings, load_settings
 from ci_eval.contracts import Status
 from ci_eval.errors import InputError
-from ci_eval.github import loggable, write_outputs, write_summary
+from ci_eval.github import in_actions, loggable, write_outputs, write_summary
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -181,6 +181,9 @@ def shard_command(index: int, of: int | None, plan_file: Path | None, config_fil
     if result.infra_failures:
         click.echo(f"ci-eval: {result.infra_failures} instance(s) ended in infrastructure failures; "
                    "rerun to retry them", err=True)
+    if not in_actions():  # on a laptop: what to do with the folder (the workflow has its aggregate job)
+        click.echo(f"ci-eval: next: ci-eval aggregate {result.folder}   (report.json, junit.xml and the summary)",
+                   err=True)
     if result.unfinished or result.infra_failures:
         sys.exit(1)
 

@@ -80,3 +80,13 @@ def test_the_workflows_two_input_lists_are_one() -> None:
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "evaluate.yml").read_text())
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
     assert triggers["workflow_call"]["inputs"] == triggers["workflow_dispatch"]["inputs"]
+
+
+def test_a_finished_shard_says_what_comes_next_off_github(tmp_path: Path) -> None:
+    args = ("shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--predictions", "gold",
+            "--sandbox", "local", "--instance-ids", rows()[0]["instance_id"])
+    laptop = run(*args, "--output", str(tmp_path / "a"), env={"GITHUB_ACTIONS": ""})
+    assert laptop.returncode == 0, laptop.stderr
+    assert f"ci-eval: next: ci-eval aggregate {tmp_path / 'a'}" in laptop.stderr
+    runner = run(*args, "--output", str(tmp_path / "b"), env={"GITHUB_ACTIONS": "true"})
+    assert "next:" not in runner.stderr  # the workflow has its aggregate job
