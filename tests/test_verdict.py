@@ -234,3 +234,16 @@ def test_every_status_says_why_and_links_its_logs(tmp_path: Path, monkeypatch: p
     assert "[artifact](https://github.com/me/app/actions/runs/42#artifacts)" in summary
     assert "```mermaid\nxychart-beta" in summary and "<details><summary>Terms</summary>" in summary
     assert "Not the published SWE-bench/SWE-bench_Verified at a pinned revision" in summary  # dataset `d`
+
+
+def test_the_comment_states_what_inconclusive_does_to_the_check(tmp_path: Path) -> None:
+    from ci_eval.report.aggregate import judge
+
+    history = [read_report(run(tmp_path, "base", set(IDS[:15])))]
+    holes = read_report(run(tmp_path, "holes", set(IDS[:15]), error=frozenset(IDS[20:22])))
+    warned = judge(history, holes, Gate())
+    failed = judge(history, holes, Gate(on_inconclusive="fail"))
+    assert warned.verdict.word == failed.verdict.word == "inconclusive"
+    assert warned.summary.splitlines()[0].startswith("## ⚠️ inconclusive")
+    assert "is a warning here, not a failure (on-inconclusive: warn)" in warned.summary
+    assert "Inconclusive **fails** this check (on-inconclusive: fail)" in failed.summary
