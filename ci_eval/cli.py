@@ -214,10 +214,12 @@ def gate_options(func: F) -> F:
 
 
 def _gate(flags: dict[str, Any]) -> Any:
+    """The gate flags, taken out of `flags`, as the rules they set (one field per flag)."""
+    from dataclasses import fields
+
     from ci_eval.report.aggregate import Gate
 
-    return Gate(**{k: flags.pop(k) for k in ("alpha", "max_detectable_drop", "fail_under", "max_new_failures",
-                                              "fail_on_suspicious", "baseline_missing", "on_inconclusive")})
+    return Gate(**{f.name: flags.pop(f.name) for f in fields(Gate)})
 
 
 def _said(result: Any) -> None:
@@ -280,11 +282,10 @@ def compare_command(reports: tuple[Path, ...], **flags: Any) -> None:
     from ci_eval.contracts import read_report
     from ci_eval.history import load_history
     from ci_eval.report.aggregate import judge
-    from ci_eval.report.markdown import to_comment
 
     if len(reports) < 2:
         raise InputError("give the baseline report(s), then the report to judge: ci-eval compare BASE... NEW")
     history, new = load_history(reports[:-1]), read_report(reports[-1])
     result = judge(history, new, _gate(flags))
-    click.echo(to_comment(result.report), err=True)
+    click.echo(result.comment, err=True)
     _said(result)

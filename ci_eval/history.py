@@ -58,9 +58,14 @@ def tries_in(report: Report) -> dict[str, Tries]:
 
 def frequencies(reports: Sequence[Report]) -> dict[str, Tries]:
     """Every instance any of the runs judged, with its tries summed over them."""
+    return summed([tries_in(r) for r in reports])
+
+
+def summed(runs: Iterable[dict[str, Tries]]) -> dict[str, Tries]:
+    """Each instance's tries over several runs' `tries_in`."""
     total: dict[str, Tries] = {}
-    for report in reports:
-        for iid, (resolved, tries) in tries_in(report).items():
+    for run in runs:
+        for iid, (resolved, tries) in run.items():
             was = total.get(iid, (0, 0))
             total[iid] = Tries(was[0] + resolved, was[1] + tries)
     return total

@@ -30,19 +30,28 @@ def log_dir(root: Path, instance_id: str, sample: int) -> Path:
     return within(root / "logs", instance_id, f"sample-{sample}")
 
 
-def read_inside(root: Path, path: Path, tail: int | None = None) -> bytes | None:
-    """The bytes of a regular file that lies inside root itself (None when it is not one): no
-    symbolic link on the way, neither in the folders nor at the file (O_NOFOLLOW), so that an
-    artifact cannot make the aggregate read a file of the host. `tail`: only its last bytes."""
+def unlinked(root: Path, path: Path) -> bool:
+    """Whether `path` lies inside root with no symbolic link on the way to it, itself included:
+    what an artifact holds, not what it points at."""
     try:
         inner = path.relative_to(root)
     except ValueError:
-        return None
+        return False
     here = root
-    for part in inner.parts[:-1]:
+    for part in inner.parts:
         here = here / part
         if part == ".." or here.is_symlink():
-            return None
+            return False
+    return True
+
+
+def read_inside(root: Path, path: Path, tail: int | None = None) -> bytes | None:
+    """The bytes of a regular file that lies inside root itself (None when it is not one): no
+    symbolic link on the way, neither in the folders nor at the file (O_NOFOLLOW, against one
+    made after the look), so that an artifact cannot make the aggregate read a file of the host.
+    `tail`: only its last bytes."""
+    if not unlinked(root, path):
+        return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:

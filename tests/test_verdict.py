@@ -18,7 +18,7 @@ from ci_eval.instances import Instance
 from ci_eval.planfile import choose
 from ci_eval.report.aggregate import Gate, aggregate
 from ci_eval.report.stats import GRID, fit_prior, mean_of, posterior, predictive, stratified
-from ci_eval.report.stats import Gate as Exact
+from ci_eval.report.stats import WeightedTest as Exact
 from ci_eval.sample import EVER, NEVER, allocate, informative
 from tests.test_aggregate import IDENTITY, shard
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +35,8 @@ class Aggregated:
     comparison: Comparison | None
     verdict: Verdict
     summary: str
-    folder: Path = field(default_factory=Path)
+    comment: str
+    folder: Path = Path()  # where its files went (none for `compare`)
 
     def outputs(self) -> dict[str, object]:
         """The headline figures and the verdict, named as every ci-eval action names its outputs."""
@@ -61,18 +62,17 @@ def judge(history: Sequence[Report], report: Report, gate: Gate, logs_url: str =
                      max_detectable_drop=gate.max_detectable_drop)
     report = report.model_copy(update={"comparison": comparison, "verdict": judged})
     shown = Shown(logs_url=logs_url, on_inconclusive=gate.on_inconclusive)
-    return Aggregated(report, comparison, judged, to_markdown(report, shown))
+    return Aggregated(report, comparison, judged, to_markdown(report, shown), to_comment(report, shown))
 
 
 def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, baselines: Sequence[Path] = (),
               gate: Gate | None = None, logs_url: str = "") -> Aggregated:
     history = load_history(baselines)  # bad input fails before any work
     report = build_report(merge(find_shards(paths), allow_partial))
-    result = judge(history, report, gate or Gate(), logs_url)
-    result.folder = out
+    result = replace(judge(history, report, gate or Gate(), logs_url), folder=out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(result.report.model_dump_json(indent=1) + "\n")
     (out / "junit.xml").write_text(to_junit(result.report))
     (out / "summary.md").write_text(result.summary)
-    (out / "comment.md").write_text(to_comment(result.report, Shown(logs_url, (gate or Gate()).on_inconclusive)))
+    (out / "comment.md").write_text(result.comment)
     return result

@@ -18,8 +18,8 @@ from ci_eval.contracts import (
     Stratum,
     Verdict,
 )
-from ci_eval.history import Tries, frequencies, tries_in
-from ci_eval.report.stats import Gate, fit_prior, posterior, stratified
+from ci_eval.history import Tries, summed, tries_in
+from ci_eval.report.stats import WeightedTest, fit_prior, posterior, stratified
 
 PASS: Final = "pass"
 REGRESSION: Final = "regression"
@@ -39,7 +39,8 @@ def _rate(k: float, n: float) -> float:
 
 def compare(history: Sequence[Report], new: Report, alpha: float = ALPHA) -> Comparison:
     """Paired over the instances both sides planned and judged; `history` oldest first."""
-    freq = frequencies(history)
+    per_run = [tries_in(r) for r in history]  # once: for the frequencies and for the chart
+    freq = summed(per_run)
     prior = fit_prior([(t.resolved, t.tries) for t in freq.values()])
     now = tries_in(new)
     base_planned = {iid for report in history for iid in report.instances}
@@ -49,29 +50,29 @@ def compare(history: Sequence[Report], new: Report, alpha: float = ALPHA) -> Com
     def belief(iid: str) -> np.ndarray:
         return posterior(prior, freq[iid].resolved, freq[iid].tries)
 
-    gate = Gate(tuple(belief(i) for i in judged), tuple(now[i].tries for i in judged), alpha)
+    test = WeightedTest(tuple(belief(i) for i in judged), tuple(now[i].tries for i in judged), alpha)
     resolved = sum(now[i].resolved for i in judged)
     tries = sum(now[i].tries for i in judged)
     no_verdict_new = [i for i in both if new.instances[i].status.verdict is None]
     # The best this run could have done: its instances without a verdict all resolved.
     open_ = [i for i in no_verdict_new if i in freq]
-    best = Gate(gate.posteriors + tuple(belief(i) for i in open_),
-                gate.tries + tuple(max(new.instances[i].samples, 1) for i in open_), alpha)
+    best = WeightedTest(test.posteriors + tuple(belief(i) for i in open_),
+                        test.tries + tuple(max(new.instances[i].samples, 1) for i in open_), alpha)
     outcomes = tuple(now[i].resolved for i in judged)
     full_rate = sum(t.resolved / t.tries for t in freq.values()) / len(freq) if freq else 0.0
-    drop = gate.detectable(POWER)
+    drop = test.detectable(POWER)
     share = {i: freq[i].resolved / freq[i].tries for i in judged}
     mine = {i: now[i].resolved / now[i].tries for i in judged}
     return Comparison(
         baseline_runs=len(history), compared=len(judged),
         base_rate=_rate(sum(share.values()), len(judged)), new_rate=_rate(resolved, tries),
-        resolved=resolved, tries=tries, expected=round(gate.expected, 3), test=TEST, alpha=alpha,
-        p_worse=round(gate.p_worse(outcomes), 6), p_better=round(gate.p_better(outcomes), 6),
+        resolved=resolved, tries=tries, expected=round(test.expected, 3), test=TEST, alpha=alpha,
+        p_worse=round(test.p_worse(outcomes), 6), p_better=round(test.p_better(outcomes), 6),
         p_worse_best_case=round(best.p_worse(outcomes + best.tries[len(judged):]), 6),
         detectable_drop=None if drop is None else round(drop, 4),
         detectable_points=None if drop is None else round(drop * full_rate * 100, 2),
-        power={f"{d:g}": round(gate.power(d), 4) for d in CURVE},
-        full_set=_full_set(new.sample, judged, share, mine, gate, full_rate),
+        power={f"{d:g}": round(test.power(d), 4) for d in CURVE},
+        full_set=_full_set(new.sample, judged, share, mine, test, full_rate),
         frequencies={i: freq[i].typed() for i in judged},
         newly_failing=sorted((i for i in judged if share[i] >= 0.5 > mine[i]), key=lambda i: (-share[i], i)),
         newly_resolved=sorted((i for i in judged if mine[i] >= 0.5 > share[i]), key=lambda i: (share[i], i)),
@@ -79,7 +80,7 @@ def compare(history: Sequence[Report], new: Report, alpha: float = ALPHA) -> Com
         no_verdict_base=[i for i in both if i not in freq and i in now],
         only_in_one=sorted(set(new.instances) ^ base_planned),
         whole_run_base=history[-1].resolve_rate if history else None,
-        history=[*(_point(f"base {n + 1}", tries_in(r), judged) for n, r in enumerate(history)),
+        history=[*(_point(f"base {n + 1}", run, judged) for n, run in enumerate(per_run)),
                  _point("this run", now, judged)],
     )
 
@@ -91,7 +92,7 @@ def _point(label: str, tries: dict[str, Tries], judged: list[str]) -> HistoryPoi
 
 
 def _full_set(design: SampleDesign | None, judged: list[str], share: dict[str, float], mine: dict[str, float],
-              gate: Gate, base_rate: float) -> FullSetChange | None:
+              test: WeightedTest, base_rate: float) -> FullSetChange | None:
     """The stratified estimate of the change over the full set the sample stands for: per stratum
     the mean of (this run's rate - the baseline's frequency) over its compared instances."""
     if not judged:
@@ -99,7 +100,7 @@ def _full_set(design: SampleDesign | None, judged: list[str], share: dict[str, f
     if design is None:  # a report older than sample designs: the compared instances are the set
         design = SampleDesign(kind="all", population=len(judged),
                               strata=[Stratum(name="all", population=len(judged), chosen=judged)])
-    mean_of = dict(zip(judged, gate.means, strict=True))
+    mean_of = dict(zip(judged, test.means, strict=True))
     strata = []
     for s in design.strata:
         inside = [i for i in s.chosen if i in mean_of]

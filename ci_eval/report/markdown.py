@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from ci_eval.contracts import Comparison, InstanceResult, Report, Status, Verdict
+from ci_eval.github import loggable
 
 SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses step summaries above 1 MiB
 COMMENT_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
@@ -256,23 +257,20 @@ def details_section(report: Report, shown: Shown) -> str:
     return "\n".join(out)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")  # < > & are html.escape's
 
 
 def text(value: object, most: int = 200) -> str:
     """Artifact text as plain text in a Markdown line or table cell: one line, at most `most`
     characters, HTML escaped, Markdown's punctuation escaped, no @mention."""
-    one_line = " ".join(_CONTROL.sub(" ", str(value)).split())
-    cut = one_line[:most] + "…" if len(one_line) > most else one_line
-    return html.escape(_MARKDOWN.sub(r"\\\1", cut), quote=False).replace("@", "@\u2060")
+    return html.escape(_MARKDOWN.sub(r"\\\1", loggable(value, most)), quote=False).replace("@", "@\u2060")
 
 
 def code(value: object, most: int = 120) -> str:
     """Artifact text as inline code: one line, no backtick that could end the span, no pipe that
     could end a table cell (GitHub splits cells on | even inside code)."""
-    one_line = " ".join(_CONTROL.sub(" ", str(value)).split()).replace("`", "'").replace("|", "¦")
-    return f"`{one_line[:most]}`" if one_line else "` `"
+    one_line = loggable(value, most).replace("`", "'").replace("|", "¦")
+    return f"`{one_line}`" if one_line else "` `"
 
 
 def repo_section(report: Report) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from ci_eval.contracts import Manifest, Record, SampleDesign, UnreadableLine, read_manifest, same_run
 from ci_eval.errors import InputError
 from ci_eval.github import in_actions, run_attempt
+from ci_eval.layout import unlinked
 from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, scan_records
 
 
@@ -65,7 +66,7 @@ def find_shards(paths: Iterable[Path]) -> list[ShardRun]:
         if not root.exists():
             raise InputError(f"{root} does not exist")
         for manifest in sorted(root.rglob(MANIFEST_FILE)):
-            if not _regular(root, manifest):
+            if not unlinked(root, manifest):
                 continue
             data = read_manifest(manifest)
             records, unreadable = scan_records(manifest.parent / RESULTS_FILE)
@@ -77,16 +78,6 @@ def find_shards(paths: Iterable[Path]) -> list[ShardRun]:
             runs.append(ShardRun(manifest.parent, data, {r.key: r for r in records}, unreadable,
                                  _refusal(root, manifest.parent, data), artifact))
     return _one_per_artifact(runs)
-
-
-def _regular(root: Path, path: Path) -> bool:
-    """A file the artifact holds itself: no symbolic link on the way from the root to it."""
-    here = path
-    while here != root and here != here.parent:
-        if here.is_symlink():
-            return False
-        here = here.parent
-    return True
 
 
 def _refusal(root: Path, folder: Path, manifest: Manifest) -> str:

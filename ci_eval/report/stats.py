@@ -117,7 +117,7 @@ def weight(q: float, drop: float = DESIGN_DROP) -> float:
 
 
 @dataclass(frozen=True)
-class Gate:
+class WeightedTest:
     """The exact weighted test of one run's outcomes on the compared instances against their history."""
 
     posteriors: tuple[Prior, ...]

@@ -152,9 +152,14 @@ def _world_writable(folder: Path) -> bool:
 
 def ready_mark() -> Path:
     """A path the sandbox's set-up touches when it is done; only root can write its folder."""
+    return _ready_folder() / uuid.uuid4().hex
+
+
+@functools.cache  # made once per process, not per command
+def _ready_folder() -> Path:
     folder = base() / "ready"
     folder.mkdir(mode=0o700, exist_ok=True)
-    return folder / uuid.uuid4().hex
+    return folder
 
 
 @functools.cache  # the same for every command of the process: looked up once, not per command
