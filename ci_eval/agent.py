@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -77,25 +78,68 @@ def solver(limits: AgentLimits, model: Model, *, seed: int, config: AgentConfig,
 
 
 class TokenCounter:
-    """Estimates prompt tokens without the model's tokenizer. It counts UTF-8 bytes at 2.5 bytes
-    per token, pessimistic for code and prose, and grows more pessimistic, never less, when the
-    usage a server reports shows a denser tokenizer (CJK text, say)."""
+    """A hard upper bound on a request's prompt tokens, without the model's tokenizer.
 
-    def __init__(self, bytes_per_token: float = 2.5, margin: float = 0.9) -> None:
-        self.bytes_per_token = bytes_per_token
-        self.margin = margin
+    A message the server has not counted yet costs at most a token per UTF-8 byte of its text
+    (no byte-level tokenizer makes more, and digits come close: a fixed bytes-per-token guess let
+    40 steps of numeric output pass the window) and _PER_MESSAGE_TOKENS for its chat template.
+    A request that extends the last one costs what the server counted for that one, plus its new
+    messages; a reply costs at most its own completion tokens. So between compactions the bound
+    is the server's count of all but the newest observation. For a compaction each text keeps
+    bounds of its own: a reply's usage bounds what its request's new messages cost together (the
+    prompt's tokens less what the known messages cost at least, or at most), exact for a message
+    that came alone. A prompt reported smaller than the one it extends is not a count
+    of the whole prompt (Ollama 0.30 counted only the uncached tokens until ollama/ollama#16428):
+    from then on nothing is learned.
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[str, tuple[int, int]] = {}  # text -> (at least, at most) tokens
+        self.trusted = True
+        self.last: tuple[list[str], int] = ([], 0)  # the last request's texts and prompt tokens
 
     def estimate(self, messages: list[Message]) -> int:
-        return int(_bytes(messages) / self.bytes_per_token) + _PER_MESSAGE_TOKENS * len(messages)
+        texts = [m["content"] for m in messages]
+        before, counted = self.last
+        if self.trusted and before and texts[: len(before)] == before:  # appended to: the counted start is exact
+            return counted + sum(map(self.cost, texts[len(before):]))
+        return sum(map(self.cost, texts))
 
-    def observe(self, messages: list[Message], prompt_tokens: int) -> None:
-        text_tokens = prompt_tokens - _PER_MESSAGE_TOKENS * len(messages)
-        if text_tokens > 0:
-            self.bytes_per_token = min(self.bytes_per_token, _bytes(messages) / text_tokens * self.margin)
+    def cost(self, text: str) -> int:
+        return self.known.get(text, (0, _bound(text)))[1]
+
+    def observe(self, messages: list[Message], prompt_tokens: int, reply: str = "", reply_tokens: int = 0) -> None:
+        """Learn from a request's reported prompt tokens, and from the reply's own tokens (it
+        joins the next request as a message)."""
+        texts = [m["content"] for m in messages]
+        before, counted = self.last
+        if prompt_tokens < counted and texts[: len(before)] == before:
+            self.trusted = False
+        if prompt_tokens <= 0 or not self.trusted:
+            return
+        self.last = (texts, prompt_tokens)
+        new = [t for t in texts if t not in self.known]  # each occurrence: a stub can repeat
+        most = prompt_tokens - sum(self.known[t][0] for t in texts if t in self.known)
+        least = prompt_tokens - sum(self.known[t][1] for t in texts if t in self.known)
+        floors, bounds = sum(map(_floor, new)), sum(map(_bound, new))
+        for text in set(new):  # the others at their least for its most, at their most for its least
+            times = new.count(text)
+            high = math.ceil((most - floors + times * _floor(text)) / times)
+            low = (least - bounds + times * _bound(text)) // times
+            self.known[text] = (max(_floor(text), low), min(_bound(text), max(1, high)))
+        if reply and reply_tokens > 0 and reply not in self.known:
+            self.known[reply] = (_floor(reply), min(_bound(reply), reply_tokens + _PER_MESSAGE_TOKENS))
 
 
-def _bytes(messages: list[Message]) -> int:
-    return sum(len(m["content"].encode()) for m in messages)
+def _bound(text: str) -> int:
+    """The most tokens a message can cost: its template, and a token per byte of its text."""
+    return len(text.encode()) + _PER_MESSAGE_TOKENS
+
+
+def _floor(text: str) -> int:
+    """The fewest tokens a message can cost: its template, and a token per 32 bytes of text
+    (no tokenizer averages longer tokens over a text)."""
+    return _PER_MESSAGE_TOKENS + len(text.encode()) // 32
 
 
 class Context:
@@ -149,7 +193,7 @@ def compact(messages: list[Message], target: int, budget: int, counter: TokenCou
     while (over := counter.estimate(out) - budget) > 0:
         longest = max(range(len(out)), key=lambda k: len(out[k]["content"]))
         content = out[longest]["content"]
-        keep = len(content) - int(over * counter.bytes_per_token) - 200
+        keep = len(content) - over - 200  # an unknown text costs a token a byte: cut bytes
         if keep < 200:
             raise InfraError(f"--context-window leaves {budget} prompt tokens: too few for the system prompt and "
                              "the issue", kind="context", transient=False)
@@ -243,7 +287,7 @@ async def query(model: Model, context: Context, seed: int, stats: AgentStats, us
     """One model call, and what it cost."""
     request = context.request()
     reply = await model.complete(request, seed)
-    context.counter.observe(request, reply.prompt_tokens)
+    context.counter.observe(request, reply.prompt_tokens, reply.content, reply.completion_tokens)
     usage.add(reply)
     stats.steps += 1
     return reply

@@ -18,8 +18,8 @@ from ci_eval.agent_config import PACKAGED
 from ci_eval.cli import main
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, INSTANCES, ours, settings
-from tests.openai_server import FIX, replies, serve
-from tests.scripted import ScriptedModel, attempt, limits
+from tests.openai_server import FIX, replies, serve, tokens
+from tests.scripted import ScriptedModel, attempt, dense, limits
 
 CALC_2 = "ci-eval-fixtures__calc-2"
 LOOK = "First I read the code.\n```bash\ncat calc/ranges.py\n```"
@@ -147,7 +147,7 @@ def test_samples_use_different_seeds_and_no_secret_is_written(tmp_path: Path,
 
 def test_compact_elides_old_observations_first_and_always_fits() -> None:
     counter = TokenCounter()
-    big = "x" * 6000
+    big = "x" * 1500  # unseen: 1,500 tokens each
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "issue"}]
     for n in range(6):
         messages += [{"role": "assistant", "content": f"step {n}"}, {"role": "user", "content": big}]
@@ -167,16 +167,17 @@ def test_the_context_only_appends_between_rare_compactions() -> None:
     requests = []
     for n in range(40):
         requests.append(context.request())
+        counter.observe(requests[-1], tokens(requests[-1]))  # as a server reports it
         context.append({"role": "assistant", "content": f"step {n}\n```bash\ncat file{n}\n```"})
         context.append({"role": "user", "content": f"output {n} " + "y" * 1500})
-    assert all(counter.estimate(r) <= 8000 for r in requests)
+    assert all(tokens(r) <= 8000 for r in requests)  # as the server counts
     cut = [n for n in range(1, 40) if requests[n][: len(requests[n - 1])] != requests[n - 1]]
     # 40 steps of ~660 tokens: the window fills at step 12, then each compaction frees ~4000, 6 steps' worth
     assert 3 <= len(cut) <= 5 and context.compactions == len(cut)
     assert min(b - a for a, b in itertools.pairwise(cut)) >= 5
     for n in cut:  # a compaction keeps the system prompt and the issue, and goes down to the low-water mark
         assert requests[n][:2] == requests[n - 1][:2]
-        assert counter.estimate(requests[n]) <= 8000 * 0.5 + 700
+        assert tokens(requests[n]) <= 8000 * 0.5 + 700
     assert context.repeated_chars / context.sent_chars > 0.75
 
 
@@ -187,13 +188,44 @@ def test_repeated_prefix_counts_what_a_server_could_reuse() -> None:
     assert repeated_prefix(a, [a[0], {"role": "user", "content": "hello there"}]) == len("systemabcuserhello ")
 
 
-def test_counter_learns_denser_tokenizers_only() -> None:
+def test_the_counter_is_an_upper_bound_that_learns_what_the_server_counted() -> None:
     counter = TokenCounter()
-    msgs = [{"role": "user", "content": "a" * 3000}]
-    counter.observe(msgs, 500)  # 6 bytes per token: sparser than assumed, the estimate stays pessimistic
-    assert counter.bytes_per_token == 2.5
-    counter.observe(msgs, 3000 + 8)  # 1 byte per token
-    assert counter.bytes_per_token == pytest.approx(0.9)
+    first = [{"role": "system", "content": "s" * 300}, {"role": "user", "content": "i" * 900}]
+    assert counter.estimate(first) == 1200 + 16  # unseen text: a token a byte, the most a tokenizer makes
+    reply, output = "r" * 60, "7" * 3000
+    counter.observe(first, 416, reply, 20)
+    assert counter.estimate(first) == 416  # as the server counted it
+    grown = [*first, {"role": "assistant", "content": reply}, {"role": "user", "content": output}]
+    assert counter.estimate(grown) == 416 + 28 + 3008  # the reply by its own usage, the output unseen
+    counter.observe(grown, 416 + 28 + 2500)
+    later = [*grown, {"role": "assistant", "content": "ok"}]
+    assert counter.estimate(later) == 2944 + 10  # extends what was counted: exact but for the new
+    compacted = [*first, {"role": "user", "content": output}]  # not an extension: each text's own bound
+    assert 416 + 2500 <= counter.estimate(compacted) <= 1200 + 3000 + 24
+    assert counter.cost(output) >= 2500
+    counter.observe(first[:1], 216)  # shorter after a compaction: still a count
+    assert counter.trusted
+    counter.observe([*first[:1], *grown[2:]], 100)  # shrank while growing: Ollama 0.30 counting uncached only
+    assert not counter.trusted and counter.cost("x" * 50) == 58
+
+
+@pytest.mark.parametrize("usage", [True, False])
+def test_dense_output_never_passes_the_window(tmp_path: Path, usage: bool) -> None:
+    """40 steps of numbers at a token a digit, at the default window and observation size: no
+    request passes the window (a fixed 2.5 bytes a token did, most of all where the server's usage
+    says nothing); with usage the window is used, not left empty."""
+    numbers = "Look at the numbers.\n```bash\nseq 100000 140000\n```"
+    given = limits(step_limit=41)
+    model = ScriptedModel(replies(*[numbers] * 40), context_window=given.context_window, tokenize=dense,
+                          reports_usage=usage)
+    done = attempt(CALC_2, model, tmp_path / "trajectory.json", given)
+    assert len(model.requests) == 41 and done.stats.exit_reason == "submitted"
+    assert model.violations == []
+    budget = given.context_window - given.max_tokens
+    largest = max(dense(r) for r in model.requests)
+    assert largest <= budget
+    if usage:
+        assert largest > 0.9 * budget and done.stats.compactions <= 5
 
 
 def test_prompts_are_data_and_cuts_are_marked() -> None:
