@@ -4,6 +4,11 @@
 # token's own user wrote is ours to update: anyone can post the marker, and a fake verdict under
 # it must not be what the pull request shows. When the update fails, a new comment is posted.
 set -euo pipefail
+if [ -n "${HEAD_REPO:-}" ] && [ "$HEAD_REPO" != "$REPO" ]; then
+  # A fork's pull request runs with a read-only token: no comment; its checks carry the summary.
+  echo "::notice title=ci-eval::a pull request from a fork gets no comment (its token is read-only): the verdict is in this run's job summary, ${GITHUB_SERVER_URL:-https://github.com}/$REPO/actions/runs/${GITHUB_RUN_ID:-}"
+  exit 0
+fi
 marker="<!-- ci-eval:${PREFIX:-ci-eval} -->"
 body="$marker
 $(cat "$RUNNER_TEMP/ci-eval-report/comment.md")"

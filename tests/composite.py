@@ -1,5 +1,5 @@
 """Plays a composite action's steps in order, as a GitHub runner does: each step's `if:`
-evaluated (success(), always(), ==, !=, &&, ||, !, format(), the contexts), its `${{ }}`
+evaluated (success(), always(), ==, !=, &&, ||, !, format(), contains(), the contexts, `*` filters), its `${{ }}`
 expressions filled in, `run:` steps in bash with their own GITHUB_OUTPUT, `uses:` steps by
 stand-ins the test gives, and the action's outputs evaluated at the end.
 
@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 StandIn = Callable[[dict[str, str]], dict[str, str]]  # a `uses:` step: its `with:` in, its outputs out
-_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<op>==|!=|&&|\|\||!|\(|\)|,)|(?P<word>[\w.\-]+))")
+_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<op>==|!=|&&|\|\||!|\(|\)|,)|(?P<word>[\w.\-*]+))")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Player:
     stand_ins: dict[str, StandIn]
     env: dict[str, str] = field(default_factory=dict)
     replaced: dict[str, dict[str, str]] = field(default_factory=dict)  # run steps by id: their outputs
+    needs: dict[str, Any] = field(default_factory=dict)  # a job's `needs` context, for job conditions
     runner_os: str = "Linux"
     runner_arch: str = "X64"
 
@@ -159,6 +160,11 @@ class Player:
         if name in ("success", "failure", "always", "cancelled"):
             return {"success": self.status == "success", "failure": self.status == "failure", "always": True,
                     "cancelled": False}[name]
+        if name == "contains":  # an array holds the item, or a string the substring; case-blind
+            haystack, needle = args[0], _text(args[1]).lower()
+            if isinstance(haystack, list):
+                return any(_text(item).lower() == needle for item in haystack)
+            return needle in _text(haystack).lower()
         if name == "format":
             return re.sub(r"\{(\d+)\}", lambda m: _text(args[1 + int(m.group(1))]), _text(args[0]))
         raise AssertionError(f"the player does not know the function {name}()")
@@ -174,11 +180,8 @@ class Player:
             return self.done.get(step_id, {}).get(name, "")
         if head == "runner":
             return {"temp": str(self.temp), "os": self.runner_os, "arch": self.runner_arch}[rest]
-        if head == "github":
-            value: Any = self.github
-            for part in rest.split("."):
-                value = value.get(part, "") if isinstance(value, dict) else ""
-            return value
+        if head in ("github", "needs"):
+            return _walk(self.github if head == "github" else self.needs, rest.split("."))
         if path in ("true", "false"):
             return path == "true"
         raise AssertionError(f"the player does not know the context {path!r}")
@@ -186,6 +189,15 @@ class Player:
     @staticmethod
     def truthy(value: Any) -> bool:
         return bool(value)  # as GitHub: '' is false, any other string true
+
+
+def _walk(value: Any, parts: list[str]) -> Any:
+    """A context path; `*` maps the rest over an array, as GitHub's object filters do."""
+    for n, part in enumerate(parts):
+        if part == "*":
+            return [_walk(item, parts[n + 1:]) for item in (value if isinstance(value, list) else [])]
+        value = value.get(part, "") if isinstance(value, dict) else ""
+    return value
 
 
 def _text(value: Any) -> str:

@@ -20,7 +20,7 @@ from ci_eval.config import Settings
 from tests.conftest import INSTANCES, need, rows
 
 ROOT = Path(__file__).resolve().parent.parent
-ACTIONS = [ROOT / "action.yml", ROOT / "plan" / "action.yml", ROOT / "aggregate" / "action.yml"]
+ACTIONS = [ROOT / "action.yml", *sorted(ROOT.glob("*/action.yml"))]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 SCRIPTS = sorted((ROOT / "scripts").glob("*.sh"))
 
@@ -587,24 +587,109 @@ def readme_workflows(folder: Path) -> list[tuple[Path, dict[Any, Any]]]:
 
 
 def test_the_readmes_workflows_work_as_pasted(tmp_path: Path) -> None:
-    """Linted as workflows; each has a concurrency group; the pull-request one fires on the `eval`
-    label only and cancels a PR's older run; the direct one aggregates after a failed shard."""
+    """Linted as workflows; the direct one aggregates after a failed shard; the pull-request one
+    fires on the `eval` label only, and its group is the job's, so a run that skips the job never
+    joins it."""
     examples = readme_workflows(tmp_path)
     assert len(examples) == 2
     assert lint_clean(*(path for path, _ in examples)) == []
-    for _, workflow in examples:
-        assert workflow["concurrency"]["group"].startswith("eval-")
     direct = next(w for _, w in examples if "aggregate" in w["jobs"])
+    assert direct["concurrency"]["group"].startswith("eval-")  # push and schedule only: every run evaluates
     aggregate = direct["jobs"]["aggregate"]
     assert aggregate["needs"] == ["plan", "shard"]
     assert aggregate["if"] == "${{ !cancelled() && needs.plan.result == 'success' }}"
     assert aggregate["steps"][0]["with"]["allow-partial"] == "${{ needs.shard.result != 'success' }}"
     assert direct["jobs"]["shard"]["timeout-minutes"] > 330  # above the action's deadline
     pull = next(w for _, w in examples if "pull_request" in w[True])  # YAML 1.1 reads `on` as True
-    assert pull["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
-    condition = pull["jobs"]["eval"]["if"]
-    assert "github.event.label.name == 'eval'" in condition and "head.repo.full_name == github.repository" in condition
-    assert "pull_request_target" not in pull[True]
+    assert "concurrency" not in pull and "pull_request_target" not in pull[True]
+    assert pull["jobs"]["eval"]["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+
+
+def _pull_request(action: str, label: str = "", labels: tuple[str, ...] = (), fork: bool = False) -> dict[str, Any]:
+    head = "mallory/app" if fork else "me/app"
+    return {"event_name": "pull_request", "repository": "me/app", "ref": "refs/pull/7/merge",
+            "event": {"action": action, "label": {"name": label},
+                      "pull_request": {"number": 7, "labels": [{"name": n} for n in labels],
+                                       "head": {"repo": {"full_name": head}}}}}
+
+
+@pytest.mark.parametrize(("github", "evaluates", "comments"), [
+    ({"event_name": "push", "repository": "me/app", "ref": "refs/heads/main", "event": {}}, True, False),
+    (_pull_request("labeled", "eval", ("eval",)), True, True),
+    (_pull_request("labeled", "docs", ("eval", "docs")), False, False),  # another label: skipped, no group
+    (_pull_request("synchronize", labels=("eval",)), True, True),
+    (_pull_request("synchronize", labels=("eval",), fork=True), False, False),  # waits for the label again
+    (_pull_request("synchronize"), False, False),
+    (_pull_request("labeled", "eval", ("eval",), fork=True), True, False),  # read-only token: no comment
+])
+def test_only_evaluating_events_claim_the_pull_requests_group(tmp_path: Path, github: dict[str, Any],
+                                                               evaluates: bool, comments: bool) -> None:
+    """The pull-request example's conditions read as GitHub reads them (the composite player's
+    evaluator): a run whose eval job is skipped claims no group, so it cancels nothing."""
+    from tests.composite import Player
+
+    (_, pull), = [(p, w) for p, w in readme_workflows(tmp_path) if "pull_request" in w[True]]
+    play = Player(tmp_path, github, {})
+    play.action, play.inputs = tmp_path, {}
+    eval_job, comment_job = pull["jobs"]["eval"], pull["jobs"]["comment"]
+    assert play.truthy(play.evaluate(eval_job["if"], "success")) is evaluates
+    group = play.fill(eval_job["concurrency"]["group"])
+    assert group == ("eval-7" if github["event_name"] == "pull_request" else "eval-refs/heads/main")
+    play.needs = {"eval": {"result": "success" if evaluates else "skipped"}}
+    assert play.truthy(play.evaluate(comment_job["if"], "success")) is comments
+
+
+LEVELS = {"none": 0, "read": 1, "write": 2}
+
+
+def test_callers_grant_what_the_reusable_workflow_asks(tmp_path: Path) -> None:
+    """GitHub's start-up check: each job of a called workflow asks for no more than the calling
+    job grants (its own permissions, else the workflow's), whatever the job's `if:`."""
+    called = yaml.safe_load((ROOT / ".github" / "workflows" / "evaluate.yml").read_text())
+    asked: dict[str, int] = {}
+    for job in called["jobs"].values():
+        for scope, level in job.get("permissions", {}).items():
+            asked[scope] = max(asked.get(scope, 0), LEVELS[level])
+    assert "pull-requests" not in asked  # a comment is the caller's choice, not every caller's grant
+    callers = [(w, job) for _, w in readme_workflows(tmp_path) for job in w["jobs"].values()
+               if "evaluate.yml" in job.get("uses", "")]
+    assert callers
+    for workflow, job in callers:
+        granted = job.get("permissions", workflow.get("permissions", {}))
+        short = {s: lvl for s, lvl in asked.items() if LEVELS[granted.get(s, "none")] < lvl}
+        assert not short, f"the caller grants too little: {short}"
+
+
+def test_the_comment_action_posts_the_report_and_tells_a_fork_where_to_look(tmp_path: Path) -> None:
+    if shutil.which("jq") is None:
+        need("jq", "CI_EVAL_REQUIRE_LINTERS", "it is not installed (apt-get install jq)")
+    from tests.composite import Player
+
+    store = tmp_path / "artifacts" / "ci-eval-report"
+    store.mkdir(parents=True)
+    (store / "comment.md").write_text("## ✅ pass — ci-eval: 6 of 6 resolved\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    executable(bin_dir / "gh", FAKE_GH)
+    log, answers = tmp_path / "calls.jsonl", tmp_path / "answers.json"
+    answers.write_text(json.dumps({"repos/me/app/issues/7/comments?per_page=100": []}))
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_GH_ANSWERS": str(answers), "FAKE_GH_LOG": str(log)}
+
+    def download(given: dict[str, str]) -> dict[str, str]:
+        shutil.copytree(tmp_path / "artifacts" / given["name"], given["path"], dirs_exist_ok=True)
+        return {}
+
+    for n, fork in enumerate((False, True)):
+        temp = tmp_path / f"temp-{n}"
+        temp.mkdir()
+        played = Player(temp, _pull_request("labeled", "eval", ("eval",), fork=fork) | {"run_id": "9", "token": "t"},
+                        {"actions/download-artifact": download}, env=env).play(ROOT / "comment" / "action.yml", {})
+        assert dict(played.steps)["comment"] == "success", played.logs
+        if fork:
+            assert "gets no comment" in played.logs["comment"] and "actions/runs/" in played.logs["comment"]
+    posts = [json.loads(line) for line in log.read_text().splitlines() if json.loads(line)["method"] == "POST"]
+    assert [p["path"] for p in posts] == ["repos/me/app/issues/7/comments"]  # the fork's run posted nothing
+    assert posts[0]["body"]["body"] == "<!-- ci-eval:ci-eval -->\n## ✅ pass — ci-eval: 6 of 6 resolved"
 
 
 def test_a_release_checks_its_self_references_then_moves_the_major_tag(tmp_path: Path) -> None:
