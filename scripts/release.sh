@@ -1,32 +1,47 @@
 #!/usr/bin/env bash
 # The release workflow's steps, on a vX.Y.Z tag:
-#   release.sh check TAG REPO   every self-reference (uses: .../ci-eval...@ref) in .github/ and
-#                               the README names REPO and the major of TAG, or it fails naming each
-#   release.sh move TAG REPO    point the major tag (v1) at TAG's commit, through the REST API
+#   release.sh check TAG REPO     every self-reference (uses: .../ci-eval...@ref) in .github/ and the
+#                                 README names org/ci-eval (the placeholder) or REPO, at the major
+#                                 of TAG, or it fails naming each
+#   release.sh publish TAG REPO   write REPO over the placeholder (the nested references of the
+#                                 workflow and the README's examples must name a repository that
+#                                 exists), commit that on TAG's commit, and point TAG and its major
+#                                 (v1) at the new commit. Pushes to $RELEASE_REMOTE (default: REPO on
+#                                 github.com with $GH_TOKEN).
 set -euo pipefail
 what=$1 tag=$2 repo=$3
 [[ $tag =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "::error::$tag is not a vX.Y.Z tag"; exit 1; }
 major=${tag%%.*}
+placeholder=org/ci-eval
+references() { grep -rnoE "uses: +[A-Za-z0-9_.-]+/(ci-eval|${repo#*/})(/[A-Za-z0-9_./-]+)?@[A-Za-z0-9_.-]+" .github README.md; }
 case $what in
   check)
-    # ours: named ci-eval, or this repository's name (a fork or a rename)
-    bad=$(grep -rnoE "uses: +[A-Za-z0-9_.-]+/(ci-eval|${repo#*/})(/[A-Za-z0-9_./-]+)?@[A-Za-z0-9_.-]+" .github README.md \
-      | grep -vE "uses: +$repo(/[A-Za-z0-9_./-]+)?@$major\$" || true)
+    bad=$(references | grep -vE "uses: +($placeholder|$repo)(/[A-Za-z0-9_./-]+)?@$major\$" || true)
     if [ -n "$bad" ]; then
-      echo "::error::self-references that do not name $repo@$major:"
+      echo "::error::self-references that name neither $placeholder nor $repo at $major:"
       echo "$bad"
       exit 1
     fi
-    echo "every self-reference names $repo@$major"
+    echo "every self-reference names $placeholder or $repo at $major"
     ;;
-  move)
-    sha=$(gh api "repos/$repo/git/ref/tags/$tag" --jq .object.sha)
-    if gh api "repos/$repo/git/ref/tags/$major" >/dev/null 2>&1; then
-      gh api -X PATCH "repos/$repo/git/refs/tags/$major" -f sha="$sha" -F force=true >/dev/null
-    else
-      gh api -X POST "repos/$repo/git/refs" -f ref="refs/tags/$major" -f sha="$sha" >/dev/null
+  publish)
+    # The tag's commit, peeled: an annotated tag's own object is not a commit a ref may name.
+    git checkout --quiet --detach "$tag^{commit}"
+    if [ "$repo" != "$placeholder" ]; then
+      references | cut -d: -f1 | sort -u | xargs sed -i -E "s#(uses: +)$placeholder([/@])#\1$repo\2#g"
     fi
-    echo "$major now points at $tag ($sha)"
+    if ! git diff --quiet; then
+      git -c user.name="github-actions[bot]" -c user.email="41898282+github-actions[bot]@users.noreply.github.com" \
+        commit --quiet -am "Release $tag: the references name $repo"
+    fi
+    sha=$(git rev-parse HEAD)
+    remote=${RELEASE_REMOTE:-https://x-access-token:${GH_TOKEN}@github.com/$repo.git}
+    if ! out=$(git push --force "$remote" "$sha:refs/tags/$tag" "$sha:refs/tags/$major" 2>&1); then
+      echo "${out//${GH_TOKEN:-no-token}/***}"
+      echo "::error::could not move $tag and $major to $sha. The release changes .github/workflows/, which GITHUB_TOKEN may never push: add a repository secret CI_EVAL_RELEASE_TOKEN, a fine-grained token of this repository with Contents and Workflows read and write (or a GitHub App's token with those permissions), and re-run the release."
+      exit 1
+    fi
+    echo "$tag and $major now point at $sha"
     ;;
-  *) echo "usage: release.sh check|move TAG REPO"; exit 2 ;;
+  *) echo "usage: release.sh check|publish TAG REPO"; exit 2 ;;
 esac

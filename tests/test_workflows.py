@@ -692,35 +692,67 @@ def test_the_comment_action_posts_the_report_and_tells_a_fork_where_to_look(tmp_
     assert posts[0]["body"]["body"] == "<!-- ci-eval:ci-eval -->\n## ✅ pass — ci-eval: 6 of 6 resolved"
 
 
-def test_a_release_checks_its_self_references_then_moves_the_major_tag(tmp_path: Path) -> None:
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, capture_output=True,
+                          text=True, check=True)
+    return done.stdout.strip()
+
+
+REFUSE_WORKFLOWS = """#!/usr/bin/env bash
+# As github.com answers GITHUB_TOKEN: a ref update whose commit changes .github/workflows/ is refused.
+while read -r old new ref; do
+  if git diff --name-only "$(git rev-list --max-parents=0 "$new" | tail -n 1)" "$new" | grep -q '^.github/workflows/'; then
+    if [ "$(git log -1 --format=%s "$new")" != "base" ]; then
+      echo "refusing to allow a GitHub App to create or update workflow without workflows permission"; exit 1
+    fi
+  fi
+done
+"""
+
+
+def test_a_release_names_its_repository_and_moves_both_tags_to_a_commit(tmp_path: Path) -> None:
+    """Played on real git: an annotated tag, a remote; the tags end on a commit (not the tag
+    object) whose references name the repository; a remote that refuses workflow changes, as
+    github.com does for GITHUB_TOKEN, ends in the error that names the secret to add."""
     tree = tmp_path / "repo"
     shutil.copytree(ROOT / ".github", tree / ".github")
     shutil.copy(ROOT / "README.md", tree / "README.md")
     (tree / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "release.sh", tree / "scripts" / "release.sh")
+    git(tree, "init", "-q", "-b", "main")
+    git(tree, "add", "-A")
+    git(tree, "commit", "-qm", "base")
+    git(tree, "tag", "-a", "v1.4.0", "-m", "v1.4.0")  # annotated: its object is a tag, not a commit
 
-    def release(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def release(*args: str, remote: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["bash", "scripts/release.sh", *args], cwd=tree, capture_output=True, text=True,
-                              env={**os.environ, **(env or {})})
+                              env={**os.environ, "RELEASE_REMOTE": str(remote), "GH_TOKEN": "s3cret"})
 
-    assert release("check", "v1.4.0", "org/ci-eval").returncode == 0  # as committed: org/ci-eval@v1
-    wrong_major = release("check", "v2.0.0", "org/ci-eval")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    assert release("check", "v1.4.0", "acme/evals", remote=remote).returncode == 0  # the placeholder
+    wrong_major = release("check", "v2.0.0", "acme/evals", remote=remote)
     assert wrong_major.returncode == 1 and "evaluate.yml" in wrong_major.stdout
-    elsewhere = release("check", "v1.4.0", "acme/evals")  # a renamed fork must rename its references
-    assert elsewhere.returncode == 1 and "org/ci-eval/plan@v1" in elsewhere.stdout
-    assert release("check", "1.4", "org/ci-eval").returncode == 1  # not a vX.Y.Z tag
+    assert release("check", "1.4", "acme/evals", remote=remote).returncode == 1  # not a vX.Y.Z tag
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "gh").write_text(FAKE_GH)
-    (bin_dir / "gh").chmod(0o755)
-    (tmp_path / "answers.json").write_text(json.dumps({
-        "repos/org/ci-eval/git/ref/tags/v1.4.0": {"object": {"sha": "c0ffee"}},
-        "repos/org/ci-eval/git/ref/tags/v1": {"object": {"sha": "0ld"}}}))
-    moved = release("move", "v1.4.0", "org/ci-eval", env={
-        "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_GH_ANSWERS": str(tmp_path / "answers.json"),
-        "FAKE_GH_LOG": str(tmp_path / "gh.log")})
-    assert moved.returncode == 0, moved.stderr
-    calls = [json.loads(line) for line in (tmp_path / "gh.log").read_text().splitlines()]
-    assert calls[-1] == {"method": "PATCH", "path": "repos/org/ci-eval/git/refs/tags/v1", "body": None,
-                         "fields": ["sha=c0ffee", "force=true"]}
+    done = release("publish", "v1.4.0", "acme/evals", remote=remote)
+    assert done.returncode == 0, done.stdout + done.stderr
+    v1, tagged = git(remote, "rev-parse", "v1"), git(remote, "rev-parse", "v1.4.0")
+    assert v1 == tagged and git(remote, "cat-file", "-t", v1) == "commit"
+    workflow = git(remote, "show", f"{v1}:.github/workflows/evaluate.yml")
+    readme = git(remote, "show", f"{v1}:README.md")
+    assert "uses: acme/evals/plan@v1" in workflow and "org/ci-eval/" not in workflow
+    assert "uses: acme/evals/.github/workflows/evaluate.yml@v1" in readme and "uses: org/ci-eval" not in readme
+    assert release("check", "v1.4.0", "acme/evals", remote=remote).returncode == 0  # and it checks again
+
+    refusing = tmp_path / "refusing.git"
+    git(tmp_path, "init", "-q", "--bare", str(refusing))
+    git(tree, "push", "-q", str(refusing), "main")
+    executable(refusing / "hooks" / "pre-receive", REFUSE_WORKFLOWS)
+    git(tree, "checkout", "-q", "main")
+    refused = release("publish", "v1.4.0", "acme/evals", remote=refusing)
+    assert refused.returncode == 1
+    assert "CI_EVAL_RELEASE_TOKEN" in refused.stdout and "Workflows" in refused.stdout
+    assert "s3cret" not in refused.stdout + refused.stderr
+
+
