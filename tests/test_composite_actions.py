@@ -90,19 +90,25 @@ def test_plan_shard_and_aggregate_actions_play_in_order(tmp_path: Path) -> None:
     assert report.outputs["verdict"] == "pass" and report.outputs["resolved"] == str(len(rows()))
 
 
-@pytest.mark.parametrize(("shard", "ref", "saves"), [
-    ("0", "refs/heads/main", True),  # the default branch's first shard fills the cache
-    ("1", "refs/heads/main", False),  # the other shards only restore
-    ("0", "refs/pull/5/merge", False),  # a pull request's cache would serve that ref alone
+PUSH = {"event_name": "push", "event": {"repository": {"default_branch": "main"}}}
+SCHEDULE = {"event_name": "schedule", "event": {"schedule": "0 2 * * 1"}}  # no repository in the payload
+
+
+@pytest.mark.parametrize(("shard", "ref", "event", "saves"), [
+    ("0", "refs/heads/main", PUSH, True),  # the default branch's first shard fills the cache
+    ("1", "refs/heads/main", PUSH, False),  # the other shards only restore
+    ("0", "refs/pull/5/merge", {"event_name": "pull_request", "event": {"repository": {"default_branch": "main"}}},
+     False),  # a pull request's cache would serve that ref alone
+    ("0", "refs/heads/main", SCHEDULE, True),  # a weekly schedule must refill a cache that expires in 7 days
 ])
 def test_one_shard_on_the_default_branch_saves_the_model_cache(tmp_path: Path, shard: str, ref: str,
-                                                               saves: bool) -> None:
+                                                               event: dict[str, Any], saves: bool) -> None:
     """The save step's condition, read by the same player, at the point of the shard action."""
     import yaml
 
     steps = yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["steps"]
     index = next(n for n, s in enumerate(steps) if s.get("name") == "Save Ollama and the model")
-    play = player(tmp_path, Artifacts(tmp_path / "a"), ref=ref)
+    play = player(tmp_path, Artifacts(tmp_path / "a"), ref=ref, **event)
     play.action, play.known_steps, play.position = ROOT / "action.yml", [s.get("id") for s in steps], index
     play.inputs = {"base-url": "", "shard-index": shard}
     play.done = {"ollama-cache": {"cache-hit": "false"}}
