@@ -4,17 +4,16 @@
 set -euo pipefail
 case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64 | arm64) arch=arm64 ;; *) echo "unsupported $(uname -m)"; exit 1 ;; esac
 home="$HOME/.cache/ci-eval-ollama/$OLLAMA_VERSION"
+python="$(dirname "$EVAL_BIN")/python"
 if [ ! -x "$home/bin/ollama" ]; then
   mkdir -p "$home"
-  url="https://github.com/ollama/ollama/releases/download/v$OLLAMA_VERSION/ollama-linux-$arch"
-  # Newer releases ship .tar.zst, older ones .tgz.
-  curl -fsSL "$url.tar.zst" | tar --zstd -x -C "$home" || curl -fsSL "$url.tgz" | tar -xz -C "$home"
+  url="https://github.com/ollama/ollama/releases/download/v$OLLAMA_VERSION/ollama-linux-$arch.tar.zst"
+  curl -fsSL "$url" | "$python" "$(dirname "$0")/unpack.py" "$home"
   # The release carries GPU libraries of several GB; a runner has no GPU: keep (and cache) the CPU ones.
   rm -rf "$home"/lib/ollama/cuda_* "$home"/lib/ollama/rocm* "$home"/lib/ollama/vulkan*
 fi
 # The window and the model streams as ci-eval will run them (its defaults, the CI_EVAL_* inputs,
 # the config file): one cache slot per stream, so that each conversation keeps its cached prefix.
-python="$(dirname "$EVAL_BIN")/python"
 read -r STREAMS CONTEXT_WINDOW < <("$python" - <<'PY'
 import os
 from pathlib import Path

@@ -12,7 +12,7 @@ set -euo pipefail
 what=$1 tag=$2 repo=$3
 [[ $tag =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "::error::$tag is not a vX.Y.Z tag"; exit 1; }
 major=${tag%%.*}
-placeholder=org/ci-eval
+placeholder="org/ci-eval"
 references() { grep -rnoE "uses: +[A-Za-z0-9_.-]+/(ci-eval|${repo#*/})(/[A-Za-z0-9_./-]+)?@[A-Za-z0-9_.-]+" .github README.md; }
 case $what in
   check)

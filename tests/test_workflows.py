@@ -510,6 +510,7 @@ def test_one_pull_request_comment_is_created_then_updated(tmp_path: Path) -> Non
 
 FAKE_DF = """#!/usr/bin/env bash
 # df --output=FIELD -B1 PATH, answered from FAKE_DF_ROOT / FAKE_DF_OTHER ("source avail")
+[ "$1" = -h ] && { echo "(df -h $*)"; exit 0; }
 field=${1#--output=}; path=$3
 if [ "$path" = / ]; then set -- $FAKE_DF_ROOT; else set -- $FAKE_DF_OTHER; fi
 echo header
@@ -519,7 +520,7 @@ if [ "$field" = source ]; then echo "$1"; else echo "$2"; fi
 
 @pytest.mark.parametrize(("root", "other", "larger"), [
     ("/dev/vda 14000000000", "/dev/vda 14000000000", False),  # /mnt is a folder on the root disk
-    ("/dev/root 14000000000", "/dev/sdb1 66000000000", True),  # ubuntu-latest: a second, larger disk
+    ("/dev/root 14000000000", "/dev/sdb1 66000000000", True),  # the runners of 2025: a second, larger disk
     ("/dev/root 60000000000", "/dev/sdb1 9000000000", False),  # a second disk, but smaller
 ])
 def test_the_larger_disk_is_a_filesystem_of_its_own_with_more_room(tmp_path: Path, root: str, other: str,
@@ -537,26 +538,97 @@ def test_the_larger_disk_is_a_filesystem_of_its_own_with_more_room(tmp_path: Pat
     assert done.stdout.strip() == (str(candidate) if larger else "")
 
 
+@pytest.mark.parametrize("store", ["containerd", "classic"])
+def test_images_go_to_the_larger_disk_whichever_store_docker_keeps_them_in(tmp_path: Path, store: str) -> None:
+    """The disk step against stub sudo, systemctl, mount and docker: Docker 29's containerd image
+    store ignores data-root, so containerd's root is bound onto the larger disk too."""
+    if shutil.which("jq") is None:
+        need("jq", "CI_EVAL_REQUIRE_LINTERS", "it is not installed (apt-get install jq)")
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls"
+    executable(bin_dir / "df", FAKE_DF)
+    executable(bin_dir / "sudo", '#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n')
+    for name in ("systemctl", "mount"):
+        executable(bin_dir / name, f'#!/bin/sh\necho "{name} $*" >> "{log}"\n')
+    status = ('[["driver-type","io.containerd.snapshotter.v1"]]' if store == "containerd"
+              else '[["Backing Filesystem","extfs"]]')
+    executable(bin_dir / "docker",
+               f"#!/bin/sh\ncase \"$*\" in *DriverStatus*) echo '{status}' ;; *) echo /mnt/docker ;; esac\n")
+    mnt, root = tmp_path / "mnt", tmp_path / "containerd"
+    mnt.mkdir()
+    (root / "io.containerd.content.v1.content").mkdir(parents=True)
+    daemon = tmp_path / "daemon.json"
+    daemon.write_text('{"log-driver": "json-file"}')
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "disk.sh")], capture_output=True, text=True,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                               "FAKE_DF_ROOT": "/dev/root 14000000000", "FAKE_DF_OTHER": "/dev/sdb1 66000000000",
+                               "CI_EVAL_LARGER_DISK": str(mnt), "DOCKER_DAEMON_JSON": str(daemon),
+                               "CONTAINERD_ROOT": str(root)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(daemon.read_text()) == {"log-driver": "json-file", "data-root": f"{mnt}/docker"}
+    calls = log.read_text().splitlines()
+    if store == "containerd":
+        assert f"mount --bind {mnt}/containerd {root}" in calls
+        assert (mnt / "containerd" / "io.containerd.content.v1.content").is_dir()  # what was there, kept
+        assert calls.index("systemctl stop containerd.service") < calls.index("systemctl start docker.service")
+    else:
+        assert not any(c.startswith("mount") for c in calls)
+
+
 def executable(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     path.chmod(0o755)
 
 
-@pytest.mark.parametrize(("inputs", "parallel"), [
-    ({"workers": "3", "model-slots": "2", "context-window": "4096"}, "2"),  # a slot per model stream
-    ({"workers": "1", "model-slots": "4", "context-window": ""}, "1"),  # never more than the workers ask for
+def ollama_release(path: Path, serve_log: Path) -> None:
+    """A stand-in for Ollama's .tar.zst release: the binary (a stub) and a GPU library to prune."""
+    import io
+    import tarfile
+
+    import zstandard
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as archive:
+        for name, text, mode in [("bin/ollama", f'#!/bin/sh\necho "$1 $OLLAMA_NUM_PARALLEL $OLLAMA_CONTEXT_LENGTH" >> '
+                                                f'"{serve_log}"\n', 0o755),
+                                 ("lib/ollama/cuda_v12/libggml-cuda.so", "gpu", 0o644),
+                                 ("lib/ollama/libggml-cpu.so", "cpu", 0o644)]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(text.encode()), mode
+            archive.addfile(info, io.BytesIO(text.encode()))
+    path.write_bytes(zstandard.ZstdCompressor().compress(raw.getvalue()))
+
+
+# What ollama.sh may call; a runner image of ubuntu 26.04 has no zstd, so neither has this PATH.
+OLLAMA_SH_TOOLS = ["bash", "sh", "uname", "mkdir", "rm", "dirname", "seq", "sleep", "nohup", "tail", "cat"]
+
+
+@pytest.mark.parametrize(("inputs", "parallel", "cached"), [
+    ({"workers": "3", "model-slots": "2", "context-window": "4096"}, "2", True),  # a slot per model stream
+    ({"workers": "1", "model-slots": "4", "context-window": ""}, "1", True),  # never more than the workers ask for
+    ({"workers": "1", "model-slots": "", "context-window": ""}, "1", False),  # downloaded: unpacked without zstd
 ])
-def test_ollama_gets_a_cache_slot_per_model_stream(tmp_path: Path, inputs: dict[str, str], parallel: str) -> None:
+def test_ollama_gets_a_cache_slot_per_model_stream(tmp_path: Path, inputs: dict[str, str], parallel: str,
+                                                   cached: bool) -> None:
     """The action's Ollama step, with its own env, against a stub Ollama and curl: the server is
-    started with ci-eval's window and as many parallel slots as ci-eval will send requests."""
+    started with ci-eval's window and as many parallel slots as ci-eval will send requests; a
+    release not in the cache is unpacked from its .tar.zst with no zstd command on the PATH."""
     step = next(s for s in yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["steps"]
                 if s.get("name") == "Start Ollama")
     bin_dir, seen = tmp_path / "bin", tmp_path / "ollama-env"
+    for tool in OLLAMA_SH_TOOLS:
+        (bin_dir / tool).parent.mkdir(parents=True, exist_ok=True)
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
     executable(bin_dir / "python", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    executable(bin_dir / "curl", "#!/bin/sh\nexit 0\n")
-    executable(tmp_path / ".cache" / "ci-eval-ollama" / "0.0.0" / "bin" / "ollama",
-               f'#!/bin/sh\necho "$1 $OLLAMA_NUM_PARALLEL $OLLAMA_CONTEXT_LENGTH" >> "{seen}"\n')
+    home = tmp_path / ".cache" / "ci-eval-ollama" / "0.0.0"
+    if cached:
+        executable(home / "bin" / "ollama",
+                   f'#!/bin/sh\necho "$1 $OLLAMA_NUM_PARALLEL $OLLAMA_CONTEXT_LENGTH" >> "{seen}"\n')
+        executable(bin_dir / "curl", "#!/bin/sh\nexit 0\n")
+    else:
+        ollama_release(tmp_path / "release.tar.zst", seen)
+        executable(bin_dir / "curl",
+                   f'#!/bin/sh\ncase "$*" in *ollama-linux-*.tar.zst) cat "{tmp_path}/release.tar.zst" ;; esac\n')
     given = {**inputs, "ollama-version": "0.0.0", "model": "granite4:tiny-h", "config": ""}
     outputs = {"steps.install.outputs.bin": str(bin_dir / "ci-eval"), "steps.paths.outputs.models": str(tmp_path / "m")}
 
@@ -566,12 +638,30 @@ def test_ollama_gets_a_cache_slot_per_model_stream(tmp_path: Path, inputs: dict[
 
     env = {k: fill(str(v)) for k, v in step["env"].items()}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "ollama.sh")], capture_output=True, text=True, timeout=120,
-                          env={**env, "HOME": str(tmp_path), "RUNNER_TEMP": str(tmp_path),
-                               "PATH": f"{bin_dir}:/usr/bin:/bin"})
+                          env={**env, "HOME": str(tmp_path), "RUNNER_TEMP": str(tmp_path), "PATH": str(bin_dir)})
     assert done.returncode == 0, done.stdout + done.stderr
     lines = sorted(seen.read_text().splitlines())
     window = inputs["context-window"] or str(Settings.model_fields["context_window"].default)
     assert lines == ["pull  ", f"serve {parallel} {window}"], lines  # served so, then the model pulled
+    if not cached:
+        assert (home / "lib" / "ollama" / "libggml-cpu.so").exists()
+        assert not (home / "lib" / "ollama" / "cuda_v12").exists()
+
+
+def test_the_actions_python_exists_on_every_ubuntu_runner_image() -> None:
+    """setup-python's builds for ubuntu 26.04 start at 3.13 (actions/python-versions'
+    versions-manifest.json), so a lower default fails there before ci-eval installs; and the
+    default must be one ci-eval supports."""
+    import tomllib
+
+    required = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    lowest = tuple(int(n) for n in required.removeprefix(">=").split("."))
+    pythons = [a for a in ACTIONS if "python-version" in yaml.safe_load(a.read_text())["inputs"]]
+    assert len(pythons) == 3  # the shard, plan and aggregate actions install ci-eval
+    for action in pythons:
+        version = yaml.safe_load(action.read_text())["inputs"]["python-version"]["default"]
+        numbers = tuple(int(n) for n in version.split("."))
+        assert numbers >= (3, 13) and numbers >= lowest, f"{action}: python-version {version}"
 
 
 def readme_workflows(folder: Path) -> list[tuple[Path, dict[Any, Any]]]:
@@ -701,10 +791,9 @@ def git(cwd: Path, *args: str) -> str:
 REFUSE_WORKFLOWS = """#!/usr/bin/env bash
 # As github.com answers GITHUB_TOKEN: a ref update whose commit changes .github/workflows/ is refused.
 while read -r old new ref; do
-  if git diff --name-only "$(git rev-list --max-parents=0 "$new" | tail -n 1)" "$new" | grep -q '^.github/workflows/'; then
-    if [ "$(git log -1 --format=%s "$new")" != "base" ]; then
-      echo "refusing to allow a GitHub App to create or update workflow without workflows permission"; exit 1
-    fi
+  [ "$(git log -1 --format=%s "$new")" = base ] && continue  # the commit before the release
+  if git diff --name-only "$new~1" "$new" | grep -q '^.github/workflows/'; then
+    echo "refusing to allow a GitHub App to create or update workflow without workflows permission"; exit 1
   fi
 done
 """
