@@ -25,8 +25,10 @@ class Artifacts:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.saved: list[dict[str, str]] = []
+        self.uploads: list[dict[str, str]] = []
 
     def upload(self, given: dict[str, str]) -> dict[str, str]:
+        self.uploads.append(given)
         shutil.copytree(given["path"].strip(), self.folder / given["name"], dirs_exist_ok=True)
         return {"artifact-id": "1"}
 
@@ -76,13 +78,15 @@ def test_plan_shard_and_aggregate_actions_play_in_order(tmp_path: Path) -> None:
     for entry in matrix["include"]:
         shard = player(tmp_path / f"shard-{entry['index']}", store).play(ROOT / "action.yml", {
             "shard-index": str(entry["index"]), "shard-count": "2", "plan-artifact": planned.outputs["plan-artifact"],
-            "base-url": "http://127.0.0.1:9/v1", "predictions": "gold", "free-disk": "false"})
+            "base-url": "http://127.0.0.1:9/v1", "predictions": "gold", "free-disk": "false", "retention-days": "7"})
         ran = dict(shard.steps)
         assert ran["shard"] == "success", shard.logs.get("shard")
         assert ran["Start Ollama"] == "skipped" and ran["Fetch this shard's earlier attempt, to resume it"] == "skipped"
         assert shard.outputs["resolved"] == str(entry["size"]) and shard.outputs["infrastructure-failures"] == "0"
         assert shard.outputs["artifact"] == f"ci-eval-shard-{entry['index']}-attempt-1"
     assert store.saved == []  # a base URL: no Ollama, nothing to cache
+    shard_uploads = [u for u in store.uploads if "-shard-" in u["name"]]
+    assert len(shard_uploads) == 2 and {u["retention-days"] for u in shard_uploads} == {"7"}
 
     report = player(tmp_path / "aggregate", store).play(ROOT / "aggregate" / "action.yml", {"fail-under": "0.5"})
     ran = dict(report.steps)
@@ -129,3 +133,26 @@ def test_a_wrong_input_or_output_reference_fails(tmp_path: Path) -> None:
     action.write_text(action.read_text().replace("if: inputs.real == ''", "if: steps.later.outputs.x == ''"))
     with pytest.raises(AssertionError, match="no step 'later' before here"):
         play.play(action, {})
+
+
+def test_the_docker_hub_login_reads_its_token_from_standard_input(tmp_path: Path) -> None:
+    """The login step as the action runs it, against a stub docker: the token never is an argument
+    (where `ps` and the runner's command echo would show it)."""
+    import os
+    import subprocess
+
+    import yaml
+
+    step = next(s for s in yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["steps"]
+                if s.get("name") == "Log in to Docker Hub")
+    assert step["if"] == "inputs.docker-username != ''"
+    bin_dir, seen = tmp_path / "bin", tmp_path / "seen"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(f'#!/bin/sh\necho "args: $*" > "{seen}"\necho "stdin: $(cat)" >> "{seen}"\n')
+    (bin_dir / "docker").chmod(0o755)
+    done = subprocess.run(["bash", "-e", "-c", step["run"]], capture_output=True, text=True,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DOCKER_USERNAME": "me",
+                               "DOCKER_PASSWORD": "dckr_pat_s3cret"})
+    assert done.returncode == 0, done.stderr
+    args, stdin = seen.read_text().splitlines()
+    assert args == "args: login --username me --password-stdin" and stdin == "stdin: dckr_pat_s3cret"
