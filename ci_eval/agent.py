@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ci_eval import progress
 from ci_eval.agent_config import AgentConfig
 from ci_eval.contracts import AgentStats
 from ci_eval.errors import InfraError
@@ -290,6 +291,7 @@ async def query(model: Model, context: Context, seed: int, stats: AgentStats, us
     context.counter.observe(request, reply.prompt_tokens, reply.content, reply.completion_tokens)
     usage.add(reply)
     stats.steps += 1
+    progress.stepped(stats.steps)
     return reply
 
 

@@ -1,9 +1,15 @@
-"""A progress bar on a terminal, one plain log line per instance in CI."""
+"""A progress bar on a terminal, one plain log line per instance in CI, and there a heartbeat
+every few minutes: an instance can take 30 to 50 minutes, and a log that says nothing for that
+long looks stuck."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 from rich.console import Console
@@ -11,9 +17,43 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ci_eval.contracts import Record
 
+HEARTBEAT_SECONDS = 180.0
+
+
+@dataclass
+class Running:
+    """One job under way: the runner starts it and names its phase, the agent counts its steps."""
+
+    label: str
+    started: float = field(default_factory=time.monotonic)
+    phase: str = "image"
+    step: int = 0
+
+    def describe(self, at: float) -> str:
+        minutes, seconds = divmod(int(at - self.started), 60)
+        step = f" step {self.step}" if self.step else ""
+        return f"{self.label} {self.phase}{step} {minutes}m{seconds:02d}s"
+
+
+CURRENT: ContextVar[Running | None] = ContextVar("ci_eval_running", default=None)  # the job of this task
+
+
+def phase(name: str) -> None:
+    if (run := CURRENT.get()) is not None:
+        run.phase = name
+
+
+def stepped(steps: int) -> None:
+    if (run := CURRENT.get()) is not None:
+        run.phase, run.step = "agent", steps
+
 
 class Display(Protocol):
+    running: dict[int, Running]
+
     def update(self, record: Record) -> None: ...
+
+    def beat(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -27,6 +67,13 @@ def line(record: Record, done: int, total: int) -> str:
 class PlainLog:
     def __init__(self, total: int, done: int, stream: TextIO = sys.stderr) -> None:
         self.total, self.done, self.stream = total, done, stream
+        self.running: dict[int, Running] = {}
+
+    def beat(self) -> None:
+        if self.running:
+            at = time.monotonic()
+            now = "; ".join(r.describe(at) for r in self.running.values())
+            print(f"ci-eval: [{self.done}/{self.total}] running {now}", file=self.stream, flush=True)
 
     def update(self, record: Record) -> None:
         self.done += 1
@@ -40,6 +87,7 @@ class Bar:
     def __init__(self, total: int, done: int) -> None:
         self.total, self.done = total, done
         self.counts: dict[str, int] = {}
+        self.running: dict[int, Running] = {}
         self.progress = Progress(
             TextColumn("[bold]ci-eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.description}"), console=Console(stderr=True), transient=False,
@@ -54,6 +102,9 @@ class Bar:
         summary = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
         self.progress.update(self.task, advance=1, description=summary)
 
+    def beat(self) -> None:
+        return None  # the bar's clock moves by itself
+
     def close(self) -> None:
         self.progress.stop()
 
@@ -62,3 +113,10 @@ def display(total: int, done: int) -> Display:
     if sys.stderr.isatty() and not os.environ.get("CI"):
         return Bar(total, done)
     return PlainLog(total, done)
+
+
+async def heartbeat(show: Display, every: float = HEARTBEAT_SECONDS) -> None:
+    """Until cancelled: every `every` seconds, what runs, in which phase and step, for how long."""
+    while True:
+        await asyncio.sleep(every)
+        show.beat()

@@ -22,7 +22,7 @@ from ci_eval.gaming import suspicious
 from ci_eval.grading import grade
 from ci_eval.instances import Instance
 from ci_eval.layout import log_dir
-from ci_eval.progress import Display
+from ci_eval.progress import CURRENT, Display, Running, phase
 from ci_eval.results import ResultStore, now
 from ci_eval.sandbox import Backend
 from ci_eval.solver import Job, Solver
@@ -141,8 +141,14 @@ async def run_jobs(
             job = queue.popleft()
             ahead = len(jobs) - len(queue) + workers  # keep the image of the job after this wave coming
             backend.prefetch(upcoming[ahead : ahead + 1])
-            record = await until_deadline(job, run_one(job, backend, solve, log_dir(root, job.instance.instance_id,
-                                                                                     job.sample), limits), limits)
+            run = Running(job.instance.instance_id + (f"#{job.sample}" if job.sample else ""))
+            show.running[id(run)], token = run, CURRENT.set(run)
+            try:
+                record = await until_deadline(job, run_one(job, backend, solve, log_dir(
+                    root, job.instance.instance_id, job.sample), limits), limits)
+            finally:
+                CURRENT.reset(token)
+                del show.running[id(run)]
             store.append(record)
             show.update(record)
             if not await gate.after(record):
@@ -212,6 +218,7 @@ async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits:
             await backend.ensure_image(inst)
             timings.image = time.monotonic() - t
             t = time.monotonic()
+            phase("agent")
             solution = await solve(job, backend, logs)
             timings.agent = time.monotonic() - t
             patch, agent = solution.patch, solution.agent
@@ -224,6 +231,7 @@ async def run_one(job: Job, backend: Backend, solve: Solver, logs: Path, limits:
                 stop=stop_after_attempt(2), wait=wait_exponential(multiplier=1, max=10), reraise=True,
             ):
                 with try_:
+                    phase("grading")
                     graded = await grade(inst, patch, backend, logs, limits.eval_timeout)
             timings.eval = graded.eval_seconds
             return record(status=graded.status, tests=graded.tests, error=graded.error)

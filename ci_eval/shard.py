@@ -26,7 +26,7 @@ from ci_eval.instances import Instance, allowed_images
 from ci_eval.model import RETRIES, OpenAIModel
 from ci_eval.partition import costliest_first, shard_ids
 from ci_eval.planfile import gradable, make_plan
-from ci_eval.progress import Display, display
+from ci_eval.progress import Display, display, heartbeat
 from ci_eval.results import ResultStore, now, only_writer, write_manifest
 from ci_eval.runner import Limits, ModelGate, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
@@ -191,6 +191,7 @@ def _run_shard(settings: Settings, prompts: AgentConfig, made: Plan, index: int,
 async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, model: OpenAIModel | None,
                store: ResultStore, folder: Path, settings: Settings, limits: Limits, show: Display,
                gate: ModelGate) -> None:
+    beat = asyncio.create_task(heartbeat(show))  # in CI, what runs, every few minutes
     try:
         if model is not None and jobs:
             await model.check()  # a server that is down is one clear line before any work
@@ -200,6 +201,7 @@ async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, model: Open
             show=show, prune=settings.prune_images, gate=gate,
         )
     finally:
+        beat.cancel()
         await backend.close()
         if model is not None:
             await model.close()

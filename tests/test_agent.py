@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import itertools
 import json
+import re
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from ci_eval.agent import ELIDED, Context, TokenCounter, compact, cut_middle, repeated_prefix
+from ci_eval.agent import ELIDED, Context, TokenCounter, compact, cut_middle, repeated_prefix, solver
 from ci_eval.agent_config import PACKAGED
 from ci_eval.cli import main
+from ci_eval.progress import PlainLog, heartbeat
+from ci_eval.results import ResultStore
+from ci_eval.runner import Limits, ModelGate, run_jobs
+from ci_eval.sandbox.local import LocalBackend
 from ci_eval.shard import run_shard
+from ci_eval.solver import Job
 from tests.conftest import FIXTURES, INSTANCES, ours, settings
 from tests.openai_server import FIX, replies, serve, tokens
-from tests.scripted import ScriptedModel, attempt, dense, limits
+from tests.scripted import ScriptedModel, attempt, dense, fixture, limits
 
 CALC_2 = "ci-eval-fixtures__calc-2"
 LOOK = "First I read the code.\n```bash\ncat calc/ranges.py\n```"
@@ -344,3 +353,41 @@ def test_an_agent_configs_limits_are_settings_under_the_flags(tmp_path: Path) ->
     assert (merged.agent_timeout, merged.step_limit, prompts.limits.step_limit) == (60, 7, 5)
     assert agent_limits(merged).agent_timeout == 60 and merged.instance_time_limit() == 60 + 1800 + 900
     assert merged.identity()["step_limit"] == 7
+
+
+@dataclass
+class SlowModel(ScriptedModel):
+    """A model that takes its time, as a CPU runner's does."""
+
+    delay: float = 0.15
+
+    async def complete(self, messages: list[Any], seed: int) -> Any:
+        await asyncio.sleep(self.delay)
+        return await super().complete(messages, seed)
+
+
+def test_a_heartbeat_names_each_running_instance_its_phase_step_and_time(tmp_path: Path) -> None:
+    """The pool and the agent as a shard runs them, with the heartbeat every 0.1 s instead of
+    every few minutes: between the per-instance lines the log says what runs and how far it is."""
+    model = SlowModel(replies(LOOK, LOOK, LOOK, FIX))
+    stream = io.StringIO()
+
+    async def run() -> None:
+        backend = LocalBackend(FIXTURES / "repos")
+        show = PlainLog(1, 0, stream)
+        beat = asyncio.create_task(heartbeat(show, 0.1))
+        try:
+            await run_jobs([Job(fixture(CALC_2))], backend=backend,
+                           solve=solver(limits(), model, seed=0, config=PACKAGED, network=False),
+                           store=ResultStore(tmp_path), root=tmp_path, limits=Limits(600, 120, None, 1), workers=1,
+                           show=show, prune=False, gate=ModelGate())
+        finally:
+            beat.cancel()
+            await backend.close()
+
+    asyncio.run(run())
+    lines = stream.getvalue().splitlines()
+    beats = [line for line in lines if line.startswith("ci-eval: [0/1] running ")]
+    assert beats and lines[-1].startswith("[1/1] ")  # beats while it ran, then the instance's own line
+    assert any(re.search(rf"running {CALC_2} agent step [1-5] 0m0\ds$", line) for line in beats), beats
+    assert any(re.search(rf"running {CALC_2} grading step 5 \dm\d\ds$", line) for line in beats), beats
