@@ -138,9 +138,9 @@ def _bound(text: str) -> int:
 
 
 def _floor(text: str) -> int:
-    """The fewest tokens a message can cost: its template, and a token per 32 bytes of text
-    (no tokenizer averages longer tokens over a text)."""
-    return _PER_MESSAGE_TOKENS + len(text.encode()) // 32
+    """The fewest tokens a message can cost: a token per 32 bytes of text (no tokenizer averages
+    longer tokens over a text), nothing for a template that may add nothing."""
+    return len(text.encode()) // 32
 
 
 class Context:
