@@ -13,12 +13,14 @@ Costs are ci-eval's difficulty prior in seconds (7.5 min for a "<15 min fix" up 
 from __future__ import annotations
 
 import argparse
+import heapq
 import math
 import random
 from collections import defaultdict
+from typing import Any
 
 from ci_eval.instances import Instance
-from ci_eval.partition import costliest_first, plan, simulate
+from ci_eval.partition import plan, run_order, simulate
 
 # (repository, instances per version): 80 families, 500 instances, Verified's shape.
 FAMILIES = [
@@ -56,6 +58,36 @@ def dataset(seed: int = 0) -> list[Instance]:
     return rows
 
 
+def layer_pulls(order: list[str], cost: dict[str, float], family: dict[str, Any], workers: int) -> int:
+    """How often a family's environment layers come onto the disk when the pool runs `order` as
+    run_jobs does: each instance's image pulled a wave ahead (the first 2 x workers at the start,
+    then the one `workers` places past each job that starts), removed when its job ends; a
+    family's layers are there while any of its images is, and come again after none was."""
+    present: dict[Any, int] = defaultdict(int)
+    pulled: set[int] = set()
+    arrivals = 0
+
+    def pull(k: int) -> None:
+        nonlocal arrivals
+        if k < len(order) and k not in pulled:
+            pulled.add(k)
+            arrivals += present[family[order[k]]] == 0
+            present[family[order[k]]] += 1
+
+    for k in range(2 * workers):
+        pull(k)
+    running: list[tuple[float, int]] = []  # (ends at, job)
+    clock = 0.0
+    for k, iid in enumerate(order):
+        if len(running) == workers:  # the next job waits for a worker: the earliest one ends first
+            clock, done = heapq.heappop(running)
+            present[family[order[done]]] -= 1
+        pull(k)
+        pull(k + workers)
+        heapq.heappush(running, (clock + cost[iid], k))
+    return arrivals
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=4)
@@ -69,8 +101,10 @@ def main() -> None:
     for inst in instances:
         family_cost[inst.family] += cost[inst.instance_id]
     total = sum(cost.values())
+    family = {i.instance_id: i.family for i in instances}
     print(f"{'shards':>6} {'pulls':>6} {'bound':>6} {'ratio':>6} {'makespan/ideal':>15} "
-          f"{'run, dataset order':>19} {'run, costliest first':>21}")
+          f"{'run, dataset order':>19} {'run, run_order':>15} {'layer pulls, costliest first':>29} "
+          f"{'layer pulls, run_order':>23}")
     for of in (5, 10, 20, 50):
         shards = plan(instances, of, cost)
         fair = total / of
@@ -78,10 +112,13 @@ def main() -> None:
         bound = sum(math.ceil(c / fair - 1e-9) for c in family_cost.values())
         makespan = max(sum(cost[i] for i in ids) for ids in shards) / fair
         as_listed = max(simulate(ids, cost, args.workers) for ids in shards) / 3600
-        costly = max(simulate(costliest_first(ids, cost), cost, args.workers) for ids in shards)
-        costly /= 3600
+        ordered = [run_order(ids, cost, family) for ids in shards]
+        in_order = max(simulate(ids, cost, args.workers) for ids in ordered) / 3600
+        interleaved = [sorted(ids, key=lambda i: (-cost[i], i)) for ids in shards]  # the order before
+        before = sum(layer_pulls(ids, cost, family, args.workers) for ids in interleaved)
+        after = sum(layer_pulls(ids, cost, family, args.workers) for ids in ordered)
         print(f"{of:>6} {pulls:>6} {bound:>6} {pulls / bound:>6.2f} {makespan:>15.3f} "
-              f"{as_listed:>17.2f} h {costly:>19.2f} h")
+              f"{as_listed:>17.2f} h {in_order:>13.2f} h {before:>29} {after:>23}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from ci_eval.contracts import Plan, SampleDesign
 from ci_eval.errors import InputError
 from ci_eval.history import frequencies, load_history
 from ci_eval.instances import Instance, allowed_images, fingerprint, load_instances, select, subset
-from ci_eval.partition import SHARD_SETUP_MINUTES, costliest_first, costs_for, plan, shards_for_budget, simulate
+from ci_eval.partition import SHARD_SETUP_MINUTES, costs_for, plan, run_order, shards_for_budget, simulate
 from ci_eval.sample import at_random, informative, whole
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
         raise InputError(f"--of {of} is out of range: 1 to {most} (one shard per instance at most, and "
                          f"GitHub runs at most {MATRIX_LIMIT} jobs of a matrix)")
     shards = plan(chosen, of, costs)
-    longest = max((simulate(costliest_first(ids, costs), costs, at_once(settings)) for ids in shards), default=0.0)
+    family = {i.instance_id: i.family for i in chosen}
+    longest = max((simulate(run_order(ids, costs, family), costs, at_once(settings)) for ids in shards), default=0.0)
     hours = (longest / 60 + SHARD_SETUP_MINUTES) / 60
     if hours > JOB_LIMIT_HOURS:
         fits = shards_for_budget(chosen, costs, FITTING_BUDGET, at_once(settings), most)

@@ -24,7 +24,7 @@ from ci_eval.errors import InputError
 from ci_eval.github import in_actions, run_attempt
 from ci_eval.instances import Instance, allowed_images
 from ci_eval.model import RETRIES, OpenAIModel
-from ci_eval.partition import costliest_first, shard_ids
+from ci_eval.partition import run_order, shard_ids
 from ci_eval.planfile import gradable, make_plan
 from ci_eval.progress import Display, display, heartbeat
 from ci_eval.results import ResultStore, now, only_writer, write_manifest
@@ -71,11 +71,12 @@ def writable(folder: Path) -> None:
 
 def run_shard(settings: Settings, index: int, of: int | None = None, timings: Path | None = None,
               plan_file: Path | None = None) -> ShardResult:
-    """Plan (or read the plan job's plan), then run shard `index` of it, costliest first."""
+    """Plan (or read the plan job's plan), then run shard `index` of it, family by family."""
     began = time.monotonic()  # --deadline-minutes counts from here
     made, settings = _the_plan(settings, of, timings, plan_file)
     by_id = {inst.instance_id: inst for inst in made.instances}
-    planned = [by_id[iid] for iid in costliest_first(shard_ids(made.shards, index), made.costs)]
+    family = {iid: inst.family for iid, inst in by_id.items()}
+    planned = [by_id[iid] for iid in run_order(shard_ids(made.shards, index), made.costs, family)]
     gradable(planned)  # a plan file made by an older ci-eval may hold rows that cannot be graded
     allowed_images(planned, settings.image_pattern)  # a plan file is an artifact: its rows are checked again
     settings, prompts = with_agent_config(settings)

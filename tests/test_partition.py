@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from ci_eval.cli import main
 from ci_eval.errors import InputError
 from ci_eval.instances import Instance
-from ci_eval.partition import DIFFICULTY_COST, costliest_first, costs_for, plan, shard_ids
+from ci_eval.partition import DIFFICULTY_COST, costs_for, plan, run_order, shard_ids
 from tests.conftest import INSTANCES, rows
 
 
@@ -70,8 +70,11 @@ def test_big_families_are_cut_into_few_pieces_at_every_shard_count(of: int) -> N
     assert max(sum(costs[i] for i in s) for s in shards) <= 1.05 * fair
 
 
-def test_costliest_first_and_bad_timings(tmp_path: Path) -> None:
-    assert costliest_first(["a", "b", "c"], {"a": 1.0, "b": 5.0, "c": 5.0}) == ["b", "c", "a"]
+def test_a_shard_runs_family_by_family_costliest_family_first_and_bad_timings(tmp_path: Path) -> None:
+    costs = {"a1": 9.0, "b1": 8.0, "a2": 1.0, "b2": 7.0, "c1": 5.0}
+    family = {"a1": "A", "a2": "A", "b1": "B", "b2": "B", "c1": "C"}  # B costs 15, A 10, C 5
+    assert run_order(list(costs), costs, family) == ["b1", "b2", "a1", "a2", "c1"]
+    assert run_order(["x", "y"], {}, {"x": "F", "y": "F"}) == ["x", "y"]  # no prior: by id
     instances = synthetic(4)
     timings = tmp_path / "t.json"
     for bad in ("NaN", "Infinity", "-1"):
@@ -202,3 +205,21 @@ def test_a_plan_past_githubs_job_limit_says_so_and_what_fits(tmp_path: Path) -> 
     assert "past GitHub's 6-hour job limit" in slow.stderr and "--budget-minutes 300" in slow.stderr
     quick = CliRunner().invoke(main, ["plan", "--of", "3", "--dataset", str(INSTANCES)])
     assert quick.exit_code == 0 and "job limit" not in quick.stderr
+
+
+def test_a_shards_results_come_family_by_family(tmp_path: Path) -> None:
+    """A real shard (gold patches, local sandbox, one worker): with a prior that would interleave
+    the two fixture families costliest first, the instances run one family after the other."""
+    from ci_eval.results import read_records
+    from ci_eval.shard import run_shard
+    from tests.conftest import settings
+
+    interleaved = ["calc-1", "textkit-4", "calc-2", "textkit-5", "calc-3", "textkit-6"]
+    prior = {f"ci-eval-fixtures__{name}": float(100 - 10 * n) for n, name in enumerate(interleaved)}
+    timings = tmp_path / "timings.json"
+    timings.write_text(json.dumps(prior))  # costliest first: calc-1, textkit-4, calc-2, textkit-5, …
+    done = run_shard(settings(tmp_path, predictions="gold", sandbox="local", workers=1), 0, 1, timings)
+    ran = [r.instance_id for r in read_records(done.folder / "results.jsonl")]
+    families = [iid.split("__")[1].split("-")[0] for iid in ran]
+    assert families == ["calc"] * 3 + ["textkit"] * 3, ran  # calc costs 240, textkit 210
+    assert ran[:3] == sorted(ran[:3], key=lambda i: -prior[i])  # the longest first within one
