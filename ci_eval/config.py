@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -17,6 +17,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ci_eval import machine
 from ci_eval.errors import InputError, first_error
 from ci_eval.redact import redact_url
 
@@ -26,7 +27,7 @@ DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
 # of the config hash, so shards run with different worker counts still merge.
 # The time limits are here too: an attempt they cut gets no verdict (status too_slow or error),
 # so they decide whether a run says something, never what it says.
-_NOT_IDENTITY = {"workers", "model_slots", "output", "repos_dir", "max_attempts", "api_key", "instance_ids",
+_NOT_IDENTITY = {"workers", "machine", "model_slots", "output", "repos_dir", "max_attempts", "api_key", "instance_ids",
                  "sample_from",  # where the history lay: what it chose is in the plan
                  "image_pattern",  # which datasets may run, not what a run measures
                  "prune_images", "instance_timeout", "agent_timeout", "deadline_minutes", "request_timeout",
@@ -70,7 +71,11 @@ class Settings(BaseSettings):
     # where and how
     output: Path | None = Field(None, description="The shard's folder [ci-eval-results/shard-I].")
     # "pace": the shard's and the plan's (--budget-minutes prices a shard by them).
-    workers: int = Field(2, ge=1, le=64, description="Concurrent instances.", json_schema_extra={"section": "pace"})
+    workers: int = Field(machine.MOST_WORKERS, ge=1, le=64, description="Concurrent instances [from the machine: "
+                         "2 where its memory and cores hold them, else 1].", json_schema_extra={"section": "pace"})
+    machine: str | None = Field(None, description="Size the workers and price the steps for this machine "
+                                "instead of the one ci-eval runs on: CORESxGB, e.g. 2x7 for a private repository's "
+                                "runner [this machine].", json_schema_extra={"section": "pace"})
     # Unset: one stream per worker. On 2 cores two llama.cpp streams ended the same requests
     # 1.45x sooner than one stream on both (benchmarks/model_streams.py).
     model_slots: int | None = Field(None, ge=1, le=64, description="Concurrent model requests [the workers].",
@@ -132,6 +137,37 @@ class Settings(BaseSettings):
             except re.error as exc:
                 raise ValueError(f"{value!r} is not a regular expression ({exc})") from None
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _workers_from_the_machine(cls, data: Any) -> Any:
+        """Unset workers follow the machine read now (a plan's, a shard's): a container's memory
+        limit each beside the model when it is served here, two cores each (machine.workers_for)."""
+        if not isinstance(data, dict) or data.get("workers") not in (None, ""):
+            return data
+
+        def given(name: str) -> Any:
+            value = data.get(name)
+            return cls.model_fields[name].default if value in (None, "") else value
+
+        try:
+            limit = machine.gigabytes(str(given("memory_limit")))
+        except (AttributeError, ValueError):
+            return data  # a bad memory limit is its own one-line error; the default stands meanwhile
+        local = str(given("local_model")).lower() in ("true", "1", "yes")
+        model_gb = machine.MODEL_GB if machine.model_here(str(given("base_url")), given("predictions"), local) else 0.0
+        try:
+            where = machine.named(data.get("machine"))
+        except ValueError:
+            return data  # a malformed --machine is its own one-line error
+        return {**data, "workers": machine.workers_for(where, limit, model_gb)}
+
+    @field_validator("machine")
+    @classmethod
+    def _cores_x_gigabytes(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[1-9][0-9]*x[0-9]+(\.[0-9]+)?", value.strip().lower()):
+            raise ValueError(f"{value!r} is not CORESxGB, like 2x7 or 4x16")
+        return value.strip().lower() if value is not None else None
 
     @field_validator("memory_limit")
     @classmethod

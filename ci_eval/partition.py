@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
+from ci_eval import machine
 from ci_eval.errors import InputError, one_line
 from ci_eval.instances import Instance
 
@@ -22,11 +23,14 @@ log = logging.getLogger(__name__)
 # ~60/s and ~250 generated at ~8/s: ~50 s, benchmarks/model_time.py) while the other worker's
 # stream shares the cores (1.4x the time of a lone request, benchmarks/model_streams.py), plus
 # the image pull and the tests.
-STEP_SECONDS = 70.0
+# That is the reference machine's (4 vCPU, two streams); a plan prices steps on the machine it runs
+# on (machine.step_seconds), or as an earlier report measured them.
+STEP_SECONDS = machine.step_seconds(machine.REFERENCE, 2)  # 70 s
 INSTANCE_OVERHEAD = 240.0
 DIFFICULTY_STEPS = {"<15 min fix": 25, "15 min - 1 hour": 30, "1-4 hours": 35, ">4 hours": 40}
+UNKNOWN_STEPS = 30
 DIFFICULTY_COST = {label: steps * STEP_SECONDS + INSTANCE_OVERHEAD for label, steps in DIFFICULTY_STEPS.items()}
-UNKNOWN_COST = 30 * STEP_SECONDS + INSTANCE_OVERHEAD  # seconds, for an instance no prior knows
+UNKNOWN_COST = UNKNOWN_STEPS * STEP_SECONDS + INSTANCE_OVERHEAD  # seconds, for an instance no prior knows
 # What a shard job spends before its first instance: installing ci-eval, Ollama and the 4.2 GB
 # model (a cache restore when warm), the first image pull.
 SHARD_SETUP_MINUTES = 15.0
@@ -60,10 +64,13 @@ def shard_ids(shards: list[list[str]], index: int) -> list[str]:
     return shards[index]
 
 
-def costs_for(instances: Sequence[Instance], timings: Path | None = None) -> dict[str, float]:
+def costs_for(instances: Sequence[Instance], timings: Path | None = None,
+              step: float = STEP_SECONDS) -> dict[str, float]:
     """Expected cost per instance: a timings file (or an earlier run's report.json) if given,
-    else the dataset's difficulty.
+    else the dataset's difficulty at `step` seconds a step (the machine's).
 
+    An instance the timings do not know gets, from a report that measured its agent's steps, its
+    difficulty's steps at the report's measured seconds per step; else the timings' mean.
     Returns {} when there is no prior at all, which means "balance by count".
     """
     if timings is not None:
@@ -76,10 +83,30 @@ def costs_for(instances: Sequence[Instance], timings: Path | None = None) -> dic
         if not mine:
             return {}
         mean = sum(mine.values()) / len(mine)
-        return {i.instance_id: mine.get(i.instance_id, mean) for i in instances}
+        measured = measured_step(timings)
+        return {i.instance_id: mine.get(i.instance_id, mean if measured is None else _by_steps(i, measured))
+                for i in instances}
     if any(i.difficulty in DIFFICULTY_COST for i in instances):
-        return {i.instance_id: DIFFICULTY_COST.get(i.difficulty or "", UNKNOWN_COST) for i in instances}
+        return {i.instance_id: _by_steps(i, step) for i in instances}
     return {}
+
+
+def _by_steps(instance: Instance, step: float) -> float:
+    return DIFFICULTY_STEPS.get(instance.difficulty or "", UNKNOWN_STEPS) * step + INSTANCE_OVERHEAD
+
+
+def measured_step(timings: Path) -> float | None:
+    """The median seconds an agent step took in an earlier run's report.json (its instances' time
+    less the pull and the tests, over their steps); None for another kind of file or no steps."""
+    from ci_eval.contracts import Report
+
+    try:
+        report = Report.model_validate_json(timings.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    steps = sorted((e.time - INSTANCE_OVERHEAD) / e.steps for e in report.instances.values()
+                   if e.steps > 0 and e.time > INSTANCE_OVERHEAD)
+    return steps[len(steps) // 2] if steps else None
 
 
 def shards_for_budget(instances: Sequence[Instance], costs: Mapping[str, float], minutes: float, parallel: int,

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from ci_eval import machine
 from ci_eval.config import Settings
 from ci_eval.contracts import Plan, SampleDesign
 from ci_eval.errors import InputError
@@ -30,7 +31,7 @@ def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
     gradable(chosen)  # here, in the plan job, not after every shard has installed Ollama and the model
     allowed_images(chosen, settings.image_pattern)
     most = min(len(chosen), MATRIX_LIMIT)
-    costs = costs_for(chosen, timings)
+    costs = costs_for(chosen, timings, machine.step_seconds(machine.named(settings.machine), at_once(settings)))
     if of is None:
         if budget_minutes is None:
             raise InputError("give either --of N or --budget-minutes M")

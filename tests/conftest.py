@@ -13,6 +13,10 @@ import pytest
 
 from ci_eval.config import Settings, load_settings
 
+# The tests size workers and price steps for GitHub's runner of a public repository, whatever
+# machine runs them (subprocesses inherit it); the tests of other machines name theirs.
+os.environ["CI_EVAL_MACHINE"] = "4x16"
+
 FIXTURES = Path(__file__).parent / "fixtures"
 INSTANCES = FIXTURES / "instances.jsonl"
 
