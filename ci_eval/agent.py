@@ -321,6 +321,7 @@ def tally(stats: AgentStats, usage: Usage, context: Context) -> None:
     stats.prompt_tokens, stats.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     stats.cached_tokens, stats.model_seconds = usage.cached_tokens, round(usage.seconds, 3)
     stats.compactions = context.compactions
+    stats.reprocessed_steps = usage.reprocessed()
     stats.sent_chars, stats.repeated_chars = context.sent_chars, context.repeated_chars
 
 

@@ -186,6 +186,9 @@ class AgentStats(BaseModel):
     sent_chars: int = 0
     repeated_chars: int = 0
     compactions: int = 0
+    # Model calls that processed their whole prompt again (Usage.reprocessed): a prompt cache
+    # that missed, seen in the server's cached tokens or, where it says none, in the call's speed.
+    reprocessed_steps: int = 0
 
 
 class Timings(BaseModel):
@@ -285,6 +288,8 @@ class UsageTotals(BaseModel):
     repeated_prefix_share: float | None = None
     cached_tokens: int | None = None
     cached_share: float | None = None
+    reprocessed_steps: int = 0  # model calls that processed their whole prompt again
+    reprocessed_instances: list[str] = Field(default_factory=list)  # where, most first
     agent_seconds: float = 0.0
     eval_seconds: float = 0.0
     total_seconds: float = 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -47,6 +48,39 @@ class Usage:
             self.cached_tokens = (self.cached_tokens or 0) + reply.cached_tokens
         self.per_call.append({"prompt_tokens": reply.prompt_tokens, "cached_tokens": reply.cached_tokens,
                               "completion_tokens": reply.completion_tokens, "seconds": round(reply.seconds, 3)})
+
+    def reprocessed(self) -> int:
+        """Mark each call's prompt seconds and whether it processed its whole prompt again (a cache
+        miss: for a hybrid model such as Granite 4.0 H a broken prefix means all of it); return how
+        many did. Where the server reports cached tokens, a call that extends the one before and
+        took under half of that one's prompt from the cache. Where it does not, the call's speed:
+        its seconds less its generation (at the fastest seconds per generated token of the
+        attempt, so prompt time is never overstated) took at least half of what the whole prompt
+        costs at the first call's rate (which nothing could have cached), though the call added
+        under half of its prompt. A compaction's shorter prompt is not a miss."""
+        calls = self.per_call
+        if not calls:
+            return 0
+        generating = [c["seconds"] / c["completion_tokens"] for c in calls if c["completion_tokens"] > 0]
+        per_token = min(generating, default=0.0)
+        for c in calls:
+            c["prompt_seconds"] = round(max(0.0, c["seconds"] - c["completion_tokens"] * per_token), 3)
+        first = calls[0]
+        rate = first["prompt_seconds"] / first["prompt_tokens"] if first["prompt_tokens"] else 0.0
+        missed = 0
+        for before, call in itertools.pairwise(calls):
+            grew = call["prompt_tokens"] - before["prompt_tokens"]
+            if grew <= 0:  # a compaction: the cut start is processed again, as expected
+                call["reprocessed"] = False
+                continue
+            if call["cached_tokens"] is not None:
+                miss = call["cached_tokens"] < 0.5 * before["prompt_tokens"]
+            else:
+                miss = bool(rate) and grew < 0.5 * call["prompt_tokens"] and \
+                    call["prompt_seconds"] >= 0.5 * call["prompt_tokens"] * rate
+            call["reprocessed"] = miss
+            missed += miss
+        return missed
 
 
 class OpenAIModel:

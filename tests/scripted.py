@@ -34,6 +34,8 @@ class ScriptedModel:
     max_tokens: int = 1024
     tokenize: Callable[[list[Message]], int] = tokens
     reports_usage: bool = True  # False: usage of zeros, as some servers answer
+    # The seconds a reply takes, from the request and the one before (None: a millisecond).
+    timing: Callable[[list[Message], list[Message]], float] | None = None
     requests: list[list[Message]] = field(default_factory=list)
     violations: list[int] = field(default_factory=list)
 
@@ -48,7 +50,9 @@ class ScriptedModel:
             raise InfraError(f"scripted {step}", kind="model")
         if not self.reports_usage:
             return Reply(step, 0, 0, 0.001)
-        return Reply(step, used, math.ceil(len(step) / 3), 0.001)
+        before = self.requests[-2] if len(self.requests) > 1 else []
+        seconds = self.timing(before, messages) if self.timing else 0.001
+        return Reply(step, used, math.ceil(len(step) / 3), seconds)
 
 
 def dense(messages: list[Message]) -> int:

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from ci_eval.agent import ELIDED, Context, TokenCounter, compact, cut_middle, repeated_prefix, solver
 from ci_eval.agent_config import PACKAGED
 from ci_eval.cli import main
+from ci_eval.model import Usage
 from ci_eval.progress import PlainLog, heartbeat
 from ci_eval.results import ResultStore
 from ci_eval.runner import Limits, ModelGate, run_jobs
@@ -27,7 +28,7 @@ from ci_eval.sandbox.local import LocalBackend
 from ci_eval.shard import run_shard
 from ci_eval.solver import Job
 from tests.conftest import FIXTURES, INSTANCES, ours, settings
-from tests.openai_server import FIX, replies, serve, tokens
+from tests.openai_server import FIX, replies, serve, shared_tokens, tokens
 from tests.scripted import ScriptedModel, attempt, dense, fixture, limits
 
 CALC_2 = "ci-eval-fixtures__calc-2"
@@ -391,3 +392,41 @@ def test_a_heartbeat_names_each_running_instance_its_phase_step_and_time(tmp_pat
     assert beats and lines[-1].startswith("[1/1] ")  # beats while it ran, then the instance's own line
     assert any(re.search(rf"running {CALC_2} agent step [1-5] 0m0\ds$", line) for line in beats), beats
     assert any(re.search(rf"running {CALC_2} grading step 5 \dm\d\ds$", line) for line in beats), beats
+
+
+PROMPT_SECONDS, TOKEN_SECONDS = 0.02, 0.1  # a CPU model: processing a prompt token, generating one
+
+
+def call(prompt: int, new: int, completion: int = 100, cached: int | None = None) -> dict[str, Any]:
+    return {"prompt_tokens": prompt, "cached_tokens": cached, "completion_tokens": completion,
+            "seconds": new * PROMPT_SECONDS + completion * TOKEN_SECONDS}
+
+
+def test_a_call_whose_speed_shows_a_whole_prompt_processed_again_is_flagged() -> None:
+    usage = Usage()
+    usage.per_call = [call(1000, 1000), call(1300, 300), call(1600, 1600), call(1900, 300), call(900, 900),
+                      call(1200, 300)]  # the third processed all 1,600 again; the fifth is a compaction
+    assert usage.reprocessed() == 1
+    assert [c.get("reprocessed") for c in usage.per_call] == [None, False, True, False, False, False]
+    # never more than the prompt really took: generation is priced at the fastest call's seconds per token
+    assert 0.8 * 1600 * PROMPT_SECONDS <= usage.per_call[2]["prompt_seconds"] <= 1600 * PROMPT_SECONDS
+    told = Usage()
+    told.per_call = [call(1000, 1000, cached=0), call(1300, 300, cached=1000), call(1600, 300, cached=0)]
+    assert told.reprocessed() == 1 and told.per_call[2]["reprocessed"]  # the server said: nothing from the cache
+
+
+def test_an_attempt_counts_the_steps_its_server_processed_whole_again(tmp_path: Path) -> None:
+    """The agent against a model whose time follows what a prefix cache would reuse, but for
+    the third request, which the cache misses (Ollama reports no cached tokens)."""
+    calls: list[int] = []
+
+    def timing(before: list[Any], request: list[Any]) -> float:
+        calls.append(len(calls))
+        new = tokens(request) - (0 if len(calls) == 3 else shared_tokens(before, request))
+        return new * PROMPT_SECONDS + 20 * TOKEN_SECONDS
+
+    model = ScriptedModel(replies(LOOK, LOOK, LOOK, LOOK, FIX), timing=timing)
+    done = attempt(CALC_2, model, tmp_path / "trajectory.json")
+    assert done.stats.exit_reason == "submitted" and done.stats.reprocessed_steps == 1
+    saved = json.loads((tmp_path / "trajectory.json").read_text())["usage"]["per_call"]
+    assert [c.get("reprocessed") for c in saved].index(True) == 2

@@ -319,3 +319,16 @@ def test_junit_stays_valid_xml_whatever_the_text(tmp_path: Path, junit_schema: A
     message = next(e for e in ElementTree.fromstring(xml).iter("error") if "server said" in e.get("message", ""))
     assert message.get("message", "").startswith("server said ") and "[31m" not in xml
     assert message.get("message", "").endswith("<&>\"' end")
+
+
+def test_the_summary_names_the_instances_whose_prompt_cache_missed(tmp_path: Path) -> None:
+    missed = record(PLAN[0][0], "unresolved")  # a later line for a planned instance: the newest counts
+    missed = missed.model_copy(update={"agent": missed.agent.model_copy(update={"reprocessed_steps": 3})})
+    root = tmp_path / "artifacts"
+    for n in range(3):
+        per_artifact(root, n, STATUSES, extra=[missed] if n == 0 else [])
+    result = aggregate([root], tmp_path / "report")
+    assert result.report.usage.reprocessed_steps == 3
+    assert result.report.usage.reprocessed_instances == [missed.instance_id]
+    row = next(line for line in result.summary.splitlines() if "processed their whole prompt again" in line)
+    assert row.startswith("| ⚠️") and f"3: `{missed.instance_id}`" in row

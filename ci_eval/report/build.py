@@ -97,6 +97,10 @@ def _usage(records: list[Record]) -> UsageTotals:
         repeated_prefix_share=round(sum(r.agent.repeated_chars for r in records) / sent, 4) if sent else None,
         cached_tokens=cached if reported else None,
         cached_share=round(cached / told, 4) if told else None,
+        reprocessed_steps=sum(r.agent.reprocessed_steps for r in records),
+        reprocessed_instances=[r.instance_id for r in sorted(records, key=lambda r: (-r.agent.reprocessed_steps,
+                                                                                     r.instance_id))
+                               if r.agent.reprocessed_steps][:10],
         agent_seconds=round(sum(r.timings.agent for r in records), 3),
         eval_seconds=round(sum(r.timings.eval for r in records), 3),
         total_seconds=round(sum(r.timings.total for r in records), 3),

@@ -290,6 +290,10 @@ def model_time_section(report: Report) -> str:
         rows.append(f"| request text repeating the previous request's start | {u.repeated_prefix_share:.1%} |")
     rows.append(f"| prompt tokens the server took from its cache | {u.cached_share:.1%} |" if u.cached_share is not None
                 else "| prompt tokens the server took from its cache | not reported by the server |")
+    if u.reprocessed_steps:
+        where = ", ".join(code(iid) for iid in u.reprocessed_instances)
+        rows.append(f"| ⚠️ model calls that processed their whole prompt again (the prompt cache missed) | "
+                    f"{u.reprocessed_steps:,}: {where} |")
     return "\n".join(["### Model time", "", "| | |", "| --- | ---: |", *rows, ""])
 
 
