@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -17,8 +17,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from ci_eval import machine
 from ci_eval.errors import InputError, first_error
+from ci_eval.machine import MODEL_GB, MOST_WORKERS, gigabytes, model_here, named, workers_for
 from ci_eval.redact import redact_url
 
 DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # where and how
     output: Path | None = Field(None, description="The shard's folder [ci-eval-results/shard-I].")
     # "pace": the shard's and the plan's (--budget-minutes prices a shard by them).
-    workers: int = Field(machine.MOST_WORKERS, ge=1, le=64, description="Concurrent instances [from the machine: "
+    workers: int = Field(MOST_WORKERS, ge=1, le=64, description="Concurrent instances [from the machine: "
                          "2 where its memory and cores hold them, else 1].", json_schema_extra={"section": "pace"})
     machine: str | None = Field(None, description="Size the workers and price the steps for this machine "
                                 "instead of the one ci-eval runs on: CORESxGB, e.g. 2x7 for a private repository's "
@@ -150,17 +150,14 @@ class Settings(BaseSettings):
             value = data.get(name)
             return cls.model_fields[name].default if value in (None, "") else value
 
-        try:
-            limit = machine.gigabytes(str(given("memory_limit")))
+        try:  # read as the fields will read them; a bad value is its own one-line error after this
+            limit = gigabytes(str(given("memory_limit")))
+            local = TypeAdapter(bool).validate_python(given("local_model"))
+            where = named(data.get("machine"))
         except (AttributeError, ValueError):
-            return data  # a bad memory limit is its own one-line error; the default stands meanwhile
-        local = str(given("local_model")).lower() in ("true", "1", "yes")
-        model_gb = machine.MODEL_GB if machine.model_here(str(given("base_url")), given("predictions"), local) else 0.0
-        try:
-            where = machine.named(data.get("machine"))
-        except ValueError:
-            return data  # a malformed --machine is its own one-line error
-        return {**data, "workers": machine.workers_for(where, limit, model_gb)}
+            return data
+        model_gb = MODEL_GB if model_here(str(given("base_url")), given("predictions"), local) else 0.0
+        return {**data, "workers": workers_for(where, limit, model_gb)}
 
     @field_validator("machine")
     @classmethod

@@ -9,10 +9,14 @@ import math
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ci_eval import machine
 from ci_eval.errors import InputError, one_line
 from ci_eval.instances import Instance
+
+if TYPE_CHECKING:
+    from ci_eval.contracts import Report
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,6 @@ STEP_SECONDS = machine.step_seconds(machine.REFERENCE, 2)  # 70 s
 INSTANCE_OVERHEAD = 240.0
 DIFFICULTY_STEPS = {"<15 min fix": 25, "15 min - 1 hour": 30, "1-4 hours": 35, ">4 hours": 40}
 UNKNOWN_STEPS = 30
-DIFFICULTY_COST = {label: steps * STEP_SECONDS + INSTANCE_OVERHEAD for label, steps in DIFFICULTY_STEPS.items()}
 UNKNOWN_COST = UNKNOWN_STEPS * STEP_SECONDS + INSTANCE_OVERHEAD  # seconds, for an instance no prior knows
 # What a shard job spends before its first instance: installing ci-eval, Ollama and the 4.2 GB
 # model (a cache restore when warm), the first image pull.
@@ -74,7 +77,7 @@ def costs_for(instances: Sequence[Instance], timings: Path | None = None,
     Returns {} when there is no prior at all, which means "balance by count".
     """
     if timings is not None:
-        known = _read_timings(timings)
+        known, measured = _read_timings(timings)
         ids = {i.instance_id for i in instances}
         mine = {iid: t for iid, t in known.items() if iid in ids}  # another dataset's times say nothing here
         if len(mine) < LOW_OVERLAP * len(ids):
@@ -83,10 +86,9 @@ def costs_for(instances: Sequence[Instance], timings: Path | None = None,
         if not mine:
             return {}
         mean = sum(mine.values()) / len(mine)
-        measured = measured_step(timings)
         return {i.instance_id: mine.get(i.instance_id, mean if measured is None else _by_steps(i, measured))
                 for i in instances}
-    if any(i.difficulty in DIFFICULTY_COST for i in instances):
+    if any(i.difficulty in DIFFICULTY_STEPS for i in instances):
         return {i.instance_id: _by_steps(i, step) for i in instances}
     return {}
 
@@ -95,15 +97,9 @@ def _by_steps(instance: Instance, step: float) -> float:
     return DIFFICULTY_STEPS.get(instance.difficulty or "", UNKNOWN_STEPS) * step + INSTANCE_OVERHEAD
 
 
-def measured_step(timings: Path) -> float | None:
-    """The median seconds an agent step took in an earlier run's report.json (its instances' time
-    less the pull and the tests, over their steps); None for another kind of file or no steps."""
-    from ci_eval.contracts import Report
-
-    try:
-        report = Report.model_validate_json(timings.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+def measured_step(report: Report) -> float | None:
+    """The median seconds an agent step took in an earlier run's report (its instances' time less
+    the pull and the tests, over their steps); None where no instance took a step."""
     steps = sorted((e.time - INSTANCE_OVERHEAD) / e.steps for e in report.instances.values()
                    if e.steps > 0 and e.time > INSTANCE_OVERHEAD)
     return steps[len(steps) // 2] if steps else None
@@ -150,15 +146,19 @@ def run_order(ids: Sequence[str], costs: Mapping[str, float], family: Mapping[st
     return sorted(ids, key=lambda iid: (-total[family[iid]], str(family[iid]), -costs.get(iid, 0.0), iid))
 
 
-def _read_timings(path: Path) -> dict[str, float]:
-    """id -> seconds from a JSON object or an earlier run's report.json; a time that is not a
-    finite number of seconds >= 0 is refused, naming it."""
+def _read_timings(path: Path) -> tuple[dict[str, float], float | None]:
+    """id -> seconds from a JSON object or an earlier run's report.json, and from a report its
+    measured seconds per agent step; a time that is not a finite number of seconds >= 0 is
+    refused, naming it."""
+    step = None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if "schema_version" in data:  # a ci-eval report.json, read through its contract: its measured times
             from ci_eval.contracts import Report
 
-            data = {iid: entry.time for iid, entry in Report.model_validate(data).instances.items() if entry.time > 0}
+            report = Report.model_validate(data)
+            data = {iid: entry.time for iid, entry in report.instances.items() if entry.time > 0}
+            step = measured_step(report)
         known = {str(k): float(v) for k, v in data.items()}
     except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
         raise InputError(f"timings file {path}: expected a report.json or a JSON object id -> seconds "
@@ -167,7 +167,7 @@ def _read_timings(path: Path) -> dict[str, float]:
     if bad:
         raise InputError(f"timings file {path}: {bad[0]} has {known[bad[0]]!r} seconds; times must be finite "
                          f"and not negative ({len(bad)} such)")
-    return known
+    return known, step
 
 
 

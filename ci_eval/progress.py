@@ -20,7 +20,7 @@ from ci_eval.contracts import Record
 HEARTBEAT_SECONDS = 180.0
 
 
-@dataclass
+@dataclass(eq=False)  # each job its own, however alike: the runner removes this one
 class Running:
     """One job under way: the runner starts it and names its phase, the agent counts its steps."""
 
@@ -49,7 +49,7 @@ def stepped(steps: int) -> None:
 
 
 class Display(Protocol):
-    running: dict[int, Running]
+    running: list[Running]  # the jobs under way, the runner's to keep
 
     def update(self, record: Record) -> None: ...
 
@@ -67,12 +67,12 @@ def line(record: Record, done: int, total: int) -> str:
 class PlainLog:
     def __init__(self, total: int, done: int, stream: TextIO = sys.stderr) -> None:
         self.total, self.done, self.stream = total, done, stream
-        self.running: dict[int, Running] = {}
+        self.running: list[Running] = []
 
     def beat(self) -> None:
         if self.running:
             at = time.monotonic()
-            now = "; ".join(r.describe(at) for r in self.running.values())
+            now = "; ".join(r.describe(at) for r in self.running)
             print(f"ci-eval: [{self.done}/{self.total}] running {now}", file=self.stream, flush=True)
 
     def update(self, record: Record) -> None:
@@ -87,7 +87,7 @@ class Bar:
     def __init__(self, total: int, done: int) -> None:
         self.total, self.done = total, done
         self.counts: dict[str, int] = {}
-        self.running: dict[int, Running] = {}
+        self.running: list[Running] = []
         self.progress = Progress(
             TextColumn("[bold]ci-eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.description}"), console=Console(stderr=True), transient=False,

@@ -142,13 +142,14 @@ async def run_jobs(
             ahead = len(jobs) - len(queue) + workers  # keep the image of the job after this wave coming
             backend.prefetch(upcoming[ahead : ahead + 1])
             run = Running(job.instance.instance_id + (f"#{job.sample}" if job.sample else ""))
-            show.running[id(run)], token = run, CURRENT.set(run)
+            show.running.append(run)
+            token = CURRENT.set(run)
             try:
                 record = await until_deadline(job, run_one(job, backend, solve, log_dir(
                     root, job.instance.instance_id, job.sample), limits), limits)
             finally:
                 CURRENT.reset(token)
-                del show.running[id(run)]
+                show.running.remove(run)
             store.append(record)
             show.update(record)
             if not await gate.after(record):

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from ci_eval.cli import main
 from ci_eval.config import load_settings
+from ci_eval.contracts import read_report
 from ci_eval.machine import MODEL_GB, Machine, here, named, step_seconds, workers_for
 from ci_eval.partition import INSTANCE_OVERHEAD, costs_for, measured_step
 from tests.conftest import INSTANCES, rows
@@ -77,7 +78,7 @@ def test_an_earlier_reports_seconds_per_step_price_the_instances_it_did_not_run(
         del report["instances"][iid]
     path = tmp_path / "earlier.json"
     path.write_text(json.dumps(report))
-    assert measured_step(path) == pytest.approx(90.0)
+    assert measured_step(read_report(path)) == pytest.approx(90.0)
     from ci_eval.instances import load_instances
 
     costs = costs_for(load_instances(str(INSTANCES)), path)

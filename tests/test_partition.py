@@ -11,13 +11,13 @@ from click.testing import CliRunner
 from ci_eval.cli import main
 from ci_eval.errors import InputError
 from ci_eval.instances import Instance
-from ci_eval.partition import DIFFICULTY_COST, costs_for, plan, run_order, shard_ids
+from ci_eval.partition import DIFFICULTY_STEPS, costs_for, plan, run_order, shard_ids
 from tests.conftest import INSTANCES, rows
 
 
 def synthetic(n: int, repos: int = 7, with_difficulty: bool = False) -> list[Instance]:
     base = rows()[0]
-    labels = list(DIFFICULTY_COST)
+    labels = list(DIFFICULTY_STEPS)
     return [
         Instance.model_validate({
             **base, "instance_id": f"org__repo{k % repos}-{k:04d}", "repo": f"org/repo{k % repos}",

@@ -580,6 +580,11 @@ def executable(path: Path, text: str) -> None:
     path.chmod(0o755)
 
 
+def stub_ollama(log: Path) -> str:
+    """An `ollama` that notes each subcommand with the slots and window it was started with."""
+    return f'#!/bin/sh\necho "$1 $OLLAMA_NUM_PARALLEL $OLLAMA_CONTEXT_LENGTH" >> "{log}"\n'
+
+
 def ollama_release(path: Path, serve_log: Path) -> None:
     """A stand-in for Ollama's .tar.zst release: the binary (a stub) and a GPU library to prune."""
     import io
@@ -589,8 +594,7 @@ def ollama_release(path: Path, serve_log: Path) -> None:
 
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as archive:
-        for name, text, mode in [("bin/ollama", f'#!/bin/sh\necho "$1 $OLLAMA_NUM_PARALLEL $OLLAMA_CONTEXT_LENGTH" >> '
-                                                f'"{serve_log}"\n', 0o755),
+        for name, text, mode in [("bin/ollama", stub_ollama(serve_log), 0o755),
                                  ("lib/ollama/cuda_v12/libggml-cuda.so", "gpu", 0o644),
                                  ("lib/ollama/libggml-cpu.so", "cpu", 0o644)]:
             info = tarfile.TarInfo(name)
@@ -622,8 +626,7 @@ def test_ollama_gets_a_cache_slot_per_model_stream(tmp_path: Path, inputs: dict[
     executable(bin_dir / "python", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     home = tmp_path / ".cache" / "ci-eval-ollama" / "0.0.0"
     if cached:
-        executable(home / "bin" / "ollama",
-                   f'#!/bin/sh\necho "$1 $OLLAMA_NUM_PARALLEL $OLLAMA_CONTEXT_LENGTH" >> "{seen}"\n')
+        executable(home / "bin" / "ollama", stub_ollama(seen))
         executable(bin_dir / "curl", "#!/bin/sh\nexit 0\n")
     else:
         ollama_release(tmp_path / "release.tar.zst", seen)
