@@ -20,7 +20,7 @@ from collections import defaultdict
 from typing import Any
 
 from ci_eval.instances import Instance
-from ci_eval.partition import plan, run_order, simulate
+from ci_eval.partition import balance, run_order, simulate
 
 # (repository, instances per version): 80 families, 500 instances, Verified's shape.
 FAMILIES = [
@@ -106,7 +106,7 @@ def main() -> None:
           f"{'run, dataset order':>19} {'run, run_order':>15} {'layer pulls, costliest first':>29} "
           f"{'layer pulls, run_order':>23}")
     for of in (5, 10, 20, 50):
-        shards = plan(instances, of, cost)
+        shards = balance(instances, of, cost)
         fair = total / of
         pulls = sum(len({by_id[i].family for i in ids}) for ids in shards)
         bound = sum(math.ceil(c / fair - 1e-9) for c in family_cost.values())

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ci_eval import progress
+from ci_eval import __version__, progress
 from ci_eval.agent_config import AgentConfig
-from ci_eval.contracts import AgentStats
+from ci_eval.contracts import AgentStats, ErrorKind, ExitReason, ModelUsage, Step, Trajectory
 from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
 from ci_eval.layout import TRAJECTORY
 from ci_eval.model import Message, Model, Reply, Usage
-from ci_eval.sandbox import Backend, Limit, Output, Sandbox
+from ci_eval.sandbox import Backend, Output, OutputCap, Sandbox
 from ci_eval.solver import Job, Solution, Solver
 
 SUBMIT = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
@@ -28,7 +27,7 @@ MAX_FORMAT_ERRORS = 3  # replies in a row without exactly one command end the at
 # steps away, high enough to keep the recent exchanges (benchmarks/model_time.py).
 LOW_WATER = 0.5
 # A patch is read whole or not at all: one cut in the middle would be graded as another patch.
-PATCH_LIMIT = Limit(keep=16 * 1024 * 1024, flood=16 * 1024 * 1024)
+PATCH_CAP = OutputCap(keep=16 * 1024 * 1024, flood=16 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -44,36 +43,17 @@ class AgentLimits:
     observation_chars: int
 
 
-@dataclass(frozen=True)
-class Step:
-    """One command of the trajectory, with what the model was shown of its output."""
-
-    step: int
-    command: str
-    returncode: int
-    timed_out: bool
-    seconds: float
-    model_seconds: float
-    output: str
-
-
-@dataclass
-class Attempt:
-    patch: str
-    stats: AgentStats
-    messages: list[Message] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
-
-
-def solver(limits: AgentLimits, model: Model, *, seed: int, config: AgentConfig, network: bool) -> Solver:
+def solver(limits: AgentLimits, model: Model, *, seed: int, config: AgentConfig, network: bool,
+           config_hash: str) -> Solver:
     """The agent in a sandbox of its own per job (grading later starts a fresh one), off the
-    network unless `network`; sample k uses seed + k."""
+    network unless `network`; sample k uses seed + k; each trajectory stamped with the run's hash."""
 
     async def with_agent(job: Job, backend: Backend, logs: Path) -> Solution:
-        async with backend.open(job.instance, network=network) as sandbox:
-            attempt = await solve(job.instance, sandbox, model, limits, seed + job.sample, logs / TRAJECTORY,
-                                  config)
-        return Solution(attempt.patch, attempt.stats)
+        run = Trajectory(ci_eval_version=__version__, config_hash=config_hash, instance_id=job.instance.instance_id,
+                         sample=job.sample, attempt=job.attempt)
+        async with backend.create(job.instance, network=network) as sandbox:
+            await solve(job.instance, sandbox, model, limits, seed + job.sample, logs / TRAJECTORY, config, run)
+        return Solution(run.patch, run.stats)
 
     return with_agent
 
@@ -197,7 +177,7 @@ def compact(messages: list[Message], target: int, budget: int, counter: TokenCou
         keep = len(content) - over - 200  # an unknown text costs a token a byte: cut bytes
         if keep < 200:
             raise InfraError(f"--context-window leaves {budget} prompt tokens: too few for the system prompt and "
-                             "the issue", kind="context", transient=False)
+                             "the issue", kind=ErrorKind.CONTEXT, transient=False)
         out[longest]["content"] = cut_middle(content, keep)
     return out
 
@@ -240,48 +220,51 @@ def cut_middle(text: str, limit: int) -> str:
 
 
 async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: AgentLimits, seed: int,
-                trajectory: Path, config: AgentConfig) -> Attempt:
-    """Run the loop to a submission or a limit; the trajectory is written whatever happens."""
+                path: Path, config: AgentConfig, run: Trajectory | None = None) -> Trajectory:
+    """Run the loop to a submission or a limit, into `run` (stamped by the solver); the
+    trajectory is written to `path` whatever happens."""
+    run = run or Trajectory(instance_id=instance.instance_id)
     messages: list[Message] = [
         {"role": "system", "content": config.render("system")},
         {"role": "user", "content": config.render("instance", problem_statement=instance.problem_statement)},
     ]
-    attempt = Attempt("", AgentStats(), messages)
+    run.messages = list(messages)
     usage = Usage()
     counter = TokenCounter()
     context = Context(messages, limits.context_window - limits.max_tokens, counter)
     start = time.monotonic()
     in_a_row = 0
     try:
-        while not (reason := _limit_hit(attempt.stats, usage, limits, time.monotonic() - start)):
-            reply = await query(model, context, seed, attempt.stats, usage)
-            say(attempt, context, {"role": "assistant", "content": reply.content})
+        while not (reason := _limit_hit(run.stats, usage, limits, time.monotonic() - start)):
+            reply = await query(model, context, seed, run.stats, usage)
+            say(run, context, {"role": "assistant", "content": reply.content})
             commands = BASH_BLOCK.findall(reply.content)
             if len(commands) != 1:
-                attempt.stats.format_errors += 1
+                run.stats.format_errors += 1
                 in_a_row += 1
                 if in_a_row >= MAX_FORMAT_ERRORS:
-                    reason = "format_errors"
+                    reason = ExitReason.FORMAT_ERRORS
                     break
-                say(attempt, context, {"role": "user", "content": config.render("format_error", found=len(commands))})
+                say(run, context, {"role": "user", "content": config.render("format_error", found=len(commands))})
                 continue
             in_a_row = 0
-            out = await execute(sandbox, commands[0].strip(), limits, attempt, reply)
+            out = await execute(sandbox, commands[0].strip(), limits, run, reply)
             if submitted(out.output):
-                reason = "submitted"
+                reason = ExitReason.SUBMITTED
                 break
-            say(attempt, context, {"role": "user", "content": observation(config, attempt.steps[-1], limits)})
-        attempt.stats.exit_reason = reason
-        if reason == "submitted":
+            say(run, context, {"role": "user", "content": observation(config, run.steps[-1], limits)})
+        run.stats.exit_reason = reason
+        if reason == ExitReason.SUBMITTED:
             patch = await diff(sandbox, instance.base_commit)
             if patch is None:
-                attempt.stats.exit_reason = "patch_too_large"
-            attempt.patch = patch or ""
+                run.stats.exit_reason = ExitReason.PATCH_TOO_LARGE
+            run.patch = patch or ""
     finally:
-        attempt.stats.exit_reason = attempt.stats.exit_reason or "interrupted"
-        tally(attempt.stats, usage, context)
-        save(trajectory, instance, attempt, usage)
-    return attempt
+        run.stats.exit_reason = run.stats.exit_reason or ExitReason.INTERRUPTED
+        tally(run.stats, usage, context)
+        run.usage = ModelUsage.model_validate(asdict(usage))
+        save(path, run)
+    return run
 
 
 async def query(model: Model, context: Context, seed: int, stats: AgentStats, usage: Usage) -> Reply:
@@ -295,10 +278,10 @@ async def query(model: Model, context: Context, seed: int, stats: AgentStats, us
     return reply
 
 
-async def execute(sandbox: Sandbox, command: str, limits: AgentLimits, attempt: Attempt, reply: Reply) -> Output:
+async def execute(sandbox: Sandbox, command: str, limits: AgentLimits, run: Trajectory, reply: Reply) -> Output:
     """Run the model's command; the step goes into the trajectory with what the model will see."""
     out = await sandbox.execute(command, limits.command_timeout)
-    attempt.steps.append(Step(step=attempt.stats.steps, command=command, returncode=out.returncode,
+    run.steps.append(Step(step=run.stats.steps, command=command, returncode=out.returncode,
                               timed_out=out.timed_out, seconds=round(out.seconds, 3),
                               model_seconds=round(reply.seconds, 3),
                               output=cut_middle(out.output, limits.observation_chars)))
@@ -325,34 +308,32 @@ def tally(stats: AgentStats, usage: Usage, context: Context) -> None:
     stats.sent_chars, stats.repeated_chars = context.sent_chars, context.repeated_chars
 
 
-def say(attempt: Attempt, context: Context, message: Message) -> None:
+def say(run: Trajectory, context: Context, message: Message) -> None:
     """A message joins the conversation: whole in the trajectory, appended to the context."""
-    attempt.messages.append(message)
+    run.messages.append(message)
     context.append(message)
 
 
 async def diff(sandbox: Sandbox, base_commit: str) -> str | None:
     """Everything the agent changed, new files included, against the base commit; None when
-    it is larger than PATCH_LIMIT."""
+    it is larger than PATCH_CAP."""
     out = await sandbox.execute(f"git add -A && git -c core.fileMode=false diff --cached {base_commit}", 120,
-                                PATCH_LIMIT)
+                                PATCH_CAP)
     if out.flooded or out.dropped:
         return None
     return out.output if out.returncode == 0 else ""
 
 
-def save(path: Path, instance: Instance, attempt: Attempt, usage: Usage) -> None:
+def save(path: Path, run: Trajectory) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"instance_id": instance.instance_id, "stats": attempt.stats.model_dump(), "patch": attempt.patch,
-            "usage": asdict(usage), "steps": [asdict(s) for s in attempt.steps], "messages": attempt.messages}
-    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    path.write_text(run.model_dump_json(indent=1), encoding="utf-8")
 
 
-def _limit_hit(stats: AgentStats, usage: Usage, limits: AgentLimits, elapsed: float) -> str | None:
+def _limit_hit(stats: AgentStats, usage: Usage, limits: AgentLimits, elapsed: float) -> ExitReason | None:
     if stats.steps >= limits.step_limit:
-        return "step_limit"
+        return ExitReason.STEP_LIMIT
     if usage.prompt_tokens + usage.completion_tokens >= limits.token_budget:
-        return "token_budget"
+        return ExitReason.TOKEN_BUDGET
     if elapsed >= limits.agent_timeout:
-        return "time_limit"
+        return ExitReason.TIME_LIMIT
     return None

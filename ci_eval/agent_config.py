@@ -25,7 +25,7 @@ PLACEHOLDERS: dict[str, dict[str, bool]] = {
 }
 
 
-class Limits(BaseModel):
+class LimitOverrides(BaseModel):
     """The `[limits]` an agent config may set: the agent's own settings, by their names (the
     model's stay with the run); the wiring puts them under the flags and variables."""
 
@@ -41,7 +41,7 @@ class Limits(BaseModel):
 @dataclass(frozen=True)
 class AgentConfig:
     prompts: dict[str, str] = field(default_factory=dict)
-    limits: Limits = field(default_factory=Limits)
+    limits: LimitOverrides = field(default_factory=LimitOverrides)
 
     def render(self, name: str, **values: object) -> str:
         text = self.prompts.get(name) or packaged(name)
@@ -65,12 +65,12 @@ def load(path: Path) -> AgentConfig:
     for name, text in prompts.items():
         _check_template(path, name, text)
     for name, value in limits.items():
-        if name not in Limits.model_fields:
-            raise InputError(f"{path}: unknown limit {name!r} (one of {', '.join(Limits.model_fields)})")
+        if name not in LimitOverrides.model_fields:
+            raise InputError(f"{path}: unknown limit {name!r} (one of {', '.join(LimitOverrides.model_fields)})")
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise InputError(f"{path}: limit {name} must be a positive number, not {value!r}")
     try:
-        return AgentConfig(dict(prompts), Limits.model_validate(limits))
+        return AgentConfig(dict(prompts), LimitOverrides.model_validate(limits))
     except ValidationError as exc:  # a fraction where a count goes, or under a setting's floor
         raise InputError(f"{path}: limit {one_line(exc)}") from None
 

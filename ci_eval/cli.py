@@ -127,14 +127,14 @@ def plan_command(of: int | None, budget_minutes: float | None, plan_file: Path |
                  config_file: Path | None, timings: Path | None, **flags: Any) -> None:
     """Print the GitHub Actions matrix for N shards."""
     from ci_eval.partition import matrix
-    from ci_eval.planfile import at_once, make_plan, write_plan
+    from ci_eval.planfile import make_plan, priced_slots, write_plan
 
     settings = _settings(config_file, **flags)
     if (of is None) == (budget_minutes is None):
         raise InputError("give either --of N or --budget-minutes M")
     made = make_plan(settings, of, timings, budget_minutes)
     if budget_minutes is not None:
-        click.echo(f"ci-eval: {made.of} shard(s) for {budget_minutes:g} minutes, {at_once(settings)} instance(s) "
+        click.echo(f"ci-eval: {made.of} shard(s) for {budget_minutes:g} minutes, {priced_slots(settings)} instance(s) "
                    "at once each", err=True)
     if plan_file is not None:
         write_plan(plan_file, made)
@@ -152,7 +152,7 @@ def plan_command(of: int | None, budget_minutes: float | None, plan_file: Path |
 def shard_command(index: int, of: int | None, plan_file: Path | None, config_file: Path | None,
                   timings: Path | None, **flags: Any) -> None:
     """Run one shard: solve (or take predictions for) each instance, grade it, record it."""
-    from ci_eval.runner import Interrupted
+    from ci_eval.pool import Interrupted
     from ci_eval.shard import run_shard
 
     settings = _settings(config_file, **flags)

@@ -23,21 +23,24 @@ from ci_eval.redact import redact_url
 
 DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
 
-# Settings that only change how fast or where a run goes, not what it measures: they stay out
-# of the config hash, so shards run with different worker counts still merge.
-# The time limits are here too: an attempt they cut gets no verdict (status too_slow or error),
-# so they decide whether a run says something, never what it says.
-_NOT_IDENTITY = {"workers", "machine", "model_slots", "output", "repos_dir", "max_attempts", "api_key", "instance_ids",
-                 "sample_from",  # where the history lay: what it chose is in the plan
-                 "image_pattern",  # which datasets may run, not what a run measures
-                 "prune_images", "instance_timeout", "agent_timeout", "deadline_minutes", "request_timeout",
-                 "model_down_minutes"}
 # What the time limits allow per agent step when they are not set: a safety net, about three
 # times the step granite4:tiny-h is expected to take on an ubuntu-latest runner (partition's
 # STEP_SECONDS), so that the step limit, not the runner's speed, ends an attempt.
 STEP_ALLOWANCE = 180.0
 # What an instance needs besides its agent and its tests: the image pull, two containers.
 SETUP_SECONDS = 900.0
+
+
+def place(section: str = "run", hashed: bool = True) -> dict[str, Any]:
+    """A field's place: the commands whose flag it is (select, pace: plan and shard; run: shard;
+    none: no flag), and whether it is part of the run's identity, hashed into config_hash. Those
+    that only change how fast or where a run goes are not, so shards run with different worker
+    counts still merge; nor are the time limits: an attempt they cut gets no verdict (too_slow,
+    error), so they decide whether a run says something, never what it says."""
+    return {"section": section, "hashed": hashed}
+
+
+UNHASHED = place(hashed=False)
 
 
 class Settings(BaseSettings):
@@ -47,50 +50,56 @@ class Settings(BaseSettings):
     # What to evaluate. Each field's description is its --flag's help (cli.py builds the flags
     # from these fields); the section says which commands take it.
     dataset: str = Field(DEFAULT_DATASET, description="Hub dataset name or a .json/.jsonl/.parquet file.",
-                         json_schema_extra={"section": "select"})
-    split: str = Field("test", description="Dataset split (Hub datasets).", json_schema_extra={"section": "select"})
+                         json_schema_extra=place("select"))
+    split: str = Field("test", description="Dataset split (Hub datasets).", json_schema_extra=place("select"))
     revision: str | None = Field(None, description="Hub dataset revision (commit, tag or branch) to pin.",
-                                 json_schema_extra={"section": "select"})
+                                 json_schema_extra=place("select"))
     instance_ids: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Only these instances (repeatable).", json_schema_extra={"section": "select"})
+        default_factory=list, description="Only these instances (repeatable).",
+        json_schema_extra=place("select", hashed=False))
     filter: str | None = Field(None, description="Only instances whose id matches this regular expression.",
-                               json_schema_extra={"section": "select"})
+                               json_schema_extra=place("select"))
     sample_size: int | None = Field(None, ge=1, description="A random subset of this many instances.",
-                                    json_schema_extra={"section": "select"})
+                                    json_schema_extra=place("select"))
     sample_seed: int = Field(0, description="The seed that draws --sample-size.",
-                             json_schema_extra={"section": "select"})
+                             json_schema_extra=place("select"))
     image_pattern: str | None = Field(None, description="A regular expression every instance's image must match "
                                       "[the official swebench/ namespace and the bundled demo's].",
-                                      json_schema_extra={"section": "select"})
+                                      json_schema_extra=place("select", hashed=False))
     sample_from: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Baseline reports (files or folders, repeatable): draw --sample-size "
-        "where their outcomes vary, stratified, instead of at random.", json_schema_extra={"section": "select"})
+        "where their outcomes vary, stratified, instead of at random.", json_schema_extra=place("select", hashed=False))
     predictions: str | None = Field(None, description="'gold' or an official predictions .json/.jsonl file.")
     samples: int = Field(1, ge=1, description="Independent attempts per instance.")
 
     # where and how
-    output: Path | None = Field(None, description="The shard's folder [ci-eval-results/shard-I].")
+    output: Path | None = Field(None, description="The shard's folder [ci-eval-results/shard-I].",
+                                json_schema_extra=UNHASHED)
     # "pace": the shard's and the plan's (--budget-minutes prices a shard by them).
     workers: int = Field(MOST_WORKERS, ge=1, le=64, description="Concurrent instances [from the machine: "
-                         "2 where its memory and cores hold them, else 1].", json_schema_extra={"section": "pace"})
+                         "2 where its memory and cores hold them, else 1].",
+                         json_schema_extra=place("pace", hashed=False))
     machine: str | None = Field(None, description="Size the workers and price the steps for this machine "
                                 "instead of the one ci-eval runs on: CORESxGB, e.g. 2x7 for a private repository's "
-                                "runner [this machine].", json_schema_extra={"section": "pace"})
-    # Unset: one stream per worker. On 2 cores two llama.cpp streams ended the same requests
-    # 1.45x sooner than one stream on both (benchmarks/model_streams.py).
+                                "runner [this machine].", json_schema_extra=place("pace", hashed=False))
+    # Unset: one slot per worker. On 2 cores two llama.cpp slots ended the same requests
+    # 1.45x sooner than one slot on both (benchmarks/model_slots.py).
     model_slots: int | None = Field(None, ge=1, le=64, description="Concurrent model requests [the workers].",
-                                    json_schema_extra={"section": "pace"})
+                                    json_schema_extra=place("pace", hashed=False))
     deadline_minutes: float | None = Field(
         None, gt=0, description="Past this many minutes from the start, no instance starts and running ones stop "
-        "(not attempted, resumable).")
+        "(not attempted, resumable).", json_schema_extra=UNHASHED)
     sandbox: Literal["auto", "docker", "local"] = Field("auto", description="Where commands run.")
-    repos_dir: Path | None = Field(None, description="Source trees for the local sandbox.")
-    max_attempts: int = Field(3, ge=1, description="Tries per instance for infrastructure failures.")
-    prune_images: bool = Field(False, description="Remove each instance image after its last use in the shard.")
+    repos_dir: Path | None = Field(None, description="Source trees for the local sandbox.", json_schema_extra=UNHASHED)
+    max_attempts: int = Field(3, ge=1, description="Tries per instance for infrastructure failures.",
+                              json_schema_extra=UNHASHED)
+    prune_images: bool = Field(False, description="Remove each instance image after its last use in the shard.",
+                               json_schema_extra=UNHASHED)
 
     # limits
     instance_timeout: float | None = Field(
-        None, gt=0, description="Wall-clock seconds per instance [the agent's limit + eval timeout + 900].")
+        None, gt=0, description="Wall-clock seconds per instance [the agent's limit + eval timeout + 900].",
+        json_schema_extra=UNHASHED)
     eval_timeout: float = Field(1800, gt=0, description="Seconds for the tests.")
     command_timeout: float = Field(120, gt=0, description="Seconds per agent command.")
     memory_limit: str = Field("4g", description="Container memory limit.")
@@ -103,14 +112,14 @@ class Settings(BaseSettings):
     model: str = Field("granite4:tiny-h", description="Model name on the server.")
     base_url: str = Field("http://localhost:11434/v1", description="OpenAI-compatible server.")
     api_key: SecretStr = Field(SecretStr(""), description="From CI_EVAL_API_KEY only: never a flag, never written.",
-                               json_schema_extra={"section": "none"})
+                               json_schema_extra=place("none", hashed=False))
     temperature: float = Field(0.0, description="Sampling temperature.")
     max_tokens: int = Field(1024, description="Tokens per model reply.")
     seed: int = Field(0, description="Model seed; sample k uses seed + k.")
-    request_timeout: float = Field(300, description="Seconds per model request.")
+    request_timeout: float = Field(300, description="Seconds per model request.", json_schema_extra=UNHASHED)
     model_down_minutes: float = Field(
         10, gt=0, description="When the model server goes down, no instance starts while it is probed this long; "
-        "then the shard ends, the rest resumable.")
+        "then the shard ends, the rest resumable.", json_schema_extra=UNHASHED)
     fold_system_prompt: bool = Field(
         False, description="Send the system prompt at the start of the first user message, for chat templates "
         "without a system role (Gemma's drops it; --local-model sets this).")
@@ -123,7 +132,8 @@ class Settings(BaseSettings):
         None, ge=1, description="Tokens per attempt, cached ones included [step limit x context window: never "
         "before the step limit].")
     agent_timeout: float | None = Field(
-        None, gt=0, description=f"Wall-clock seconds for the agent per attempt [step limit x {STEP_ALLOWANCE:g}].")
+        None, gt=0, description=f"Wall-clock seconds for the agent per attempt [step limit x {STEP_ALLOWANCE:g}].",
+        json_schema_extra=UNHASHED)
     observation_chars: int = Field(3000, ge=200, description="Command output shown to the model, head+tail.")
     agent_config: Path | None = Field(None, description="TOML or YAML of prompts and limits over the packaged ones.")
     local_model: bool = Field(False, description="Start llama.cpp with Gemma 3 270M (extra: local-model) and use it.")
@@ -195,7 +205,7 @@ class Settings(BaseSettings):
         """The agent's safety net, sized from the step limit unless set."""
         return self.agent_timeout or self.step_limit * STEP_ALLOWANCE
 
-    def model_streams(self) -> int:
+    def slots(self) -> int:
         """Model requests in flight at most: the slots, but never more than the workers that make them."""
         return min(self.model_slots or self.workers, self.workers)
 
@@ -206,9 +216,10 @@ class Settings(BaseSettings):
         solving = self.agent_time_limit() if self.predictions is None else 0.0
         return self.instance_timeout or solving + self.eval_timeout + SETUP_SECONDS
 
-    def identity(self) -> dict[str, Any]:
-        """What a result depends on, secrets removed: recorded in every manifest."""
-        data = self.model_dump(mode="json", exclude=_NOT_IDENTITY)
+    def hashed(self) -> dict[str, Any]:
+        """What a result depends on (the fields placed hashed), secrets removed: the manifest's
+        config, and what config_hash hashes."""
+        data = self.model_dump(mode="json", include=HASHED)
         # The local model listens on a new port each run; the port is not part of what it is.
         data["base_url"] = "local" if self.local_model else redact_url(self.base_url)
         if self.agent_config is not None:  # what the prompts say, not where the file lay
@@ -217,8 +228,12 @@ class Settings(BaseSettings):
         return data
 
     def config_hash(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True).encode()
+        blob = json.dumps(self.hashed(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+HASHED = {name for name, f in Settings.model_fields.items()
+          if not isinstance(f.json_schema_extra, dict) or f.json_schema_extra.get("hashed", True)}
 
 
 def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Settings:

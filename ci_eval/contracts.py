@@ -1,9 +1,10 @@
 """What crosses a job boundary, typed: the plan job's plan.json, the shard's manifest.json and
-results.jsonl (one Record a line), and the run's report.json; and the one Status word that an
-instance's outcome is everywhere.
+results.jsonl (one Record a line), each agent run's trajectory.json, and the run's report.json;
+the one Status word that an instance's outcome is everywhere, and the closed sets of words for
+why an attempt ended (ErrorKind, ExitReason).
 
-Plan, manifest and report carry one version field, `schema_version`; the JSON Schemas of all four
-are generated into schemas/ (`python -m ci_eval.contracts`) and a test keeps them current.
+Plan, manifest, trajectory and report carry one version field, `schema_version`; the JSON Schemas
+of all five are generated into schemas/ (`python -m ci_eval.contracts`) and a test keeps them current.
 Reading any of them goes through its model, so a file of another shape is one clear error.
 """
 
@@ -15,13 +16,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from ci_eval.errors import InputError, one_line
 from ci_eval.instances import Instance
 
 PLAN_VERSION = 1
 MANIFEST_VERSION = 1
+TRAJECTORY_VERSION = 1
 REPORT_VERSION = 1
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 Contract = TypeVar("Contract", bound=BaseModel)
@@ -77,7 +79,7 @@ class Plan(BaseModel):
 class ShardInfo(BaseModel):
     index: int = Field(ge=0)
     of: int = Field(ge=1)
-    attempt: int = Field(ge=1)
+    run_attempt: int = Field(ge=1)  # GitHub's run attempt that wrote it (1 off GitHub)
 
 
 class Manifest(BaseModel):
@@ -99,10 +101,17 @@ class Manifest(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _old_version_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "schema" in data and "schema_version" not in data:  # before 0.2
-            data = {**data, "schema_version": data["schema"]}
-            del data["schema"]
+    def _older_names(cls, data: Any) -> Any:
+        """Manifests of earlier 0.1.0 builds still read: their version field was `schema`, and
+        the GitHub run attempt was the shard's `attempt`."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "schema" in data and "schema_version" not in data:
+            data["schema_version"] = data.pop("schema")
+        shard = data.get("shard")
+        if isinstance(shard, dict) and "attempt" in shard and "run_attempt" not in shard:
+            data["shard"] = {**{k: v for k, v in shard.items() if k != "attempt"}, "run_attempt": shard["attempt"]}
         return data
 
     @model_validator(mode="after")
@@ -156,10 +165,52 @@ INFRA_FAILURES = (Status.ERROR,)
 NO_VERDICT = (*INFRA_FAILURES, Status.TOO_SLOW, Status.NOT_ATTEMPTED, Status.UNREADABLE)
 
 
-class ErrorInfo(BaseModel):
-    """Why an instance has no verdict, or failed: a kind (docker, model, oom, …) and one line."""
+class ErrorKind(StrEnum):
+    """Why an attempt ended without a verdict, or with the tests timing out: one word each."""
 
-    kind: str
+    DEADLINE = "deadline"  # the shard's --deadline-minutes stopped it
+    TIME_LIMIT = "time_limit"  # the agent's wall clock cut it
+    TIMEOUT = "timeout"  # the tests hung under the patch
+    INSTANCE_TIMEOUT = "instance_timeout"  # the machinery was stuck past --instance-timeout
+    MODEL = "model"  # the model server failed after retries: it may be down
+    MODEL_REFUSED = "model_refused"  # it answered, and refused the request
+    CONTEXT = "context"  # --context-window cannot hold the prompts
+    DOCKER = "docker"
+    IMAGE = "image"
+    SANDBOX = "sandbox"
+    OOM = "oom"  # the memory limit killed the tests
+    INFRA = "infra"  # any other failure of the machinery
+    INTERNAL = "internal"  # a bug of ci-eval's, its traceback in the attempt's logs
+
+
+# What each ending makes of an attempt's status: the one table from an outcome to a Record.
+# The tests hanging under the patch is the patch's doing; the shard's deadline leaves the attempt
+# for the next run; the agent's wall clock says how fast the runner was; the rest is the machinery.
+STATUS_OF: dict[ErrorKind, Status] = {
+    ErrorKind.DEADLINE: Status.NOT_ATTEMPTED, ErrorKind.TIME_LIMIT: Status.TOO_SLOW,
+    ErrorKind.TIMEOUT: Status.TIMEOUT,
+    **{kind: Status.ERROR for kind in (
+        ErrorKind.INSTANCE_TIMEOUT, ErrorKind.MODEL, ErrorKind.MODEL_REFUSED, ErrorKind.CONTEXT, ErrorKind.DOCKER,
+        ErrorKind.IMAGE, ErrorKind.SANDBOX, ErrorKind.OOM, ErrorKind.INFRA, ErrorKind.INTERNAL)},
+}
+
+
+class ExitReason(StrEnum):
+    """Why the agent stopped."""
+
+    SUBMITTED = "submitted"
+    STEP_LIMIT = "step_limit"
+    TOKEN_BUDGET = "token_budget"
+    TIME_LIMIT = "time_limit"
+    FORMAT_ERRORS = "format_errors"  # too many replies in a row without one command
+    PATCH_TOO_LARGE = "patch_too_large"
+    INTERRUPTED = "interrupted"  # an exception or a cancellation ended it
+
+
+class ErrorInfo(BaseModel):
+    """Why an instance has no verdict, or failed: its kind and one line."""
+
+    kind: ErrorKind
     message: str
 
 
@@ -175,7 +226,7 @@ class Tests(BaseModel):
 
 class AgentStats(BaseModel):
     steps: int = 0
-    exit_reason: str | None = None
+    exit_reason: ExitReason | None = None
     format_errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -196,6 +247,53 @@ class Timings(BaseModel):
     agent: float = 0.0
     eval: float = 0.0  # the eval script itself: what is left of `total` is ci-eval's overhead
     total: float = 0.0
+
+
+class Step(BaseModel):
+    """One command of an agent run, with what the model was shown of its output."""
+
+    step: int
+    command: str
+    returncode: int
+    timed_out: bool
+    seconds: float
+    model_seconds: float
+    output: str
+
+
+class ModelCall(BaseModel):
+    prompt_tokens: int
+    cached_tokens: int | None = None  # as the server reported
+    completion_tokens: int
+    seconds: float
+    prompt_seconds: float | None = None  # the call's seconds less its generation (Usage.reprocessed)
+    reprocessed: bool | None = None  # it processed its whole prompt again (None: the first call)
+
+
+class ModelUsage(BaseModel):
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    cached_tokens: int | None = None
+    per_call: list[ModelCall] = Field(default_factory=list)
+
+
+class Trajectory(BaseModel):
+    """trajectory.json: one agent run whole, saying what made it (as mini-swe-agent's do): the
+    conversation, each command, the model's costs, the patch."""
+
+    schema_version: int = TRAJECTORY_VERSION
+    ci_eval_version: str = ""
+    config_hash: str = ""  # the run's (the manifest's); empty off a shard
+    instance_id: str
+    sample: int = 0
+    attempt: int = 1
+    patch: str = ""
+    stats: AgentStats = Field(default_factory=AgentStats)
+    usage: ModelUsage = Field(default_factory=ModelUsage)
+    steps: list[Step] = Field(default_factory=list)
+    messages: list[dict[str, str]] = Field(default_factory=list)
 
 
 class Record(BaseModel):
@@ -228,7 +326,7 @@ class Record(BaseModel):
     def model_server_failed(self) -> bool:
         """The model server failed it after the client's retries: it may be down (a request it
         refused is kind `model_refused`, and the server is up)."""
-        return self.error is not None and self.error.kind == "model"
+        return self.error is not None and self.error.kind == ErrorKind.MODEL
 
 
 class InstanceResult(BaseModel):
@@ -240,7 +338,7 @@ class InstanceResult(BaseModel):
     error: ErrorInfo | None = None
     failing_tests: list[str] = Field(default_factory=list)
     attempt: int | None = None
-    exit_reason: str | None = None
+    exit_reason: ExitReason | None = None
     steps: int = 0
     tokens: int = 0
     log_tail: str = ""
@@ -251,7 +349,8 @@ class ShardsSeen(BaseModel):
     of: int
     present: list[int]
     missing: list[int]
-    attempts: dict[str, int]
+    # the GitHub run attempt of each shard kept (`attempts` in the reports of earlier 0.1.0 builds)
+    run_attempts: dict[str, int] = Field(validation_alias=AliasChoices("run_attempts", "attempts"))
 
 
 class Totals(BaseModel):
@@ -415,6 +514,10 @@ def read_manifest(path: Path) -> Manifest:
     return _read(path, Manifest, MANIFEST_VERSION, "a ci-eval manifest", "remove it or fix it")
 
 
+def read_trajectory(path: Path) -> Trajectory:
+    return _read(path, Trajectory, TRAJECTORY_VERSION, "a ci-eval trajectory", "give an agent run's trajectory.json")
+
+
 def read_report(path: Path) -> Report:
     return _read(path, Report, REPORT_VERSION, "a ci-eval report", "give the report.json of a ci-eval run")
 
@@ -433,7 +536,8 @@ def _read(path: Path, model: type[Contract], version: int, what: str, todo: str)
 
 def schemas() -> dict[str, dict[str, Any]]:
     return {"plan.schema.json": Plan.model_json_schema(), "manifest.schema.json": Manifest.model_json_schema(),
-            "results.schema.json": Record.model_json_schema(), "report.schema.json": Report.model_json_schema()}
+            "results.schema.json": Record.model_json_schema(), "report.schema.json": Report.model_json_schema(),
+            "trajectory.schema.json": Trajectory.model_json_schema()}
 
 
 def write_schemas(folder: Path = SCHEMAS) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_eval.contracts import ErrorInfo, Outcome, Status, Tests
+from ci_eval.contracts import ErrorInfo, ErrorKind, Outcome, Status, Tests
 from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
 from ci_eval.layout import APPLY_LOG, PATCH, TEST_LOG
@@ -33,7 +33,7 @@ async def grade(instance: Instance, patch: str, backend: Backend, log_dir: Path,
         return Graded(Status.EMPTY_PATCH)
     log_dir.mkdir(parents=True, exist_ok=True)
     (log_dir / PATCH).write_text(patch, encoding="utf-8")
-    async with backend.open(instance, network=False) as sandbox:
+    async with backend.create(instance, network=False) as sandbox:
         applied, apply_log = await apply_patch(sandbox, patch)
         (log_dir / APPLY_LOG).write_text(apply_log, encoding="utf-8")
         if not applied:
@@ -46,12 +46,13 @@ async def grade(instance: Instance, patch: str, backend: Backend, log_dir: Path,
     if oom:
         log_path.write_text(run.output, encoding="utf-8")
         raise InfraError("the memory limit killed a process of the test run (out of memory); "
-                         "raise --memory-limit", kind="oom", transient=False)
+                         "raise --memory-limit", kind=ErrorKind.OOM, transient=False)
     if run.timed_out:
         log_path.write_text(run.output + f"\n\nTimeout error: {eval_timeout:g} seconds exceeded.\n", encoding="utf-8")
         # The same tests finish under the gold patch: a patch that makes them hang is wrong.
         message = f"tests ran longer than --eval-timeout {eval_timeout:g}s under this patch"
-        return Graded(Status.TIMEOUT, error=ErrorInfo(kind="timeout", message=message), eval_seconds=run.seconds)
+        return Graded(Status.TIMEOUT, error=ErrorInfo(kind=ErrorKind.TIMEOUT, message=message),
+                      eval_seconds=run.seconds)
     log_path.write_text(run.output, encoding="utf-8")
     report = await asyncio.to_thread(_report, spec, instance, patch, log_path)
     return _graded(report, run.seconds)

@@ -9,8 +9,7 @@ from typing import NamedTuple
 
 from ci_eval.contracts import BaselineTries, Report, Status, read_report
 from ci_eval.errors import InputError
-
-REPORT_FILE = "report.json"
+from ci_eval.layout import REPORT
 
 
 def report_paths(paths: Iterable[Path]) -> list[Path]:
@@ -18,9 +17,9 @@ def report_paths(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            below = sorted(path.rglob(REPORT_FILE))
+            below = sorted(path.rglob(REPORT))
             if not below:
-                raise InputError(f"{path} holds no {REPORT_FILE}; give report files or a folder of them")
+                raise InputError(f"{path} holds no {REPORT}; give report files or a folder of them")
             found += below
         elif path.is_file():
             found.append(path)

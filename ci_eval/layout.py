@@ -1,5 +1,6 @@
-"""Where a shard's files go: every path below the shard folder is built here, and none of them
-can leave it, whatever an instance id says."""
+"""Where a run's files go and what they are called: every name of a file ci-eval writes is
+here, and every path below the shard folder is built here, none of them able to leave it,
+whatever an instance id says."""
 
 from __future__ import annotations
 
@@ -9,11 +10,26 @@ from pathlib import Path
 
 from ci_eval.errors import InputError
 
+# The shard folder's own files.
+RESULTS = "results.jsonl"  # one Record a line
+MANIFEST = "manifest.json"
+LOCK = ".lock"  # held by the one process writing the folder
+WRITE_PROBE = ".ci-eval-write-test"  # made and removed before any work: the folder takes files
+LOCAL_MODEL_LOG = "local-model.log"  # llama.cpp's output, with --local-model
+
+LOGS = "logs"  # below the shard folder: logs/<id>/sample-<k>/
+
 # The files of one attempt, in its log_dir.
 PATCH = "patch.diff"
 APPLY_LOG = "apply.log"
 TEST_LOG = "test_output.txt"
 TRAJECTORY = "trajectory.json"
+TRACEBACK = "traceback.txt"  # a bug of ci-eval's that ended the attempt
+
+# What `ci-eval aggregate` writes.
+REPORT = "report.json"
+JUNIT = "junit.xml"
+SUMMARY = "summary.md"
 
 
 def within(root: Path, *parts: str) -> Path:
@@ -27,7 +43,7 @@ def within(root: Path, *parts: str) -> Path:
 
 def log_dir(root: Path, instance_id: str, sample: int) -> Path:
     """logs/<id>/sample-<k>/: the patch, apply log, test log and trajectory of one attempt."""
-    return within(root / "logs", instance_id, f"sample-{sample}")
+    return within(root / LOGS, instance_id, f"sample-{sample}")
 
 
 def unlinked(root: Path, path: Path) -> bool:

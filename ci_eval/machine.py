@@ -21,9 +21,9 @@ class Machine:
 REFERENCE = Machine(4, 16.0)  # ubuntu-latest for a public repository, where the step time was estimated
 MODEL_GB = 4.2  # granite4:tiny-h in Ollama, when the model server runs on this machine
 RESERVE_GB = 1.5  # the runner itself, Docker and ci-eval
-MOST_WORKERS = 2  # the default's ceiling: a CPU model serves two streams at 1.4x one's step time
-LONE_STEP_SECONDS = 50.0  # one stream of granite4:tiny-h on the reference machine (benchmarks/model_time.py)
-STREAM_SLOWDOWN = 0.4  # each further stream on the same cores (benchmarks/model_streams.py: 1.4x for two)
+MOST_WORKERS = 2  # the default's ceiling: a CPU model serves two slots at 1.4x one's step time
+LONE_STEP_SECONDS = 50.0  # one slot of granite4:tiny-h on the reference machine (benchmarks/model_time.py)
+SLOT_SLOWDOWN = 0.4  # each further slot on the same cores (benchmarks/model_slots.py: 1.4x for two)
 
 
 def here(meminfo: Path = Path("/proc/meminfo")) -> Machine:
@@ -65,9 +65,9 @@ def workers_for(machine: Machine, memory_limit_gb: float, model_gb: float) -> in
     return max(1, min(MOST_WORKERS, by_memory, machine.cores // 2))
 
 
-def step_seconds(machine: Machine, streams: int) -> float:
-    """The expected seconds of an agent step with `streams` model requests sharing this machine's
-    cores: the reference machine's lone step, scaled by its cores over these and by the streams
-    (70 s for two streams on 4 cores, 100 s for one on 2). An estimate from measured figures, until
+def step_seconds(machine: Machine, slots: int) -> float:
+    """The expected seconds of an agent step with `slots` model requests sharing this machine's
+    cores: the reference machine's lone step, scaled by its cores over these and by the slots
+    (70 s for two slots on 4 cores, 100 s for one on 2). An estimate from measured figures, until
     an earlier report's measured steps replace it."""
-    return LONE_STEP_SECONDS * REFERENCE.cores / machine.cores * (1 + STREAM_SLOWDOWN * (streams - 1))
+    return LONE_STEP_SECONDS * REFERENCE.cores / machine.cores * (1 + SLOT_SLOWDOWN * (slots - 1))

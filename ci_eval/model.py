@@ -8,6 +8,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_before_delay, wait_exponential
+
+from ci_eval.contracts import ErrorKind
 from ci_eval.errors import InfraError, InputError, one_line
 from ci_eval.redact import redact_url
 
@@ -91,11 +94,11 @@ class OpenAIModel:
     still fails is an infrastructure error, never a wrong answer.
     """
 
-    def __init__(self, *, base_url: str, model: str, api_key: str, request_timeout: float, streams: int,
+    def __init__(self, *, base_url: str, model: str, api_key: str, request_timeout: float, slots: int,
                  temperature: float, max_tokens: int, fold_system_prompt: bool, retries: int = RETRIES) -> None:
         from openai import AsyncOpenAI
 
-        self.slots = asyncio.Semaphore(streams)  # requests in flight at most
+        self.slots = asyncio.Semaphore(slots)  # requests in flight at most
         self.name = model
         self.where = redact_url(base_url)
         self.temperature, self.max_tokens, self.fold_system_prompt = temperature, max_tokens, fold_system_prompt
@@ -107,8 +110,8 @@ class OpenAIModel:
         """Fail before any work when the server is down or does not serve the model."""
         import openai
 
-        try:
-            served = [m.id async for m in self.client.models.list()]
+        try:  # one try: a mistyped --base-url answers at once, not after the client's retries
+            served = [m.id async for m in self.client.with_options(max_retries=0).models.list()]
         except openai.APIError as exc:
             raise InputError(
                 f"cannot reach the model server at {self.where} ({_reason(exc)}); start it "
@@ -122,17 +125,16 @@ class OpenAIModel:
         """Probe the server with backoff (1 s doubling to 30 s) until it answers or `minutes` pass."""
         import openai
 
-        give_up, delay = time.monotonic() + minutes * 60, 1.0
-        while True:
-            try:
-                await self.client.with_options(max_retries=0, timeout=10).models.list()
-                return True
-            except openai.APIError:
-                pass
-            if time.monotonic() + delay > give_up:
-                return False
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+        probe = self.client.with_options(max_retries=0, timeout=10)
+        try:
+            async for attempt in AsyncRetrying(retry=retry_if_exception_type(openai.APIError),
+                                               wait=wait_exponential(multiplier=1, max=30),
+                                               stop=stop_before_delay(minutes * 60), reraise=True):
+                with attempt:
+                    await probe.models.list()
+        except openai.APIError:
+            return False
+        return True
 
     async def complete(self, messages: list[Message], seed: int) -> Reply:
         if self.fold_system_prompt:
@@ -155,11 +157,13 @@ class OpenAIModel:
                 temperature=self.temperature, max_tokens=self.max_tokens, seed=seed,
             )
         except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
-            raise InfraError(f"model server {self.where} failed after retries: {_reason(exc)}", kind="model") from None
+            raise InfraError(f"model server {self.where} failed after retries: {_reason(exc)}",
+                             kind=ErrorKind.MODEL) from None
         except openai.APIStatusError as exc:
             # 400 (context too long, bad request), 401, 404 (no such model): retrying will not help.
             # kind model_refused: the server is up, so the shard does not wait for it to come back
-            raise InfraError(f"model server {self.where} refused the request: {_reason(exc)}", kind="model_refused",
+            raise InfraError(f"model server {self.where} refused the request: {_reason(exc)}",
+                             kind=ErrorKind.MODEL_REFUSED,
                              transient=False) from None
 
     async def close(self) -> None:

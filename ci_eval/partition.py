@@ -1,4 +1,4 @@
-"""Which instance runs in which shard: deterministic, balanced plans, and the order inside a shard."""
+"""Which instance runs in which shard: deterministic, balanced shards, and the order inside a shard."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 # SWE-bench Verified's difficulty label, up to the step limit of 40) times the seconds a step of
 # granite4:tiny-h takes on ubuntu-latest with cache-friendly requests (~1k prompt tokens at
 # ~60/s and ~250 generated at ~8/s: ~50 s, benchmarks/model_time.py) while the other worker's
-# stream shares the cores (1.4x the time of a lone request, benchmarks/model_streams.py), plus
+# slot shares the cores (1.4x the time of a lone request, benchmarks/model_slots.py), plus
 # the image pull and the tests.
-# That is the reference machine's (4 vCPU, two streams); a plan prices steps on the machine it runs
+# That is the reference machine's (4 vCPU, two slots); a plan prices steps on the machine it runs
 # on (machine.step_seconds), or as an earlier report measured them.
 STEP_SECONDS = machine.step_seconds(machine.REFERENCE, 2)  # 70 s
 INSTANCE_OVERHEAD = 240.0
@@ -47,7 +47,7 @@ FAMILY_SLACK = 0.05
 LOW_OVERLAP = 0.5
 
 
-def plan(instances: Sequence[Instance], of: int, costs: Mapping[str, float] | None = None) -> list[list[str]]:
+def balance(instances: Sequence[Instance], of: int, costs: Mapping[str, float] | None = None) -> list[list[str]]:
     """Split instances into `of` disjoint shards that together cover them all.
 
     Without costs the shards are contiguous runs of the sorted ids whose sizes differ by at
@@ -105,18 +105,18 @@ def measured_step(report: Report) -> float | None:
     return steps[len(steps) // 2] if steps else None
 
 
-def shards_for_budget(instances: Sequence[Instance], costs: Mapping[str, float], minutes: float, parallel: int,
+def shards_for_budget(instances: Sequence[Instance], costs: Mapping[str, float], minutes: float, slots: int,
                       most: int) -> int:
-    """The fewest shards (at most `most`) whose every shard, run in `run_order` `parallel` at a
+    """The fewest shards (at most `most`) whose every shard, run in `run_order` `slots` at a
     time, is expected to end within `minutes` after its setup; `most` when even that does not.
-    For an agent run `parallel` is the model's slots, not the workers: the model is the cost."""
+    For an agent run `slots` are the model's, not the workers: the model is the cost."""
     seconds = {i.instance_id: costs.get(i.instance_id, UNKNOWN_COST) for i in instances}
     family = {i.instance_id: i.family for i in instances}
     usable = max(minutes - SHARD_SETUP_MINUTES, 1.0) * 60
-    start = max(1, math.ceil(sum(seconds.values()) / (usable * parallel)))
+    start = max(1, math.ceil(sum(seconds.values()) / (usable * slots)))
     for of in range(min(start, most), most + 1):
-        shards = plan(instances, of, seconds)
-        if all(simulate(run_order(ids, seconds, family), seconds, parallel) <= usable for ids in shards):
+        shards = balance(instances, of, seconds)
+        if all(simulate(run_order(ids, seconds, family), seconds, slots) <= usable for ids in shards):
             return of
     return most
 

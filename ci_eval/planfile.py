@@ -10,10 +10,11 @@ from pathlib import Path
 from ci_eval import machine
 from ci_eval.config import Settings
 from ci_eval.contracts import Plan, SampleDesign
+from ci_eval.dataset import load_instances
 from ci_eval.errors import InputError
 from ci_eval.history import frequencies, load_history
-from ci_eval.instances import Instance, allowed_images, fingerprint, load_instances, select, subset
-from ci_eval.partition import SHARD_SETUP_MINUTES, costs_for, plan, run_order, shards_for_budget, simulate
+from ci_eval.instances import Instance, allowed_images, fingerprint, select, subset
+from ci_eval.partition import SHARD_SETUP_MINUTES, balance, costs_for, run_order, shards_for_budget, simulate
 from ci_eval.sample import at_random, informative, whole
 
 log = logging.getLogger(__name__)
@@ -31,20 +32,21 @@ def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
     gradable(chosen)  # here, in the plan job, not after every shard has installed Ollama and the model
     allowed_images(chosen, settings.image_pattern)
     most = min(len(chosen), MATRIX_LIMIT)
-    costs = costs_for(chosen, timings, machine.step_seconds(machine.named(settings.machine), at_once(settings)))
+    slots = priced_slots(settings)
+    costs = costs_for(chosen, timings, machine.step_seconds(machine.named(settings.machine), slots))
     if of is None:
         if budget_minutes is None:
             raise InputError("give either --of N or --budget-minutes M")
-        of = shards_for_budget(chosen, costs, budget_minutes, at_once(settings), most)
+        of = shards_for_budget(chosen, costs, budget_minutes, slots, most)
     if not 1 <= of <= most:
         raise InputError(f"--of {of} is out of range: 1 to {most} (one shard per instance at most, and "
                          f"GitHub runs at most {MATRIX_LIMIT} jobs of a matrix)")
-    shards = plan(chosen, of, costs)
+    shards = balance(chosen, of, costs)
     family = {i.instance_id: i.family for i in chosen}
-    longest = max((simulate(run_order(ids, costs, family), costs, at_once(settings)) for ids in shards), default=0.0)
+    longest = max((simulate(run_order(ids, costs, family), costs, slots) for ids in shards), default=0.0)
     hours = (longest / 60 + SHARD_SETUP_MINUTES) / 60
     if hours > JOB_LIMIT_HOURS:
-        fits = shards_for_budget(chosen, costs, FITTING_BUDGET, at_once(settings), most)
+        fits = shards_for_budget(chosen, costs, FITTING_BUDGET, slots, most)
         log.warning("the longest of %d shard(s) is expected to take %.1f hours, past GitHub's %d-hour job limit "
                     "(its job would be cancelled and lose what it did): plan with --budget-minutes %d instead "
                     "(%d shards)", of, hours, JOB_LIMIT_HOURS, FITTING_BUDGET, fits)
@@ -53,10 +55,10 @@ def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
                 instances=chosen, sample=design)
 
 
-def at_once(settings: Settings) -> int:
-    """Instances a shard works on at once, as far as time goes: an agent shard runs as fast as
-    its model (--model-slots streams), a predictions shard as its workers."""
-    return settings.workers if settings.predictions is not None else settings.model_streams()
+def priced_slots(settings: Settings) -> int:
+    """The slots a plan prices a shard by: an agent shard runs as fast as its model's slots, a
+    predictions shard (no model) as its workers."""
+    return settings.workers if settings.predictions is not None else settings.slots()
 
 
 def gradable(instances: Sequence[Instance]) -> None:

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ci_eval.dataset import read_json
 from ci_eval.errors import InputError
-from ci_eval.instances import Instance, check_text, read_json
+from ci_eval.instances import Instance, check_text
 from ci_eval.sandbox import Backend
 from ci_eval.solver import Job, Solution, Solver
 

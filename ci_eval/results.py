@@ -13,11 +13,7 @@ from pathlib import Path
 
 from ci_eval.contracts import Manifest, Record, Status, UnreadableLine, read_manifest
 from ci_eval.errors import InputError, one_line
-from ci_eval.layout import read_inside
-
-RESULTS_FILE = "results.jsonl"
-MANIFEST_FILE = "manifest.json"
-LOCK_FILE = ".lock"
+from ci_eval.layout import LOCK, MANIFEST, RESULTS, read_inside
 
 
 @contextmanager
@@ -25,7 +21,7 @@ def only_writer(folder: Path) -> Iterator[None]:
     """Hold the shard folder for this process alone: a second ci-eval on it is one line naming
     the first, not two writers sweeping each other's containers and doubling results.jsonl.
     The kernel drops the lock with the process, however it ends."""
-    path = folder / LOCK_FILE
+    path = folder / LOCK
     with path.open("a+", encoding="utf-8") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -57,7 +53,7 @@ class ResultStore:
 
     def __init__(self, folder: Path, run: str | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / RESULTS_FILE
+        self.path = folder / RESULTS
         self.run = run  # every record is stamped with it; a resume keeps only records with it
         self._repair()
         self._file = self.path.open("a", encoding="utf-8")
@@ -157,8 +153,8 @@ def read_records(path: Path) -> list[Record]:
 def write_manifest(folder: Path, manifest: Manifest) -> None:
     """Write manifest.json atomically, refusing to mix two configurations in one folder, or to
     adopt results no manifest says the origin of."""
-    path = folder / MANIFEST_FILE
-    results = folder / RESULTS_FILE
+    path = folder / MANIFEST
+    results = folder / RESULTS
     if not path.exists() and results.exists() and results.stat().st_size:
         raise InputError(f"{folder} has results.jsonl but no manifest.json, so nothing says which run wrote them; "
                          "use another --output, or delete the folder to start over")

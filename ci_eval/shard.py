@@ -14,21 +14,25 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from ci_eval import __version__, agent, agent_config, predictions
 from ci_eval.agent import AgentLimits
 from ci_eval.agent_config import AgentConfig
 from ci_eval.config import Settings
 from ci_eval.contracts import Manifest, Plan, Record, Status, read_plan
-from ci_eval.errors import InputError
+from ci_eval.errors import InputError, first_error
 from ci_eval.github import in_actions, run_attempt
 from ci_eval.instances import Instance, allowed_images
+from ci_eval.layout import LOCAL_MODEL_LOG, WRITE_PROBE
 from ci_eval.model import RETRIES, OpenAIModel
 from ci_eval.partition import run_order, shard_ids
 from ci_eval.planfile import gradable, make_plan
-from ci_eval.progress import Display, display, heartbeat
+from ci_eval.pool import Clocks, ModelGate, Pool, pending_jobs, until_signal
+from ci_eval.progress import display, heartbeat
 from ci_eval.results import ResultStore, now, only_writer, write_manifest
-from ci_eval.runner import Limits, ModelGate, pending_jobs, run_jobs, until_signal
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.choose import choose_backend
 from ci_eval.solver import Job, Solver
@@ -60,7 +64,7 @@ class ShardResult:
 
 def writable(folder: Path) -> None:
     """The shard folder exists and takes files, or a one-line error before any work."""
-    probe = folder / ".ci-eval-write-test"
+    probe = folder / WRITE_PROBE
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
@@ -73,61 +77,83 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
               plan_file: Path | None = None) -> ShardResult:
     """Plan (or read the plan job's plan), then run shard `index` of it, family by family."""
     began = time.monotonic()  # --deadline-minutes counts from here
-    made, settings = _the_plan(settings, of, timings, plan_file)
+    made = _the_plan(settings, of, timings, plan_file)
     by_id = {inst.instance_id: inst for inst in made.instances}
     family = {iid: inst.family for iid, inst in by_id.items()}
     planned = [by_id[iid] for iid in run_order(shard_ids(made.shards, index), made.costs, family)]
     gradable(planned)  # a plan file made by an older ci-eval may hold rows that cannot be graded
     allowed_images(planned, settings.image_pattern)  # a plan file is an artifact: its rows are checked again
-    settings, prompts = with_agent_config(settings)
+    prompts = agent_config.PACKAGED if settings.agent_config is None else agent_config.load(settings.agent_config)
     folder = settings.output or Path("ci-eval-results") / f"shard-{index}"
     writable(folder)
-    with only_writer(folder), served(settings, folder) as settings:
-        return _run_shard(settings, prompts, made, index, planned, folder, began)
+    with only_writer(folder), served(settings, folder) as url:
+        backend = choose_backend(settings.sandbox, planned, owner_of(folder), repos_dir=settings.repos_dir,
+                                 dataset=made.dataset, memory_limit=settings.memory_limit,
+                                 pids_limit=settings.pids_limit)
+        resolved = resolve(settings, made, prompts, url, backend)
+        return _run_shard(resolved, prompts, made, index, planned, folder, backend, began)
 
 
-def _the_plan(settings: Settings, of: int | None, timings: Path | None,
-              plan_file: Path | None) -> tuple[Plan, Settings]:
+def _the_plan(settings: Settings, of: int | None, timings: Path | None, plan_file: Path | None) -> Plan:
     if plan_file is None:
         if of is None:
             raise InputError("give --of N (or --plan FILE from ci-eval plan --output)")
-        return make_plan(settings, of, timings), settings
+        return make_plan(settings, of, timings)
     made = read_plan(plan_file)
     if of is not None and of != made.of:
         raise InputError(f"--of {of} but {plan_file} has {made.of} shards; leave --of out with --plan")
-    # The plan names the data: the shards' identity must say the same whatever the settings say.
-    return made, settings.model_copy(update={"dataset": made.dataset, "split": made.split,
-                                             "revision": made.revision})
+    return made
 
 
-def with_agent_config(settings: Settings) -> tuple[Settings, AgentConfig]:
-    """The agent config's prompts, and its limits under the flags and variables (which win), so
-    that the manifest and every derived limit say what the agent ran with."""
-    if settings.agent_config is None:
-        return settings, agent_config.PACKAGED
-    config = agent_config.load(settings.agent_config)
+def resolve(settings: Settings, made: Plan, prompts: AgentConfig, served_url: str | None,
+            backend: Backend) -> Settings:
+    """The one Settings a shard runs with, validated: the manifest, the store and every part take
+    it. Over what was given: the plan's data (its identity says what was graded, whatever the
+    settings say), the agent config's limits under the flags and variables (which win), the
+    local model's address when ci-eval serves it, and one worker in a local sandbox that cannot
+    isolate (refused outright where there is a secret to read)."""
     given = settings.model_fields_set
-    limits = {k: v for k, v in config.limits.model_dump(exclude_none=True).items() if k not in given}
-    return settings.model_copy(update=limits), config
+    update: dict[str, Any] = {"dataset": made.dataset, "split": made.split, "revision": made.revision}
+    update |= {k: v for k, v in prompts.limits.model_dump(exclude_none=True).items() if k not in given}
+    if served_url is not None:
+        # Gemma's chat format drops system messages: the system prompt goes into the first user turn.
+        update |= {"base_url": served_url, "model": llama_server_alias(), "fold_system_prompt": True}
+    if settings.predictions is None and not backend.isolated:
+        if settings.api_key.get_secret_value() or in_actions():
+            raise InputError("the local sandbox cannot isolate an agent here (it needs Linux and root), and an API "
+                             "key or a CI token would be readable from its commands; use --sandbox docker")
+        if settings.workers > 1:
+            log.warning("the local sandbox cannot isolate agents here (it needs Linux and root): one instance at a "
+                        "time, since they would share /tmp")
+            update["workers"] = 1
+    try:
+        return Settings.model_validate({**settings.model_dump(), **update})
+    except ValidationError as exc:
+        where, what = first_error(exc)
+        raise InputError(f"bad setting {where!r}: {what}") from None
+
+
+def llama_server_alias() -> str:
+    from ci_eval import llama_server
+
+    return llama_server.MODEL_ALIAS
 
 
 @contextmanager
-def served(settings: Settings, folder: Path) -> Iterator[Settings]:
-    """The settings pointed at the model: with --local-model, at llama.cpp started for this shard."""
+def served(settings: Settings, folder: Path) -> Iterator[str | None]:
+    """With --local-model, the address of llama.cpp started for this shard; else None."""
     if not settings.local_model or settings.predictions is not None:
-        yield settings
+        yield None
         return
     from ci_eval import llama_server
 
-    with llama_server.serve(settings.context_window, folder / "local-model.log") as url:
-        # Gemma's chat format drops system messages: the system prompt goes into the first user turn.
-        yield settings.model_copy(update={"base_url": url, "model": llama_server.MODEL_ALIAS,
-                                          "fold_system_prompt": True})
+    with llama_server.serve(settings.context_window, folder / LOCAL_MODEL_LOG) as url:
+        yield url
 
 
 def model_for(settings: Settings, retries: int = RETRIES) -> OpenAIModel:
     return OpenAIModel(base_url=settings.base_url, model=settings.model, api_key=settings.api_key.get_secret_value(),
-                       request_timeout=settings.request_timeout, streams=settings.model_streams(),
+                       request_timeout=settings.request_timeout, slots=settings.slots(),
                        temperature=settings.temperature, max_tokens=settings.max_tokens,
                        fold_system_prompt=settings.fold_system_prompt, retries=retries)
 
@@ -139,10 +165,10 @@ def agent_limits(settings: Settings) -> AgentLimits:
                        observation_chars=settings.observation_chars)
 
 
-def pool_limits(settings: Settings, began: float) -> Limits:
-    """The pool's clocks: an instance's wall clock, the tests', and the shard's deadline from `began`."""
+def clocks(settings: Settings, began: float) -> Clocks:
+    """An instance's wall clock, the tests', and the shard's deadline from `began`."""
     deadline = None if settings.deadline_minutes is None else began + settings.deadline_minutes * 60
-    return Limits(settings.instance_time_limit(), settings.eval_timeout, deadline, settings.max_attempts)
+    return Clocks(settings.instance_time_limit(), settings.eval_timeout, deadline)
 
 
 def solver_for(settings: Settings, prompts: AgentConfig, planned: Sequence[Instance],
@@ -152,21 +178,13 @@ def solver_for(settings: Settings, prompts: AgentConfig, planned: Sequence[Insta
         return predictions.solver(predictions.load_predictions(settings.predictions, planned))
     assert model is not None, "the agent needs a model"
     return agent.solver(agent_limits(settings), model, seed=settings.seed, config=prompts,
-                        network=settings.agent_network == "bridge")
-
-
-def backend_for(settings: Settings, planned: Sequence[Instance], folder: Path) -> Backend:
-    return choose_backend(settings.sandbox, planned, owner_of(folder), repos_dir=settings.repos_dir,
-                          dataset=settings.dataset, memory_limit=settings.memory_limit,
-                          pids_limit=settings.pids_limit)
+                        network=settings.agent_network == "bridge", config_hash=settings.config_hash())
 
 
 def _run_shard(settings: Settings, prompts: AgentConfig, made: Plan, index: int, planned: Sequence[Instance],
-               folder: Path, began: float) -> ShardResult:
+               folder: Path, backend: Backend, began: float) -> ShardResult:
     model = model_for(settings) if settings.predictions is None else None
-    solve = solver_for(settings, prompts, planned, model)
-    backend = backend_for(settings, planned, folder)
-    settings = _safe_for(settings, backend)
+    solve = solver_for(settings, prompts, planned, model)  # bad predictions are one line before any work
     write_manifest(folder, manifest(settings, made, index, backend.name))
     store = ResultStore(folder, settings.config_hash())
     done, set_aside = store.resume()
@@ -175,12 +193,13 @@ def _run_shard(settings: Settings, prompts: AgentConfig, made: Plan, index: int,
     jobs = pending_jobs(planned, settings.samples, done, settings.max_attempts)
     total = len(planned) * settings.samples
     log.info(f"shard {index}/{made.of}: {len(planned)} instances, {len(jobs)} to run, "
-         f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
-    limits = pool_limits(settings, began)
+             f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
     gate = ModelGate(None if model is None else lambda: model.wait_until_up(settings.model_down_minutes))
     show = display(total, total - len(jobs))
+    pool = Pool(backend, solve, store, folder, clocks(settings, began), show, workers=settings.workers,
+                max_attempts=settings.max_attempts, gate=gate, prune=settings.prune_images)
     try:
-        asyncio.run(until_signal(_run(jobs, backend, solve, model, store, folder, settings, limits, show, gate)))
+        asyncio.run(until_signal(_run(pool, jobs, model)))
     finally:
         show.close()
         store.close()
@@ -189,39 +208,17 @@ def _run_shard(settings: Settings, prompts: AgentConfig, made: Plan, index: int,
     return ShardResult(folder, store.latest(), len(jobs), total, stopped)
 
 
-async def _run(jobs: Sequence[Job], backend: Backend, solve: Solver, model: OpenAIModel | None,
-               store: ResultStore, folder: Path, settings: Settings, limits: Limits, show: Display,
-               gate: ModelGate) -> None:
-    beat = asyncio.create_task(heartbeat(show))  # in CI, what runs, every few minutes
+async def _run(pool: Pool, jobs: Sequence[Job], model: OpenAIModel | None) -> None:
+    beat = asyncio.create_task(heartbeat(pool.show))  # in CI, what runs, every few minutes
     try:
         if model is not None and jobs:
             await model.check()  # a server that is down is one clear line before any work
-        await run_jobs(
-            jobs, backend=backend, solve=solve, store=store, root=folder,
-            limits=limits, workers=settings.workers,
-            show=show, prune=settings.prune_images, gate=gate,
-        )
+        await pool.run(jobs)
     finally:
         beat.cancel()
-        await backend.close()
+        await pool.backend.close()
         if model is not None:
             await model.close()
-
-
-def _safe_for(settings: Settings, backend: Backend) -> Settings:
-    """An agent in a local sandbox that nothing isolates (not root, not Linux) could read the
-    key and the CI token from ci-eval's process and share /tmp with its neighbours: refused where
-    there is a secret, else run one instance at a time."""
-    if settings.predictions is not None or backend.isolated:
-        return settings
-    if settings.api_key.get_secret_value() or in_actions():
-        raise InputError("the local sandbox cannot isolate an agent here (it needs Linux and root), and an API key "
-                         "or a CI token would be readable from its commands; use --sandbox docker")
-    if settings.workers > 1:
-        log.warning("the local sandbox cannot isolate agents here (it needs Linux and root): one instance at a time, "
-            "since they would share /tmp")
-        return settings.model_copy(update={"workers": 1})
-    return settings
 
 
 def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> Manifest:
@@ -231,7 +228,7 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> Manife
         "identity": {
             "ci_eval_version": __version__,
             "model": settings.model if settings.predictions is None else f"predictions:{settings.predictions}",
-            "base_url": settings.identity()["base_url"] if settings.predictions is None else None,
+            "base_url": settings.hashed()["base_url"] if settings.predictions is None else None,
             "dataset": settings.dataset,
             "split": settings.split,
             "revision": settings.revision,
@@ -240,8 +237,8 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> Manife
             # what the agent could reach: a run with the network is not comparable with one without
             "agent_network": settings.agent_network if settings.predictions is None else None,
         },
-        "config": settings.identity(),
-        "shard": {"index": index, "of": made.of, "attempt": run_attempt()},
+        "config": settings.hashed(),
+        "shard": {"index": index, "of": made.of, "run_attempt": run_attempt()},
         "sandbox": sandbox,
         "samples": settings.samples,
         "planned": made.shards[index],

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from ci_eval.config import load_settings
 s = load_settings({}, Path(os.environ["CONFIG"]) if os.environ.get("CONFIG") else None)
-print(s.model_streams(), s.context_window)
+print(s.slots(), s.context_window)
 PY
 )
 log="$RUNNER_TEMP/ollama.log"

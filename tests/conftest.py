@@ -73,3 +73,15 @@ def write_predictions(path: Path, patches: dict[str, str]) -> Path:
         for iid, patch in patches.items()
     ))
     return path
+
+
+def resolved(given: Settings, backend: Any = None, prompts: Any = None, url: str | None = None) -> Settings:
+    """The Settings a shard of `given` would run with (shard.resolve), on the fixtures: planned
+    as one shard, in an isolating local sandbox unless `backend` says otherwise."""
+    from ci_eval.agent_config import PACKAGED
+    from ci_eval.planfile import make_plan
+    from ci_eval.sandbox.local import LocalBackend
+    from ci_eval.shard import resolve
+
+    backend = backend or LocalBackend(FIXTURES / "repos", isolated=True)
+    return resolve(given, make_plan(given, 1), prompts or PACKAGED, url, backend)

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_eval.agent import AgentLimits, Attempt, solve
+from ci_eval.agent import AgentLimits, solve
 from ci_eval.agent_config import PACKAGED, AgentConfig
 from ci_eval.config import load_settings
+from ci_eval.contracts import Trajectory
+from ci_eval.dataset import load_instances
 from ci_eval.errors import InfraError
-from ci_eval.instances import Instance, load_instances, select
+from ci_eval.instances import Instance, select
 from ci_eval.model import Message, Reply
 from ci_eval.sandbox.local import LocalBackend
 from ci_eval.shard import agent_limits
@@ -73,16 +75,16 @@ def fixture(instance_id: str) -> Instance:
 
 
 def attempt(instance_id: str, model: ScriptedModel, trajectory: Path, given: AgentLimits | None = None,
-            config: AgentConfig = PACKAGED) -> Attempt:
+            config: AgentConfig = PACKAGED) -> Trajectory:
     """One agent attempt on a fixture in a local sandbox, the model in this process."""
     instance = fixture(instance_id)
     given = given or limits()
     model.max_tokens = given.max_tokens  # what the client would ask the server for
 
-    async def run() -> Attempt:
+    async def run() -> Trajectory:
         backend = LocalBackend(FIXTURES / "repos")
         try:
-            async with backend.open(instance, network=False) as sandbox:
+            async with backend.create(instance, network=False) as sandbox:
                 return await solve(instance, sandbox, model, given, 0, trajectory, config)
         finally:
             await backend.close()

@@ -20,7 +20,7 @@ from ci_eval.gaming import suspicious
 from ci_eval.report.aggregate import Gate, aggregate
 from ci_eval.sandbox import isolation
 from ci_eval.shard import run_shard
-from tests.conftest import FIXTURES, INSTANCES, need, rows, settings, write_predictions
+from tests.conftest import FIXTURES, INSTANCES, need, resolved, rows, settings, write_predictions
 from tests.openai_server import SUBMIT_REPLY, serve
 
 CALC_2 = "ci-eval-fixtures__calc-2"
@@ -176,20 +176,19 @@ def test_an_agent_the_local_sandbox_cannot_isolate_gets_no_secret_and_no_neighbo
     one instance at a time (they would share /tmp)."""
     from ci_eval.errors import InputError
     from ci_eval.sandbox.local import LocalBackend
-    from ci_eval.shard import _safe_for
 
     open_box = LocalBackend(FIXTURES / "repos", isolated=False)
     cfg = settings(tmp_path, base_url="http://127.0.0.1:9/v1", workers=3)
-    assert _safe_for(cfg, open_box).workers == 1
-    assert _safe_for(cfg, LocalBackend(FIXTURES / "repos", isolated=True)).workers == 3
-    assert _safe_for(settings(tmp_path, predictions="gold", workers=3), open_box).workers == 3
+    assert resolved(cfg, open_box).workers == 1
+    assert resolved(cfg, LocalBackend(FIXTURES / "repos", isolated=True)).workers == 3
+    assert resolved(settings(tmp_path, predictions="gold", workers=3), open_box).workers == 3
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     with pytest.raises(InputError, match="use --sandbox docker"):
-        _safe_for(cfg, open_box)
+        resolved(cfg, open_box)
     monkeypatch.delenv("GITHUB_ACTIONS")
     monkeypatch.setenv("CI_EVAL_API_KEY", "sk-x")
     with pytest.raises(InputError, match="use --sandbox docker"):
-        _safe_for(settings(tmp_path, base_url="http://127.0.0.1:9/v1"), open_box)
+        resolved(settings(tmp_path, base_url="http://127.0.0.1:9/v1"), open_box)
 
 
 def test_a_full_disk_is_one_line_and_the_journal_reads(tmp_path: Path) -> None:

@@ -8,8 +8,6 @@ import itertools
 import json
 import re
 import socket
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +19,16 @@ from ci_eval.agent import ELIDED, Context, TokenCounter, compact, cut_middle, re
 from ci_eval.agent_config import PACKAGED
 from ci_eval.cli import main
 from ci_eval.model import Usage
+from ci_eval.pool import Clocks, Pool
 from ci_eval.progress import PlainLog, heartbeat
 from ci_eval.results import ResultStore
-from ci_eval.runner import Limits, ModelGate, run_jobs
 from ci_eval.sandbox.local import LocalBackend
 from ci_eval.shard import run_shard
 from ci_eval.solver import Job
-from tests.conftest import FIXTURES, INSTANCES, ours, settings
+from tests.conftest import FIXTURES, INSTANCES, ours, resolved, settings
 from tests.openai_server import FIX, replies, serve, shared_tokens, tokens
 from tests.scripted import ScriptedModel, attempt, dense, fixture, limits
+from tests.test_cli import run
 
 CALC_2 = "ci-eval-fixtures__calc-2"
 LOOK = "First I read the code.\n```bash\ncat calc/ranges.py\n```"
@@ -97,8 +96,9 @@ def test_server_gone_mid_run_is_an_infra_error(tmp_path: Path) -> None:
     """No preflight here: the server is already gone when the agent makes its first call."""
     import asyncio
 
-    from ci_eval.instances import load_instances, select
-    from ci_eval.runner import Limits, run_one
+    from ci_eval.dataset import load_instances
+    from ci_eval.instances import select
+    from ci_eval.pool import Clocks, Pool
     from ci_eval.sandbox.local import LocalBackend
     from ci_eval.shard import model_for, solver_for
     from ci_eval.solver import Job
@@ -109,24 +109,22 @@ def test_server_gone_mid_run_is_an_infra_error(tmp_path: Path) -> None:
     async def attempt() -> Any:
         model = model_for(cfg, retries=1)
         try:
-            return await run_one(Job(instance), LocalBackend(FIXTURES / "repos"),
-                                 solver_for(cfg, PACKAGED, [instance], model),
-                                 tmp_path / "logs", Limits(60, 60, None, 1))
+            pool = Pool(LocalBackend(FIXTURES / "repos"), solver_for(cfg, PACKAGED, [instance], model),
+                        ResultStore(tmp_path), tmp_path, Clocks(60, 60), PlainLog(0, 0))
+            return await pool.attempt(Job(instance))
         finally:
             await model.close()
 
     record = asyncio.run(attempt())
     assert record.status == "error" and record.error is not None and record.error.kind == "model"
     assert "Connection error" in record.error.message
-    assert (tmp_path / "logs" / "trajectory.json").exists()  # what little happened is saved
+    assert (tmp_path / "logs" / CALC_2 / "sample-0" / "trajectory.json").exists()  # what little happened is saved
 
 
 def test_dead_server_is_one_line_before_any_work(tmp_path: Path) -> None:
     port = closed_port()
-    result = subprocess.run(
-        [sys.executable, "-m", "ci_eval", "shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES),
-         "--sandbox", "local", "--base-url", f"http://127.0.0.1:{port}/v1", "--output", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120)
+    result = run("shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--sandbox", "local",
+                 "--base-url", f"http://127.0.0.1:{port}/v1", "--output", str(tmp_path / "o"))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("ci-eval: error: cannot reach the model server") and "--base-url" in lines[-1]
@@ -342,18 +340,21 @@ def test_the_agent_container_has_no_route_out_unless_asked(docker_client: Any, t
 def test_an_agent_configs_limits_are_settings_under_the_flags(tmp_path: Path) -> None:
     """Each `[limits]` name is the setting of that name; the wiring puts the file's values under
     the flags, so the derived limits (the instance's wall clock) and the manifest follow them."""
-    from ci_eval.agent_config import Limits
+    from ci_eval import agent_config
+    from ci_eval.agent_config import LimitOverrides
     from ci_eval.config import Settings
-    from ci_eval.shard import agent_limits, with_agent_config
+    from ci_eval.shard import agent_limits
 
-    for name, spec in Limits.model_fields.items():
+    for name, spec in LimitOverrides.model_fields.items():
         assert spec.annotation == Settings.model_fields[name].annotation | None, name  # type: ignore[operator]
     config = tmp_path / "agent.toml"
     config.write_text("[limits]\nagent_timeout = 60\nstep_limit = 5\n")
-    merged, prompts = with_agent_config(settings(tmp_path, agent_config=config, step_limit=7))
+    given = settings(tmp_path, agent_config=config, step_limit=7)
+    prompts = agent_config.load(config)
+    merged = resolved(given, prompts=prompts)
     assert (merged.agent_timeout, merged.step_limit, prompts.limits.step_limit) == (60, 7, 5)
     assert agent_limits(merged).agent_timeout == 60 and merged.instance_time_limit() == 60 + 1800 + 900
-    assert merged.identity()["step_limit"] == 7
+    assert merged.hashed()["step_limit"] == 7
 
 
 @dataclass
@@ -378,10 +379,9 @@ def test_a_heartbeat_names_each_running_instance_its_phase_step_and_time(tmp_pat
         show = PlainLog(1, 0, stream)
         beat = asyncio.create_task(heartbeat(show, 0.1))
         try:
-            await run_jobs([Job(fixture(CALC_2))], backend=backend,
-                           solve=solver(limits(), model, seed=0, config=PACKAGED, network=False),
-                           store=ResultStore(tmp_path), root=tmp_path, limits=Limits(600, 120, None, 1), workers=1,
-                           show=show, prune=False, gate=ModelGate())
+            agent = solver(limits(), model, seed=0, config=PACKAGED, network=False, config_hash="")
+            pool = Pool(backend, agent, ResultStore(tmp_path), tmp_path, Clocks(600, 120), show)
+            await pool.run([Job(fixture(CALC_2))])
         finally:
             beat.cancel()
             await backend.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import INSTANCES, rows
@@ -13,10 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
+    """ci-eval in this process, through click's runner (subprocesses are for signals and locks)."""
+    from click.testing import CliRunner
 
-    return subprocess.run([sys.executable, "-m", "ci_eval", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    from ci_eval.cli import main
+
+    got = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    return subprocess.CompletedProcess(list(args), got.exit_code, got.stdout, got.stderr)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:

@@ -35,7 +35,7 @@ def test_an_agent_command_that_floods_is_stopped_in_the_container(docker_client:
     async def flood() -> Any:
         backend = DockerBackend(connect(), owner="test-flood", memory_limit="4g", pids_limit=1024)
         try:
-            async with backend.open(instance, network=False) as sandbox:
+            async with backend.create(instance, network=False) as sandbox:
                 return await sandbox.execute("yes", timeout=60)
         finally:
             await backend.close()
@@ -83,7 +83,7 @@ def in_container(*commands: tuple[str, float], pids_limit: int = 1024) -> list[A
     async def run() -> list[Any]:
         backend = DockerBackend(connect(), owner="test-bounds", memory_limit="1g", pids_limit=pids_limit)
         try:
-            async with backend.open(instance, network=False) as sandbox:
+            async with backend.create(instance, network=False) as sandbox:
                 return [await sandbox.execute(text, timeout=timeout) for text, timeout in commands]
         finally:
             await backend.close()

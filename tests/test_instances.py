@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from ci_eval.dataset import load_instances
 from ci_eval.errors import InputError
-from ci_eval.instances import fingerprint, load_instances, select
+from ci_eval.instances import fingerprint, select
 from ci_eval.predictions import load_predictions
 from tests.conftest import INSTANCES, rows
 
@@ -110,11 +111,11 @@ def test_classic_rows_get_swebenchs_image_and_parser_and_plan_like_the_new_ones(
     classic = tmp_path / "classic.jsonl"
     classic.write_text("".join(json.dumps({k: v for k, v in r.items() if k in (*CLASSIC, "log_parser")}) + "\n"
                                for r in rows()))
-    from ci_eval.instances import load_instances
-    from ci_eval.partition import plan
+    from ci_eval.dataset import load_instances
+    from ci_eval.partition import balance
 
     # they split like the new ones…
-    assert plan(load_instances(str(classic)), 2) == plan(load_instances(str(INSTANCES)), 2)
+    assert balance(load_instances(str(classic)), 2) == balance(load_instances(str(INSTANCES)), 2)
     # …but cannot be graded: the plan job says so, before any shard installs Ollama and the model
     planned = CliRunner().invoke(main, ["plan", "--of", "2", "--dataset", str(classic)])
     assert planned.exit_code == 2 and "no eval_script" in planned.output

@@ -81,7 +81,7 @@ def isolated_box(tmp_path: Path) -> Any:
     if not isolation.available():
         need("local isolation", "CI_EVAL_REQUIRE_DOCKER", "it needs Linux, root, unshare and setpriv")
     backend = LocalBackend(FIXTURES / "repos", isolated=True)
-    return backend.open(Instance.model_validate(rows()[0]), network=False)
+    return backend.create(Instance.model_validate(rows()[0]), network=False)
 
 
 def test_a_python_under_a_private_folder_in_tmp_stays_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,7 +79,7 @@ def test_an_earlier_reports_seconds_per_step_price_the_instances_it_did_not_run(
     path = tmp_path / "earlier.json"
     path.write_text(json.dumps(report))
     assert measured_step(read_report(path)) == pytest.approx(90.0)
-    from ci_eval.instances import load_instances
+    from ci_eval.dataset import load_instances
 
     costs = costs_for(load_instances(str(INSTANCES)), path)
     steps = {"<15 min fix": 25, "15 min - 1 hour": 30}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ci_eval.sandbox.local import LocalSandbox
-from ci_eval.sandbox.output import EVAL, Capture, Limit
+from ci_eval.sandbox.output import EVAL, Capture, OutputCap
 
 
 def box(tmp_path: Path) -> LocalSandbox:
@@ -19,7 +19,7 @@ def box(tmp_path: Path) -> LocalSandbox:
 
 
 def test_capture_keeps_head_and_tail_and_counts_the_rest() -> None:
-    capture = Capture(Limit(keep=400, flood=10_000))
+    capture = Capture(OutputCap(keep=400, flood=10_000))
     for n in range(1000):
         capture.feed(f"{n:04d}\n".encode())
         assert len(capture.head) + capture.tail_size <= 400 + 5  # never more than one chunk over
@@ -38,7 +38,7 @@ def test_a_flooding_command_is_stopped_and_costs_little_memory(tmp_path: Path) -
 
 def test_the_test_log_keeps_its_tail_past_the_cap(tmp_path: Path) -> None:
     out = asyncio.run(box(tmp_path).execute("echo START; head -c 20000000 /dev/zero | tr '\\0' x; echo; echo SUMMARY",
-                                            timeout=60, limit=EVAL))
+                                            timeout=60, cap=EVAL))
     assert not out.flooded and out.dropped > 10_000_000
     assert out.output.startswith("START\n") and out.output.rstrip().endswith("SUMMARY")
     assert len(out.output) < EVAL.keep + 200

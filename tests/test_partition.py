@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from ci_eval.cli import main
 from ci_eval.errors import InputError
 from ci_eval.instances import Instance
-from ci_eval.partition import DIFFICULTY_STEPS, costs_for, plan, run_order, shard_ids
+from ci_eval.partition import DIFFICULTY_STEPS, balance, costs_for, run_order, shard_ids
 from tests.conftest import INSTANCES, rows
 
 
@@ -30,18 +30,18 @@ def synthetic(n: int, repos: int = 7, with_difficulty: bool = False) -> list[Ins
 @pytest.mark.parametrize(("n", "of"), [(500, 10), (500, 7), (6, 4), (3, 5), (1, 1)])
 def test_count_plan_is_disjoint_covering_and_even(n: int, of: int) -> None:
     instances = synthetic(n)
-    shards = plan(list(reversed(instances)), of)
+    shards = balance(list(reversed(instances)), of)
     flat = [i for s in shards for i in s]
     assert sorted(flat) == sorted(i.instance_id for i in instances) and len(flat) == len(set(flat))
     sizes = [len(s) for s in shards]
     assert len(shards) == of and max(sizes) - min(sizes) <= 1
-    assert shards == plan(instances, of)  # input order does not matter
+    assert shards == balance(instances, of)  # input order does not matter
 
 
 def test_cost_plan_balances_time_and_keeps_families_together() -> None:
     instances = synthetic(500, with_difficulty=True)
     costs = costs_for(instances)
-    shards = plan(instances, 10, costs)
+    shards = balance(instances, 10, costs)
     flat = [i for s in shards for i in s]
     assert sorted(flat) == sorted(i.instance_id for i in instances) and len(flat) == len(set(flat))
     loads = [sum(costs[i] for i in s) for s in shards]
@@ -62,7 +62,7 @@ def test_big_families_are_cut_into_few_pieces_at_every_shard_count(of: int) -> N
     # a spread of 1 to 8 (the partitioner's test, whatever numbers the prior of the day has)
     spread = {"<15 min fix": 450.0, "15 min - 1 hour": 900.0, "1-4 hours": 1800.0, ">4 hours": 3600.0}
     costs = {i.instance_id: spread[i.difficulty or ""] for i in instances}
-    shards = plan(instances, of, costs)
+    shards = balance(instances, of, costs)
     fair = sum(costs.values()) / of
     big_cost = sum(costs[i.instance_id] for i in big)
     holding = sum(any(i.startswith("django") for i in s) for s in shards)
@@ -112,14 +112,14 @@ def test_timings_file_prior(tmp_path: Path) -> None:
     slow = instances[0].instance_id
     timings = tmp_path / "timings.json"
     timings.write_text(json.dumps({i.instance_id: 1000.0 if i.instance_id == slow else 1.0 for i in instances}))
-    shards = plan(instances, 2, costs_for(instances, timings))
+    shards = balance(instances, 2, costs_for(instances, timings))
     alone = next(s for s in shards if slow in s)
     assert alone == [slow]  # it outweighs all the others together
 
 
 def test_index_out_of_range_is_one_line() -> None:
     with pytest.raises(InputError, match=r"shard index 4 is out of range: --of 4 has 0..3"):
-        shard_ids(plan(synthetic(8), 4), 4)
+        shard_ids(balance(synthetic(8), 4), 4)
 
 
 def test_plan_command_prints_matrix_and_writes_plan(tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_a_report_is_a_timings_prior(tmp_path: Path) -> None:
               "usage": {}, "instances": times}
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report))
-    shards = plan(instances, 2, costs_for(instances, path))
+    shards = balance(instances, 2, costs_for(instances, path))
     assert instances[0].instance_id in shards[0] and len(shards[0]) == 1
     for bad in ("[1, 2]", json.dumps({"schema_version": 1, "instances": times})):  # not a report of this shape
         path.write_text(bad)

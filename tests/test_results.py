@@ -7,11 +7,11 @@ import pytest
 
 from ci_eval.config import load_settings
 from ci_eval.contracts import Record
+from ci_eval.dataset import load_instances
 from ci_eval.errors import InputError
-from ci_eval.instances import load_instances
+from ci_eval.pool import pending_jobs
 from ci_eval.redact import redact_url
 from ci_eval.results import ResultStore, now, read_records, write_manifest
-from ci_eval.runner import pending_jobs
 from tests.conftest import INSTANCES
 
 
@@ -50,7 +50,7 @@ def test_manifest_refuses_another_configuration(tmp_path: Path) -> None:
 
     def manifest(config_hash: str) -> Manifest:
         return Manifest.model_validate({"identity": {"config_hash": config_hash}, "planned": ["x"], "plan": [["x"]],
-                                        "shard": {"index": 0, "of": 1, "attempt": 1}})
+                                        "shard": {"index": 0, "of": 1, "run_attempt": 1}})
 
     write_manifest(tmp_path, manifest("aaa"))
     write_manifest(tmp_path, manifest("aaa"))  # the same run resuming is fine
@@ -66,7 +66,7 @@ def test_settings_precedence_and_no_secrets(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("CI_EVAL_API_KEY", "sk-secret-123")
     s = load_settings({"workers": 9, "model": None}, config)
     assert (s.workers, s.model, s.split, s.eval_timeout) == (9, "from-env", "dev", 1800)
-    assert "sk-secret-123" not in json.dumps(s.identity()) and "sk-secret-123" not in repr(s)
+    assert "sk-secret-123" not in json.dumps(s.hashed()) and "sk-secret-123" not in repr(s)
     assert s.api_key.get_secret_value() == "sk-secret-123"
     assert redact_url("https://u:sk-1@host:8443/v1?key=sk-2") == "https://host:8443/v1"
     assert load_settings({"workers": 1}).config_hash() == load_settings({"workers": 8}).config_hash()

@@ -9,6 +9,7 @@ from typing import Literal
 
 from ci_eval.contracts import Comparison, Report, Verdict
 from ci_eval.history import load_history
+from ci_eval.layout import JUNIT, REPORT, SUMMARY
 from ci_eval.report.build import build_report
 from ci_eval.report.compare import ALPHA, compare, verdict
 from ci_eval.report.junit import to_junit
@@ -49,7 +50,7 @@ class Aggregated:
             "newly-failing": len(c.newly_failing) if c else "", "newly-resolved": len(c.newly_resolved) if c else "",
             "p-worse": c.p_worse if c else "",
             "detectable-drop": (c.detectable_points if c.detectable_points is not None else "none") if c else "",
-            "verdict": self.verdict.word, "report": str(self.folder / "report.json"),
+            "verdict": self.verdict.word, "report": str(self.folder / REPORT),
         }
 
 
@@ -71,8 +72,8 @@ def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, 
     report = build_report(merge(find_shards(paths), allow_partial))
     result = replace(judge(history, report, gate or Gate(), logs_url), folder=out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(result.report.model_dump_json(indent=1) + "\n")
-    (out / "junit.xml").write_text(to_junit(result.report))
-    (out / "summary.md").write_text(result.summary)
+    (out / REPORT).write_text(result.report.model_dump_json(indent=1) + "\n")
+    (out / JUNIT).write_text(to_junit(result.report))
+    (out / SUMMARY).write_text(result.summary)
     (out / "comment.md").write_text(result.comment)
     return result

@@ -21,7 +21,7 @@ from ci_eval.contracts import (
     Totals,
     UsageTotals,
 )
-from ci_eval.layout import APPLY_LOG, TEST_LOG, read_inside
+from ci_eval.layout import APPLY_LOG, LOGS, TEST_LOG, read_inside
 from ci_eval.report.merge import Merged
 from ci_eval.report.stats import pass_at_k, wilson
 
@@ -43,7 +43,7 @@ def build_report(merged: Merged) -> Report:
     return Report(
         identity=merged.identity,
         shards=ShardsSeen(of=merged.of, present=sorted(merged.shards), missing=merged.missing,
-                          attempts={str(n): run.attempt for n, run in sorted(merged.shards.items())}),
+                          run_attempts={str(n): run.run_attempt for n, run in sorted(merged.shards.items())}),
         totals=Totals(planned=planned, attempted=planned - statuses[Status.NOT_ATTEMPTED],
                       by_status=dict(sorted(statuses.items()))),
         resolve_rate=ResolveRate(resolved=resolved, planned=planned, rate=_rate(resolved, planned),
@@ -134,7 +134,7 @@ def _log_tail(folder: Path | None, iid: str) -> str:
     inside the shard folder only: an artifact's link to a host file is not followed)."""
     if folder is None:
         return ""
-    logs = folder / "logs" / iid / "sample-0"
+    logs = folder / LOGS / iid / "sample-0"
     for name in (TEST_LOG, APPLY_LOG):
         data = read_inside(folder, logs / name, tail=LOG_TAIL_BYTES)
         if data is not None:

@@ -7,7 +7,7 @@ from xml.etree import ElementTree
 
 from junit_xml import TestCase, TestSuite
 
-from ci_eval.contracts import MODEL_FAILURES, NO_VERDICT, ErrorInfo, InstanceResult, Report, Status
+from ci_eval.contracts import MODEL_FAILURES, NO_VERDICT, InstanceResult, Report, Status
 
 _SHOWN_TESTS = 20
 # Terminal colour codes first (a server's error text carries them), then every character XML 1.0
@@ -54,9 +54,8 @@ def to_junit(report: Report) -> str:
             message = f"too slow: {entry.error.message}" if entry.error else "too slow"
             case.add_error_info(message=clean(message), output=_body(entry), error_type=status)
         elif status in NO_VERDICT:
-            error = entry.error or ErrorInfo(kind=status, message=status)
-            case.add_error_info(message=clean(error.message), output=_body(entry),
-                                error_type=clean(f"{status}/{error.kind}"))
+            message, kind = (entry.error.message, entry.error.kind) if entry.error else (status, status)
+            case.add_error_info(message=clean(message), output=_body(entry), error_type=clean(f"{status}/{kind}"))
         cases.append(case)
     identity = report.identity
     suite = TestSuite(clean(f"ci-eval {identity.get('model', '')} on {identity.get('dataset', '')}"), cases,

@@ -11,8 +11,8 @@ from typing import Any
 from ci_eval.contracts import Manifest, Record, SampleDesign, UnreadableLine, read_manifest, same_run
 from ci_eval.errors import InputError
 from ci_eval.github import in_actions, run_attempt
-from ci_eval.layout import unlinked
-from ci_eval.results import MANIFEST_FILE, RESULTS_FILE, scan_records
+from ci_eval.layout import MANIFEST, RESULTS, unlinked
+from ci_eval.results import scan_records
 
 
 @dataclass
@@ -29,8 +29,8 @@ class ShardRun:
         return self.manifest.shard.index
 
     @property
-    def attempt(self) -> int:
-        return self.manifest.shard.attempt
+    def run_attempt(self) -> int:
+        return self.manifest.shard.run_attempt
 
 
 @dataclass
@@ -65,11 +65,11 @@ def find_shards(paths: Iterable[Path]) -> list[ShardRun]:
     for root in paths:
         if not root.exists():
             raise InputError(f"{root} does not exist")
-        for manifest in sorted(root.rglob(MANIFEST_FILE)):
+        for manifest in sorted(root.rglob(MANIFEST)):
             if not unlinked(root, manifest):
                 continue
             data = read_manifest(manifest)
-            records, unreadable = scan_records(manifest.parent / RESULTS_FILE)
+            records, unreadable = scan_records(manifest.parent / RESULTS)
             # a line stamped by another run (its folder reused) is not this shard's result
             own = data.identity.get("config_hash")
             records = [r for r in records if r.run is None or r.run == own]
@@ -86,10 +86,11 @@ def _refusal(root: Path, folder: Path, manifest: Manifest) -> str:
     shard = manifest.shard
     for name in {*folder.relative_to(root).parts, folder.name}:
         match = NAMED.fullmatch(name)
-        if match and (int(match[1]), int(match[2])) != (shard.index, shard.attempt):
-            return f"{folder} holds the manifest of shard {shard.index} attempt {shard.attempt}, but lies in {name}"
-    if in_actions() and shard.attempt > run_attempt():
-        return f"{folder} claims attempt {shard.attempt} of shard {shard.index}; this run is at attempt {run_attempt()}"
+        if match and (int(match[1]), int(match[2])) != (shard.index, shard.run_attempt):
+            return f"{folder} holds the manifest of shard {shard.index} attempt {shard.run_attempt}, but lies in {name}"
+    if in_actions() and shard.run_attempt > run_attempt():
+        return (f"{folder} claims attempt {shard.run_attempt} of shard {shard.index}; this run is at attempt "
+                f"{run_attempt()}")
     return ""
 
 
@@ -119,7 +120,7 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
     newest: dict[int, ShardRun] = {}
     for run in runs:  # a re-run's newer attempt replaces the older; shards not re-run stay
         kept = newest.get(run.index)
-        if kept is None or (run.attempt, run.manifest.written_at) > (kept.attempt, kept.manifest.written_at):
+        if kept is None or (run.run_attempt, run.manifest.written_at) > (kept.run_attempt, kept.manifest.written_at):
             newest[run.index] = run
 
     plan = first.manifest.plan

@@ -7,17 +7,17 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from ci_eval.instances import Instance
-from ci_eval.sandbox.output import AGENT, Limit, Output
+from ci_eval.sandbox.output import AGENT, Output, OutputCap
 
-__all__ = ["SCRATCH", "WORKDIR", "Backend", "Limit", "Output", "Sandbox"]
+__all__ = ["SCRATCH", "WORKDIR", "Backend", "Output", "OutputCap", "Sandbox"]
 
 WORKDIR = "/testbed"  # where SWE-bench images keep the repository
 SCRATCH = "/tmp/ci-eval"  # where ci-eval puts its own files (patch, eval script)
 
 
 class Sandbox(Protocol):
-    async def execute(self, command: str, timeout: float, limit: Limit = AGENT) -> Output:
-        """Run a bash command; its output bounded by `limit`, the command stopped when it floods."""
+    async def execute(self, command: str, timeout: float, cap: OutputCap = AGENT) -> Output:
+        """Run a bash command; its output bounded by `cap`, the command stopped when it floods."""
 
     async def write_file(self, path: str, content: str) -> None: ...
 
@@ -40,6 +40,6 @@ class Backend(Protocol):
     def remove_image(self, instance: Instance) -> None:
         """Free what the instance's environment takes; nothing of the shard needs it any more."""
 
-    def open(self, instance: Instance, *, network: bool) -> AbstractAsyncContextManager[Sandbox]: ...
+    def create(self, instance: Instance, *, network: bool) -> AbstractAsyncContextManager[Sandbox]: ...
 
     async def close(self) -> None: ...

@@ -19,9 +19,10 @@ from docker.models.containers import Container
 from docker.utils import parse_repository_tag
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from ci_eval.contracts import ErrorKind
 from ci_eval.errors import InfraError, InputError, one_line
 from ci_eval.instances import Instance
-from ci_eval.sandbox import WORKDIR, Limit, Output
+from ci_eval.sandbox import WORKDIR, Output, OutputCap
 from ci_eval.sandbox.output import AGENT, Capture
 
 LABEL = "ci-eval"  # every container ci-eval makes carries it
@@ -96,7 +97,7 @@ class DockerBackend:
             self.client.images.remove(instance.image, force=True)
 
     @asynccontextmanager
-    async def open(self, instance: Instance, *, network: bool) -> AsyncIterator[DockerSandbox]:
+    async def create(self, instance: Instance, *, network: bool) -> AsyncIterator[DockerSandbox]:
         creating = asyncio.ensure_future(asyncio.to_thread(self._create, instance, network))
         try:
             container = await asyncio.shield(creating)
@@ -133,7 +134,7 @@ class DockerBackend:
                 await asyncio.to_thread(self._pull, image)
             except docker.errors.DockerException as exc:
                 raise InfraError(f"image {image} is not present and the pull failed: {one_line(exc, 300)}",
-                                 kind="image") from None
+                                 kind=ErrorKind.IMAGE) from None
 
     def _has_image(self, image: str) -> bool:
         try:
@@ -185,15 +186,15 @@ class DockerSandbox:
         self.container = container
         self.baseline: int | None = None  # its processes before the first command: the init and its child
 
-    async def execute(self, command: str, timeout: float, limit: Limit = AGENT) -> Output:
+    async def execute(self, command: str, timeout: float, cap: OutputCap = AGENT) -> Output:
         try:
             await asyncio.to_thread(self._leave_nothing_running)
         except _FAILURES as exc:
             raise _infra(f"could not clear {self.container.name}", exc) from None
-        return await self._execute(wrap(command, timeout, limit.flood), timeout, limit)
+        return await self._execute(wrap(command, timeout, cap.flood), timeout, cap)
 
-    async def _execute(self, argv: list[str], timeout: float, limit: Limit) -> Output:
-        run = asyncio.ensure_future(asyncio.to_thread(self._run, argv, timeout, limit))
+    async def _execute(self, argv: list[str], timeout: float, cap: OutputCap) -> Output:
+        run = asyncio.ensure_future(asyncio.to_thread(self._run, argv, timeout, cap))
         try:
             out = await asyncio.wait_for(asyncio.shield(run), timeout + KILL_GRACE + OUTSIDE_GRACE)
         except TimeoutError:
@@ -202,7 +203,7 @@ class DockerSandbox:
             try:
                 out = await asyncio.wait_for(run, OUTSIDE_GRACE)
             except TimeoutError:
-                raise InfraError(f"container {self.container.name} stopped answering", kind="docker") from None
+                raise InfraError(f"container {self.container.name} stopped answering", kind=ErrorKind.DOCKER) from None
             return replace(out, returncode=124, timed_out=True)
         except _FAILURES as exc:
             return await self._refused(exc)
@@ -242,10 +243,10 @@ class DockerSandbox:
         return any(line.split()[:1] == ["oom_kill"] and line.split()[1:2] != ["0"]
                    for line in out.output.splitlines())
 
-    def _run(self, argv: list[str], timeout: float, limit: Limit) -> Output:
+    def _run(self, argv: list[str], timeout: float, cap: OutputCap) -> Output:
         start = time.monotonic()
         exec_id = self.api.exec_create(self.container.id, argv, workdir=WORKDIR)["Id"]
-        capture = Capture(limit)
+        capture = Capture(cap)
         stream = self.api.exec_start(exec_id, stream=True)
         for chunk in stream:
             capture.feed(chunk)
@@ -310,7 +311,7 @@ _FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException
 
 
 def _infra(what: str, exc: BaseException) -> InfraError:
-    return InfraError(f"{what}: {one_line(exc, 300)}", kind="docker", transient=_transient(exc))
+    return InfraError(f"{what}: {one_line(exc, 300)}", kind=ErrorKind.DOCKER, transient=_transient(exc))
 
 
 def _remove(container: Container) -> None:

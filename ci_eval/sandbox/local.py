@@ -22,9 +22,10 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
+from ci_eval.contracts import ErrorKind
 from ci_eval.errors import InfraError, InputError
 from ci_eval.instances import Instance
-from ci_eval.sandbox import SCRATCH, WORKDIR, Limit, Output, isolation
+from ci_eval.sandbox import SCRATCH, WORKDIR, Output, OutputCap, isolation
 from ci_eval.sandbox.output import AGENT, Capture
 
 # A fixed author and date make the snapshot's commit id depend on the files alone, so the
@@ -84,11 +85,11 @@ class LocalBackend:
         if not repo_dir(self.repos_dir, instance.repo).is_dir():
             raise InfraError(
                 f"no source for {instance.repo} at {repo_dir(self.repos_dir, instance.repo)}",
-                kind="image", transient=False,
+                kind=ErrorKind.IMAGE, transient=False,
             )
 
     @asynccontextmanager
-    async def open(self, instance: Instance, *, network: bool) -> AsyncIterator[LocalSandbox]:
+    async def create(self, instance: Instance, *, network: bool) -> AsyncIterator[LocalSandbox]:
         if not self.isolated:  # `network` cannot be enforced: nothing is
             async with self._snapshot(instance, None) as root:
                 yield LocalSandbox(root)
@@ -106,7 +107,7 @@ class LocalBackend:
                 raise InfraError(
                     f"{repo_dir(self.repos_dir, instance.repo)} snapshots to {commit[:12]}, "
                     f"but {instance.instance_id} needs base_commit {instance.base_commit[:12]}",
-                    kind="image", transient=False,
+                    kind=ErrorKind.IMAGE, transient=False,
                 )
             if uid is not None:
                 (root / "scratch").mkdir()
@@ -155,7 +156,7 @@ class LocalSandbox:
     async def memory_killed(self) -> bool:
         return False  # no memory limit here: nothing but the machine itself can run out
 
-    async def execute(self, command: str, timeout: float, limit: Limit = AGENT) -> Output:
+    async def execute(self, command: str, timeout: float, cap: OutputCap = AGENT) -> Output:
         """The limits are enforced from here, with nothing but Python (macOS has no GNU timeout):
         a deadline, and a byte count; either kills the command's whole process group."""
         start = time.monotonic()
@@ -171,7 +172,7 @@ class LocalSandbox:
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         assert proc.stdout is not None
-        capture = Capture(limit)
+        capture = Capture(cap)
 
         async def drain() -> None:
             # To EOF, whatever happens: asyncio's wait() also waits for the pipe to close, and a
@@ -203,7 +204,7 @@ class LocalSandbox:
             if not set_up and not timed_out and not capture.flooded:
                 # The command never ran: that is the machine's failure, never the patch's or the model's.
                 raise InfraError(f"the local sandbox could not be set up: {output.output.strip()[-300:]}",
-                                 kind="sandbox", transient=False)
+                                 kind=ErrorKind.SANDBOX, transient=False)
         return output
 
 

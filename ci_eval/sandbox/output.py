@@ -13,13 +13,13 @@ EVAL_FLOOD = 256 * 1024 * 1024  # no test suite of SWE-bench prints a fraction o
 
 
 @dataclass(frozen=True)
-class Limit:
+class OutputCap:
     keep: int = KEEP
     flood: int = FLOOD
 
 
-AGENT = Limit()
-EVAL = Limit(EVAL_KEEP, EVAL_FLOOD)
+AGENT = OutputCap()
+EVAL = OutputCap(EVAL_KEEP, EVAL_FLOOD)
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,10 @@ class Output:
 class Capture:
     """The first quarter and the last three quarters of `keep` bytes of a stream."""
 
-    def __init__(self, limit: Limit) -> None:
-        self.limit = limit
-        self.head_room = limit.keep // 4
-        self.tail_room = limit.keep - self.head_room
+    def __init__(self, cap: OutputCap) -> None:
+        self.cap = cap
+        self.head_room = cap.keep // 4
+        self.tail_room = cap.keep - self.head_room
         self.head = bytearray()
         self.tail: deque[bytes] = deque()
         self.tail_size = 0
@@ -60,7 +60,7 @@ class Capture:
 
     @property
     def flooded(self) -> bool:
-        return self.total >= self.limit.flood
+        return self.total >= self.cap.flood
 
     def result(self, returncode: int, timed_out: bool, seconds: float) -> Output:
         tail = b"".join(self.tail)[-self.tail_room :] if self.tail else b""

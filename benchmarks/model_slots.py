@@ -6,7 +6,7 @@ reply of --gen tokens) go either one after another to one server with every core
 each of two servers with half the cores each, at once. llama-cpp-python's server serves one
 request at a time, so two servers stand in for two parallel slots.
 
-    python benchmarks/model_streams.py [--requests 8] [--gen 128]
+    python benchmarks/model_slots.py [--requests 8] [--gen 128]
 """
 
 from __future__ import annotations
