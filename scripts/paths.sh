@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The shard action's naming step: the shard's folder and artifact (prefixed, so that two
-# evaluations in one workflow run do not collide), the plan file, and where the model lives.
+# evaluations in one workflow run do not collide), the plan file, the settings file, and where
+# the model lives.
 set -euo pipefail
 root="$RUNNER_TEMP/ci-eval-results"
 models="$HOME/.ollama/models"
@@ -17,4 +18,5 @@ fi
   echo "artifact=${PREFIX:-ci-eval}-shard-$SHARD_INDEX-attempt-$GITHUB_RUN_ATTEMPT"
   echo "models=$models"
   if [ -n "${PLAN_ARTIFACT:-}" ]; then echo "plan=$RUNNER_TEMP/ci-eval-plan/plan.json"; fi
+  echo "settings=$(bash "$(dirname "$0")/settings.sh" "shard-$SHARD_INDEX")"
 } >> "$GITHUB_OUTPUT"

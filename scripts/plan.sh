@@ -7,6 +7,8 @@ args=(plan --output "$dir/plan.json")
 if [ -n "${SHARDS:-}" ]; then args+=(--of "$SHARDS"); fi
 if [ -n "${BUDGET_MINUTES:-}" ]; then args+=(--budget-minutes "$BUDGET_MINUTES"); fi
 if [ -n "${TIMINGS:-}" ]; then args+=(--timings "$TIMINGS"); fi
+config=$(bash "$(dirname "$0")/settings.sh" plan)
+if [ -n "$config" ]; then args+=(--config "$config"); fi
 matrix=$("$EVAL_BIN" "${args[@]}")
 {
   echo "matrix=$matrix"

@@ -1,5 +1,5 @@
 """Plays a composite action's steps in order, as a GitHub runner does: each step's `if:`
-evaluated (success(), always(), ==, !=, &&, ||, !, format(), contains(), the contexts, `*` filters), its `${{ }}`
+evaluated (success(), always(), ==, !=, &&, ||, !, format(), contains(), toJSON(), the contexts, `*` filters), its `${{ }}`
 expressions filled in, `run:` steps in bash with their own GITHUB_OUTPUT, `uses:` steps by
 stand-ins the test gives, and the action's outputs evaluated at the end.
 
@@ -10,6 +10,7 @@ wrong input name or output reference is found here and not on a user's runner.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -41,6 +42,7 @@ class Player:
     needs: dict[str, Any] = field(default_factory=dict)  # a job's `needs` context, for job conditions
     runner_os: str = "Linux"
     runner_arch: str = "X64"
+    step_env: dict[str, str] = field(default_factory=dict)  # the env of the `uses:` step played last
 
     def play(self, action: Path, inputs: dict[str, str]) -> Played:
         data = yaml.safe_load(action.read_text())
@@ -77,6 +79,7 @@ class Player:
         if "uses" in step:
             name = step["uses"].split("@")[0]
             assert name in self.stand_ins, f"no stand-in for {name}"
+            self.step_env = {k: self.fill(str(v)) for k, v in step.get("env", {}).items()}  # what the action sees
             outputs = self.stand_ins[name]({k: self.fill(str(v)) for k, v in step.get("with", {}).items()})
             ok = True
         else:
@@ -165,6 +168,8 @@ class Player:
             if isinstance(haystack, list):
                 return any(_text(item).lower() == needle for item in haystack)
             return needle in _text(haystack).lower()
+        if name == "toJSON":
+            return json.dumps(args[0])
         if name == "format":
             return re.sub(r"\{(\d+)\}", lambda m: _text(args[1 + int(m.group(1))]), _text(args[0]))
         raise AssertionError(f"the player does not know the function {name}()")

@@ -70,15 +70,18 @@ def player(root: Path, store: Artifacts, **github: Any) -> Player:
 def test_plan_shard_and_aggregate_actions_play_in_order(tmp_path: Path) -> None:
     store = Artifacts(tmp_path / "artifacts")
     planned = player(tmp_path / "plan", store).play(ROOT / "plan" / "action.yml", {
-        "dataset": str(INSTANCES), "shards": "2"})
+        "settings": f"dataset = {json.dumps(str(INSTANCES))}", "shards": "2"})
     assert ("plan", "success") in planned.steps, planned
     matrix = json.loads(planned.outputs["matrix"])
     assert len(matrix["include"]) == 2 and planned.outputs["plan-artifact"] == "ci-eval-plan"
 
-    for entry in matrix["include"]:
+    as_file = tmp_path / "ci-eval.toml"
+    as_file.write_text('predictions = "gold"\n')
+    for entry in matrix["include"]:  # settings as a file in the workspace, then as TOML text
+        settings = str(as_file) if entry["index"] == 0 else 'predictions = "gold"'
         shard = player(tmp_path / f"shard-{entry['index']}", store).play(ROOT / "action.yml", {
             "shard-index": str(entry["index"]), "shard-count": "2", "plan-artifact": planned.outputs["plan-artifact"],
-            "base-url": "http://127.0.0.1:9/v1", "predictions": "gold", "free-disk": "false", "retention-days": "7"})
+            "base-url": "http://127.0.0.1:9/v1", "settings": settings, "free-disk": "false", "retention-days": "7"})
         ran = dict(shard.steps)
         assert ran["shard"] == "success", shard.logs.get("shard")
         assert ran["Start Ollama"] == "skipped" and ran["Fetch this shard's earlier attempt, to resume it"] == "skipped"

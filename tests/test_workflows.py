@@ -20,8 +20,10 @@ from ci_eval.config import Settings
 from tests.conftest import INSTANCES, need, rows
 
 ROOT = Path(__file__).resolve().parent.parent
-ACTIONS = [ROOT / "action.yml", *sorted(ROOT.glob("*/action.yml"))]
-WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+COMPAT = ROOT / "compat"  # the older majors' actions and workflow, forwarded to this one
+ACTIONS = [ROOT / "action.yml", *sorted(ROOT.glob("*/action.yml")), *sorted(COMPAT.glob("v*/**/action.yml"))]
+WORKFLOWS = [*sorted((ROOT / ".github" / "workflows").glob("*.yml")),
+             *sorted(COMPAT.glob("v*/.github/workflows/*.yml"))]
 SCRIPTS = sorted((ROOT / "scripts").glob("*.sh"))
 
 
@@ -101,7 +103,7 @@ def test_third_party_actions_are_pinned_to_node24_commits() -> None:
     for path in [*ACTIONS, *WORKFLOWS]:
         for ref, tag in re.findall(r"uses:\s*(\S+)(?:\s*#\s*(\S+))?", path.read_text()):
             if ref.startswith("org/ci-eval"):
-                assert ref.endswith("@v1"), ref  # our own, moved by releases (README: Versioning)
+                assert ref.endswith("@v2"), ref  # our own, moved by releases (docs/usage.md: Versioning)
             else:
                 assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"{path.name}: {ref} is not pinned"
                 assert NODE24.get(ref) == tag, f"{path.name}: {ref} # {tag} is not a known Node 24 release"
@@ -228,8 +230,9 @@ def upload(runner: Runner, artifacts: Path) -> str:
 def test_play_the_workflow_locally_with_a_rerun_shard(tmp_path: Path) -> None:
     if shutil.which("ci-eval") is None:
         need("the ci-eval command", "CI_EVAL_REQUIRE_LINTERS", "ci-eval is not installed (pip install -e .)")
-    inputs = {"dataset": str(INSTANCES), "predictions": "gold", "workers": "2", "free-disk": "false",
-              "shards": "3", "shard-count": "3", "eval-timeout": "300", "instance-timeout": "300"}
+    settings = 'predictions = "gold"\nworkers = 2\neval_timeout = 300\ninstance_timeout = 300\n'
+    inputs = {"settings": f"dataset = {json.dumps(str(INSTANCES))}\n{settings}", "free-disk": "false",
+              "shards": "3", "shard-count": "3"}
 
     planner = Runner(tmp_path / "plan")
     planned = planner.run(ROOT / "plan" / "action.yml", "plan", inputs)
@@ -243,7 +246,7 @@ def test_play_the_workflow_locally_with_a_rerun_shard(tmp_path: Path) -> None:
         shutil.copytree(Path(planner.outputs["plan"]["dir"]), runner.temp / "ci-eval-plan")
 
     # The shards never see the dataset: they run from the plan.
-    inputs = {**inputs, "dataset": "gone.jsonl", "plan-artifact": plan_artifact}
+    inputs = {**inputs, "settings": f'dataset = "gone.jsonl"\n{settings}', "plan-artifact": plan_artifact}
     artifacts = tmp_path / "artifacts"
     for entry in matrix["include"]:
         runner = Runner(tmp_path / f"shard-{entry['index']}")
@@ -287,7 +290,7 @@ def test_play_the_workflow_locally_with_a_rerun_shard(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert aggregator.outputs["aggregate"]["verdict"] == "pass"
     report = json.loads((aggregator.temp / "ci-eval-report" / "report.json").read_text())
-    assert report["shards"]["attempts"] == {"0": 1, "1": 1, "2": 2}
+    assert report["shards"]["run_attempts"] == {"0": 1, "1": 1, "2": 2}
     assert report["totals"]["by_status"] == {"resolved": len(rows())}
     first = (aggregator.temp / "summary.md").read_text().splitlines()[0]
     assert first.startswith(f"## ✅ pass — ci-eval: {len(rows())} of {len(rows())}")
@@ -607,16 +610,17 @@ def ollama_release(path: Path, serve_log: Path) -> None:
 OLLAMA_SH_TOOLS = ["bash", "sh", "uname", "mkdir", "rm", "dirname", "seq", "sleep", "nohup", "tail", "cat"]
 
 
-@pytest.mark.parametrize(("inputs", "parallel", "cached"), [
-    ({"workers": "3", "model-slots": "2", "context-window": "4096"}, "2", True),  # a slot per model stream
-    ({"workers": "1", "model-slots": "4", "context-window": ""}, "1", True),  # never more than the workers ask for
-    ({"workers": "1", "model-slots": "", "context-window": ""}, "1", False),  # downloaded: unpacked without zstd
+@pytest.mark.parametrize(("settings", "parallel", "cached"), [
+    ({"workers": 3, "model_slots": 2, "context_window": 4096}, "2", True),  # a slot per model request in flight
+    ({"workers": 1, "model_slots": 4}, "1", True),  # never more than the workers ask for
+    ({"workers": 1}, "1", False),  # downloaded: unpacked without zstd
 ])
-def test_ollama_gets_a_cache_slot_per_model_stream(tmp_path: Path, inputs: dict[str, str], parallel: str,
-                                                   cached: bool) -> None:
+def test_ollama_gets_a_cache_slot_per_model_slot(tmp_path: Path, settings: dict[str, int], parallel: str,
+                                                 cached: bool) -> None:
     """The action's Ollama step, with its own env, against a stub Ollama and curl: the server is
-    started with ci-eval's window and as many parallel slots as ci-eval will send requests; a
-    release not in the cache is unpacked from its .tar.zst with no zstd command on the PATH."""
+    started with the window and as many parallel slots as ci-eval will send requests, read from
+    the settings file; a release not in the cache is unpacked from its .tar.zst with no zstd
+    command on the PATH."""
     step = next(s for s in yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["steps"]
                 if s.get("name") == "Start Ollama")
     bin_dir, seen = tmp_path / "bin", tmp_path / "ollama-env"
@@ -632,8 +636,11 @@ def test_ollama_gets_a_cache_slot_per_model_stream(tmp_path: Path, inputs: dict[
         ollama_release(tmp_path / "release.tar.zst", seen)
         executable(bin_dir / "curl",
                    f'#!/bin/sh\ncase "$*" in *ollama-linux-*.tar.zst) cat "{tmp_path}/release.tar.zst" ;; esac\n')
-    given = {**inputs, "ollama-version": "0.0.0", "model": "granite4:tiny-h", "config": ""}
-    outputs = {"steps.install.outputs.bin": str(bin_dir / "ci-eval"), "steps.paths.outputs.models": str(tmp_path / "m")}
+    given = {"ollama-version": "0.0.0", "model": "granite4:tiny-h"}
+    toml = tmp_path / "settings.toml"
+    toml.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    outputs = {"steps.install.outputs.bin": str(bin_dir / "ci-eval"), "steps.paths.outputs.models": str(tmp_path / "m"),
+               "steps.paths.outputs.settings": str(toml)}
 
     def fill(value: str) -> str:
         name = value.strip().removeprefix("${{").removesuffix("}}").strip()
@@ -644,7 +651,7 @@ def test_ollama_gets_a_cache_slot_per_model_stream(tmp_path: Path, inputs: dict[
                           env={**env, "HOME": str(tmp_path), "RUNNER_TEMP": str(tmp_path), "PATH": str(bin_dir)})
     assert done.returncode == 0, done.stdout + done.stderr
     lines = sorted(seen.read_text().splitlines())
-    window = inputs["context-window"] or str(Settings.model_fields["context_window"].default)
+    window = str(settings.get("context_window", Settings.model_fields["context_window"].default))
     assert lines == ["pull  ", f"serve {parallel} {window}"], lines  # served so, then the model pulled
     if not cached:
         assert (home / "lib" / "ollama" / "libggml-cpu.so").exists()
@@ -660,7 +667,7 @@ def test_the_actions_python_exists_on_every_ubuntu_runner_image() -> None:
     required = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     lowest = tuple(int(n) for n in required.removeprefix(">=").split("."))
     pythons = [a for a in ACTIONS if "python-version" in yaml.safe_load(a.read_text())["inputs"]]
-    assert len(pythons) == 3  # the shard, plan and aggregate actions install ci-eval
+    assert len(pythons) == 5  # the shard, plan and aggregate actions install ci-eval, and v1's pass it on
     for action in pythons:
         version = yaml.safe_load(action.read_text())["inputs"]["python-version"]["default"]
         numbers = tuple(int(n) for n in version.split("."))
@@ -804,17 +811,20 @@ done
 
 def test_a_release_names_its_repository_and_moves_both_tags_to_a_commit(tmp_path: Path) -> None:
     """Played on real git: an annotated tag, a remote; the tags end on a commit (not the tag
-    object) whose references name the repository; a remote that refuses workflow changes, as
-    github.com does for GITHUB_TOKEN, ends in the error that names the secret to add."""
+    object) whose references name the repository; the older major ends on a commit on top whose
+    action and workflow are compat/v1's, forwarding to this release; a remote that refuses workflow
+    changes, as github.com does for GITHUB_TOKEN, ends in the error that names the secret to add."""
     tree = tmp_path / "repo"
-    shutil.copytree(ROOT / ".github", tree / ".github")
-    shutil.copy(ROOT / "README.md", tree / "README.md")
+    for folder in (".github", "compat", "plan", "aggregate"):
+        shutil.copytree(ROOT / folder, tree / folder)
+    for file in ("README.md", "action.yml"):
+        shutil.copy(ROOT / file, tree / file)
     (tree / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "release.sh", tree / "scripts" / "release.sh")
     git(tree, "init", "-q", "-b", "main")
     git(tree, "add", "-A")
     git(tree, "commit", "-qm", "base")
-    git(tree, "tag", "-a", "v1.4.0", "-m", "v1.4.0")  # annotated: its object is a tag, not a commit
+    git(tree, "tag", "-a", "v2.0.0", "-m", "v2.0.0")  # annotated: its object is a tag, not a commit
 
     def release(*args: str, remote: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["bash", "scripts/release.sh", *args], cwd=tree, capture_output=True, text=True,
@@ -822,27 +832,35 @@ def test_a_release_names_its_repository_and_moves_both_tags_to_a_commit(tmp_path
 
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
-    assert release("check", "v1.4.0", "acme/evals", remote=remote).returncode == 0  # the placeholder
-    wrong_major = release("check", "v2.0.0", "acme/evals", remote=remote)
+    assert release("check", "v2.0.0", "acme/evals", remote=remote).returncode == 0  # the placeholder
+    wrong_major = release("check", "v3.0.0", "acme/evals", remote=remote)
     assert wrong_major.returncode == 1 and "evaluate.yml" in wrong_major.stdout
-    assert release("check", "1.4", "acme/evals", remote=remote).returncode == 1  # not a vX.Y.Z tag
+    assert release("check", "2.0", "acme/evals", remote=remote).returncode == 1  # not a vX.Y.Z tag
 
-    done = release("publish", "v1.4.0", "acme/evals", remote=remote)
+    done = release("publish", "v2.0.0", "acme/evals", remote=remote)
     assert done.returncode == 0, done.stdout + done.stderr
-    v1, tagged = git(remote, "rev-parse", "v1"), git(remote, "rev-parse", "v1.4.0")
-    assert v1 == tagged and git(remote, "cat-file", "-t", v1) == "commit"
-    workflow = git(remote, "show", f"{v1}:.github/workflows/evaluate.yml")
-    readme = git(remote, "show", f"{v1}:README.md")
-    assert "uses: acme/evals/plan@v1" in workflow and "org/ci-eval/" not in workflow
-    assert "uses: acme/evals/.github/workflows/evaluate.yml@v1" in readme and "uses: org/ci-eval" not in readme
-    assert release("check", "v1.4.0", "acme/evals", remote=remote).returncode == 0  # and it checks again
+    v2, tagged = git(remote, "rev-parse", "v2"), git(remote, "rev-parse", "v2.0.0")
+    assert v2 == tagged and git(remote, "cat-file", "-t", v2) == "commit"
+    workflow = git(remote, "show", f"{v2}:.github/workflows/evaluate.yml")
+    readme = git(remote, "show", f"{v2}:README.md")
+    assert "uses: acme/evals/plan@v2" in workflow and "org/ci-eval/" not in workflow
+    assert "uses: acme/evals/.github/workflows/evaluate.yml@v2" in readme and "uses: org/ci-eval" not in readme
+    v1 = git(remote, "rev-parse", "v1")
+    assert git(remote, "rev-parse", f"{v1}~1") == v2  # v1 is the release, with v1's surface on top
+    shim = git(remote, "show", f"{v1}:action.yml")
+    assert "deprecationMessage" in shim and "uses: acme/evals@v2" in shim
+    assert "uses: acme/evals/plan@v2" in git(remote, "show", f"{v1}:plan/action.yml")
+    assert "acme/evals/.github/workflows/evaluate.yml@v2" in git(remote, "show", f"{v1}:.github/workflows/evaluate.yml")
+    assert git(remote, "show", f"{v1}:aggregate/action.yml") == git(remote, "show", f"{v2}:aggregate/action.yml")
+    git(tree, "checkout", "-q", "main")
+    assert release("check", "v2.0.0", "acme/evals", remote=remote).returncode == 0  # and it checks again
 
     refusing = tmp_path / "refusing.git"
     git(tmp_path, "init", "-q", "--bare", str(refusing))
     git(tree, "push", "-q", str(refusing), "main")
     executable(refusing / "hooks" / "pre-receive", REFUSE_WORKFLOWS)
     git(tree, "checkout", "-q", "main")
-    refused = release("publish", "v1.4.0", "acme/evals", remote=refusing)
+    refused = release("publish", "v2.0.0", "acme/evals", remote=refusing)
     assert refused.returncode == 1
     assert "CI_EVAL_RELEASE_TOKEN" in refused.stdout and "Workflows" in refused.stdout
     assert "s3cret" not in refused.stdout + refused.stderr
