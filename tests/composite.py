@@ -1,6 +1,6 @@
 """Plays a composite action's steps in order, as a GitHub runner does: each step's `if:`
-evaluated (success(), always(), ==, !=, &&, ||, !, format(), contains(), toJSON(), the contexts, `*` filters), its `${{ }}`
-expressions filled in, `run:` steps in bash with their own GITHUB_OUTPUT, `uses:` steps by
+evaluated (success(), always(), ==, !=, &&, ||, !, format(), contains(), toJSON(), the contexts,
+`*` filters), its `${{ }}` expressions filled in, `run:` steps in bash with their own GITHUB_OUTPUT, `uses:` steps by
 stand-ins the test gives, and the action's outputs evaluated at the end.
 
 It is strict where a runner is lenient: a reference to an input the action does not declare, to
