@@ -168,8 +168,9 @@ def test_settings_that_name_no_file_and_are_no_toml_are_one_line(tmp_path: Path)
     import subprocess
 
     def settings(value: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", str(ROOT / "scripts" / "settings.sh"), "shard-0"], capture_output=True, text=True,
-                              cwd=tmp_path, env={**os.environ, "SETTINGS": value, "RUNNER_TEMP": str(tmp_path)})
+        env = {**os.environ, "SETTINGS": value, "RUNNER_TEMP": str(tmp_path)}
+        return subprocess.run(["bash", str(ROOT / "scripts" / "settings.sh"), "shard-0"], capture_output=True,
+                              text=True, cwd=tmp_path, env=env)
 
     missing = settings("ci-eval.toml")
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "neither TOML" in missing.stderr
