@@ -1,4 +1,4 @@
-"""One model stream on all cores, or two streams sharing them: which ends the same work sooner
+"""One model slot on all cores, or two slots sharing them: which ends the same work sooner
 on a CPU? The real llama.cpp (llama-cpp-python's server, Gemma 3 270M) on this machine.
 
 The same requests (an agent-sized prompt, different in each so that no cache helps, and a
@@ -96,7 +96,7 @@ def main() -> None:
             for proc, _ in pair:
                 proc.terminate()
                 proc.wait()
-    for name, runs, wall in (("1 stream, all cores", single, single_wall), ("2 streams, half each", split, split_wall)):
+    for name, runs, wall in (("1 slot, all cores", single, single_wall), ("2 slots, half each", split, split_wall)):
         seconds = [r[0] for r in runs]
         tokens = sum(r[1] + r[2] for r in runs)
         print(f"{name:<22} {args.requests} requests of ~{runs[0][1]} prompt + {runs[0][2]} generated tokens: "

@@ -10,6 +10,12 @@ from pathlib import Path
 
 from ci_eval.errors import InputError
 
+
+def shard_folder(index: int) -> Path:
+    """Where shard `index` writes when --output does not say."""
+    return Path("ci-eval-results") / f"shard-{index}"
+
+
 # The shard folder's own files.
 RESULTS = "results.jsonl"  # one Record a line
 MANIFEST = "manifest.json"
@@ -30,6 +36,7 @@ TRACEBACK = "traceback.txt"  # a bug of ci-eval's that ended the attempt
 REPORT = "report.json"
 JUNIT = "junit.xml"
 SUMMARY = "summary.md"
+COMMENT = "comment.md"  # the pull-request comment, for the comment action
 
 
 def within(root: Path, *parts: str) -> Path:

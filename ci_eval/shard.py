@@ -26,7 +26,7 @@ from ci_eval.contracts import Manifest, Plan, Record, Status, read_plan
 from ci_eval.errors import InputError, first_error
 from ci_eval.github import in_actions, run_attempt
 from ci_eval.instances import Instance, allowed_images
-from ci_eval.layout import LOCAL_MODEL_LOG, WRITE_PROBE
+from ci_eval.layout import LOCAL_MODEL_LOG, WRITE_PROBE, shard_folder
 from ci_eval.model import RETRIES, OpenAIModel
 from ci_eval.partition import run_order, shard_ids
 from ci_eval.planfile import gradable, make_plan
@@ -84,7 +84,7 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
     gradable(planned)  # a plan file made by an older ci-eval may hold rows that cannot be graded
     allowed_images(planned, settings.image_pattern)  # a plan file is an artifact: its rows are checked again
     prompts = agent_config.PACKAGED if settings.agent_config is None else agent_config.load(settings.agent_config)
-    folder = settings.output or Path("ci-eval-results") / f"shard-{index}"
+    folder = settings.output or shard_folder(index)
     writable(folder)
     with only_writer(folder), served(settings, folder) as url:
         backend = choose_backend(settings.sandbox, planned, owner_of(folder), repos_dir=settings.repos_dir,

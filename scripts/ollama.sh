@@ -12,9 +12,9 @@ if [ ! -x "$home/bin/ollama" ]; then
   # The release carries GPU libraries of several GB; a runner has no GPU: keep (and cache) the CPU ones.
   rm -rf "$home"/lib/ollama/cuda_* "$home"/lib/ollama/rocm* "$home"/lib/ollama/vulkan*
 fi
-# The window and the model streams as ci-eval will run them (its defaults, the CI_EVAL_* inputs,
-# the config file): one cache slot per stream, so that each conversation keeps its cached prefix.
-read -r STREAMS CONTEXT_WINDOW < <("$python" - <<'PY'
+# The window and the model slots as ci-eval will run them (its defaults, the settings file, any
+# CI_EVAL_* variable): one cache slot per model slot, so that each conversation keeps its prefix.
+read -r SLOTS CONTEXT_WINDOW < <("$python" - <<'PY'
 import os
 from pathlib import Path
 from ci_eval.config import load_settings
@@ -25,7 +25,7 @@ PY
 log="$RUNNER_TEMP/ollama.log"
 mkdir -p "$OLLAMA_MODELS"
 export OLLAMA_MODELS  # where the cached model is (the larger disk when free-disk is on)
-OLLAMA_CONTEXT_LENGTH="$CONTEXT_WINDOW" OLLAMA_NUM_PARALLEL="$STREAMS" nohup "$home/bin/ollama" serve >"$log" 2>&1 &
+OLLAMA_CONTEXT_LENGTH="$CONTEXT_WINDOW" OLLAMA_NUM_PARALLEL="$SLOTS" nohup "$home/bin/ollama" serve >"$log" 2>&1 &
 for _ in $(seq 60); do
   if curl -fsS http://127.0.0.1:11434/api/version >/dev/null 2>&1; then break; fi
   sleep 1

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The release workflow's steps, on a vX.Y.Z tag:
-#   release.sh check TAG REPO     every self-reference (uses: .../ci-eval...@ref) in .github/ and the
-#                                 README names org/ci-eval (the placeholder) or REPO, at the major
-#                                 of TAG, or it fails naming each
+#   release.sh check TAG REPO     every self-reference (uses: .../ci-eval...@ref) in .github/, the
+#                                 README and docs/ names org/ci-eval (the placeholder) or REPO, at
+#                                 the major of TAG, or it fails naming each
 #   release.sh publish TAG REPO   write REPO over the placeholder (the nested references of the
 #                                 workflow and the README's examples must name a repository that
 #                                 exists), commit that on TAG's commit, and point TAG and its major
@@ -15,7 +15,7 @@ what=$1 tag=$2 repo=$3
 [[ $tag =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "::error::$tag is not a vX.Y.Z tag"; exit 1; }
 major=${tag%%.*}
 placeholder="org/ci-eval"
-references() { grep -rnoE "uses: +[A-Za-z0-9_.-]+/(ci-eval|${repo#*/})(/[A-Za-z0-9_./-]+)?@[A-Za-z0-9_.-]+" "${@:-.github}" README.md; }
+references() { grep -rnoE "uses: +[A-Za-z0-9_.-]+/(ci-eval|${repo#*/})(/[A-Za-z0-9_./-]+)?@[A-Za-z0-9_.-]+" "${@:-.github}" README.md docs; }
 name_repo() { [ "$repo" = "$placeholder" ] || references "$@" | cut -d: -f1 | sort -u | xargs -r sed -i -E "s#(uses: +)$placeholder([/@])#\1$repo\2#g"; }
 bot=(-c user.name="github-actions[bot]" -c user.email="41898282+github-actions[bot]@users.noreply.github.com")
 case $what in

@@ -16,6 +16,9 @@ from ci_eval.config import Settings, load_settings
 # The tests size workers and price steps for GitHub's runner of a public repository, whatever
 # machine runs them (subprocesses inherit it); the tests of other machines name theirs.
 os.environ["CI_EVAL_MACHINE"] = "4x16"
+# No test reaches the Hugging Face Hub (this machine cannot, and a test that tried would wait out
+# the libraries' retries); set before any of them is imported, since they read it once.
+os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 FIXTURES = Path(__file__).parent / "fixtures"
 INSTANCES = FIXTURES / "instances.jsonl"

@@ -22,6 +22,7 @@ from ci_eval.sandbox import isolation
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, INSTANCES, need, resolved, rows, settings, write_predictions
 from tests.openai_server import SUBMIT_REPLY, serve
+from tests.test_cli import run
 
 CALC_2 = "ci-eval-fixtures__calc-2"
 GAME = '''diff --git a/conftest.py b/conftest.py
@@ -358,8 +359,7 @@ def test_artifact_text_cannot_run_workflow_commands_or_write_markdown(tmp_path: 
     damaged = json.loads(lines[0]) | {"instance_id": "x\n::error title=pwned::owned\n::add-mask::resolved\n"
                                       "::stop-commands::TOKEN\n", "status": "not-a-status"}
     (folder / "results.jsonl").write_text("\n".join([json.dumps(damaged), *lines[1:3], json.dumps(evil)]) + "\n")
-    out = subprocess.run([sys.executable, "-m", "ci_eval", "aggregate", str(root), "--output", str(tmp_path / "r")],
-                         capture_output=True, text=True)
+    out = run("aggregate", str(root), "--output", str(tmp_path / "r"))
     assert out.returncode == 3, out.stderr
     for line in (out.stdout + out.stderr).splitlines():
         assert not line.lstrip().startswith("::"), line  # no line GitHub would run as a command

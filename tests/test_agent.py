@@ -357,6 +357,26 @@ def test_an_agent_configs_limits_are_settings_under_the_flags(tmp_path: Path) ->
     assert merged.hashed()["step_limit"] == 7
 
 
+def test_the_manifest_the_store_and_the_trajectory_name_the_one_resolved_run(tmp_path: Path) -> None:
+    """resolve() makes one Settings: the agent config's step limit in the manifest's config, its
+    hash on every result line and in the trajectory, with the version that wrote it."""
+    from ci_eval import __version__
+    from ci_eval.contracts import read_manifest, read_trajectory
+
+    config = tmp_path / "agent.toml"
+    config.write_text("[limits]\nstep_limit = 3\n")
+    with serve(replies(LOOK, FIX)) as server:
+        result = run_shard(agent_settings(tmp_path, server.url, agent_config=config, workers=1), 0, 1)
+    manifest = read_manifest(result.folder / "manifest.json")
+    run = manifest.identity["config_hash"]
+    assert manifest.config["step_limit"] == 3 and manifest.config["agent_config"] != str(config)
+    lines = [json.loads(line) for line in (result.folder / "results.jsonl").read_text().splitlines()]
+    assert lines and {line["run"] for line in lines} == {run}
+    saved = read_trajectory(result.folder / "logs" / CALC_2 / "sample-0" / "trajectory.json")
+    assert (saved.config_hash, saved.ci_eval_version, saved.instance_id, saved.attempt) == (run, __version__, CALC_2, 1)
+    assert saved.stats.exit_reason == "submitted" and saved.usage.calls == len(saved.steps) == 3  # look, fix, submit
+
+
 @dataclass
 class SlowModel(ScriptedModel):
     """A model that takes its time, as a CPU runner's does."""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from ci_eval.report.markdown import truncate
 from ci_eval.report.stats import pass_at_k, wilson
 from ci_eval.results import now
 from tests.conftest import FIXTURES
+from tests.test_cli import run
 
 IDENTITY = {"ci_eval_version": "0.1.0", "model": "m", "base_url": "http://localhost:11434/v1",
             "dataset": "d", "split": "test", "dataset_fingerprint": "f", "config_hash": "h"}
@@ -81,7 +80,8 @@ def junit_schema() -> Any:
     return xmlschema.XMLSchema(str(FIXTURES / "junit-10.xsd"))
 
 
-def test_complete_set(tmp_path: Path, junit_schema: Any) -> None:
+def test_a_complete_run_with_infrastructure_errors_reports_them_apart_and_is_inconclusive(
+        tmp_path: Path, junit_schema: Any) -> None:
     out = tmp_path / "report"
     result = aggregate([complete(tmp_path / "artifacts")], out)
     report = result.report.model_dump(mode="json")
@@ -201,8 +201,7 @@ def test_baseline_verdict_and_github_files(tmp_path: Path, monkeypatch: pytest.M
 
 def test_cli_exit_codes_and_compare(tmp_path: Path) -> None:
     complete(tmp_path / "a")
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ci_eval", *args], capture_output=True, text=True)
+    cli = run
     unsure = cli("aggregate", str(tmp_path / "a"), "--output", str(tmp_path / "ra"), "--fail-under", "0.6")
     # 6 of 12 is under 0.6, but the 3 errors could lift it to 9 of 12: not for this run to decide
     assert unsure.returncode == 3 and "verdict: inconclusive" in unsure.stdout, unsure.stderr
@@ -221,7 +220,7 @@ def test_cli_exit_codes_and_compare(tmp_path: Path) -> None:
     assert "verdict: inconclusive" in shown.stdout
 
 
-def test_statistics() -> None:
+def test_wilson_interval_and_pass_at_k_match_their_textbook_values() -> None:
     low, high = wilson(0, 10)
     assert low == 0.0 and 0.27 < high < 0.31  # the textbook 0.2775
     assert wilson(50, 100) == pytest.approx((0.4038, 0.5962), abs=1e-3)

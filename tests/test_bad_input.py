@@ -68,7 +68,7 @@ def test_a_dataset_file_that_is_not_utf8_or_not_parquet(tmp_path: Path) -> None:
     ("FAIL_TO_PASS", "[not json", "FAIL_TO_PASS"),
     ("problem_statement", "lone \ud800 surrogate", "lone surrogate"),
 ])
-def test_invalid_fields_are_named(tmp_path: Path, field: str, value: str, needle: str) -> None:
+def test_each_invalid_field_of_a_row_is_one_line_naming_it(tmp_path: Path, field: str, value: str, needle: str) -> None:
     one_line_error(run("plan", "--of", "1", "--dataset", str(dataset(tmp_path, **{field: value}))), "row 1", needle)
 
 

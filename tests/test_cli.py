@@ -29,17 +29,17 @@ def one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> N
         assert needle in lines[0]
 
 
-def test_unknown_instance_id(tmp_path: Path) -> None:
+def test_an_unknown_instance_id_is_one_line_naming_it(tmp_path: Path) -> None:
     one_line_error(run("shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--predictions", "gold",
                        "--instance-ids", "nope__x-1", "--output", str(tmp_path)), "nope__x-1")
 
 
-def test_index_out_of_range(tmp_path: Path) -> None:
+def test_a_shard_index_out_of_range_is_one_line(tmp_path: Path) -> None:
     one_line_error(run("shard", "--index", "5", "--of", "3", "--dataset", str(INSTANCES), "--predictions", "gold",
                        "--output", str(tmp_path)), "out of range")
 
 
-def test_malformed_row(tmp_path: Path) -> None:
+def test_a_malformed_row_is_one_line_naming_row_and_field(tmp_path: Path) -> None:
     bad = rows()[:1]
     bad[0]["FAIL_TO_PASS"] = 7
     path = tmp_path / "bad.jsonl"
@@ -47,7 +47,7 @@ def test_malformed_row(tmp_path: Path) -> None:
     one_line_error(run("plan", "--of", "2", "--dataset", str(path)), "row 1", "FAIL_TO_PASS")
 
 
-def test_missing_docker_engine(tmp_path: Path) -> None:
+def test_a_missing_docker_engine_is_one_line_before_any_work(tmp_path: Path) -> None:
     result = run("shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--predictions", "gold",
                  "--sandbox", "docker", "--output", str(tmp_path),
                  env={"DOCKER_HOST": f"unix://{tmp_path}/no-such.sock"})
@@ -55,7 +55,7 @@ def test_missing_docker_engine(tmp_path: Path) -> None:
     assert not (tmp_path / "results.jsonl").exists()  # no work started
 
 
-def test_bad_setting(tmp_path: Path) -> None:
+def test_a_setting_out_of_range_is_one_line_naming_it(tmp_path: Path) -> None:
     one_line_error(run("shard", "--index", "0", "--of", "1", "--workers", "0", "--dataset", str(INSTANCES)),
                    "workers")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ci_eval.sandbox import OutputCap
 from ci_eval.sandbox.local import LocalSandbox
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, need, rows, settings, write_predictions
@@ -46,10 +47,14 @@ def test_default_output_is_a_folder_per_shard(tmp_path: Path, monkeypatch: pytes
     assert (tmp_path / "ci-eval-results" / "shard-1" / "results.jsonl").read_text().count("\n") == 1
 
 
+SMALL = OutputCap(keep=256 * 1024, flood=4 * 1024 * 1024)
+
+
 def test_a_flood_ends_every_time(tmp_path: Path) -> None:
     """`yes` floods: its group is killed and what is still in the pipe drained to EOF, so the
     command ends. Three floods at once, 4 times, while another task hogs the event loop (as a
-    busy shard does, so that the readers fall behind and their pipes pause): none may hang."""
+    busy shard does, so that the readers fall behind and their pipes pause): none may hang. The
+    cap is 4 MiB, not the agent's 32: far past what a pipe holds, an eighth of the bytes."""
     (tmp_path / "testbed").mkdir()
     sandbox = LocalSandbox(tmp_path)
 
@@ -63,7 +68,7 @@ def test_a_flood_ends_every_time(tmp_path: Path) -> None:
         busy = asyncio.create_task(hog(stop))
         ended = []
         for _ in range(4):
-            outs = await asyncio.wait_for(asyncio.gather(*(sandbox.execute("yes", 60) for _ in range(3))), 60)
+            outs = await asyncio.wait_for(asyncio.gather(*(sandbox.execute("yes", 60, SMALL) for _ in range(3))), 60)
             ended += [o.flooded for o in outs]
         stop.set()
         await busy

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from ci_eval.contracts import read_report
 from ci_eval.machine import MODEL_GB, Machine, here, named, step_seconds, workers_for
 from ci_eval.partition import INSTANCE_OVERHEAD, costs_for, measured_step
 from tests.conftest import INSTANCES, rows
+from tests.test_cli import run
 
 PUBLIC, PRIVATE = Machine(4, 16.0), Machine(2, 7.0)
 
@@ -65,11 +64,10 @@ def test_a_plan_for_a_private_runner_takes_more_shards() -> None:
 
 def test_an_earlier_reports_seconds_per_step_price_the_instances_it_did_not_run(tmp_path: Path) -> None:
     out = tmp_path / "shard"
-    subprocess.run([sys.executable, "-m", "ci_eval", "shard", "--index", "0", "--of", "1", "--dataset",
-                    str(INSTANCES), "--predictions", "gold", "--sandbox", "local", "--output", str(out)],
-                   check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "ci_eval", "aggregate", str(out), "--output", str(tmp_path / "report")],
-                   check=True, capture_output=True)
+    made = run("shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--predictions", "gold",
+               "--sandbox", "local", "--output", str(out))
+    assert made.returncode == 0, made.stderr
+    assert run("aggregate", str(out), "--output", str(tmp_path / "report")).returncode == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     ids = sorted(report["instances"])
     for iid in ids[:3]:  # an agent's run: 20 steps at 90 s, and the pull and the tests

@@ -19,6 +19,7 @@ from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, INSTANCES, rows, settings
 from tests.openai_server import FIX, SUBMIT_REPLY, replies, serve
 from tests.test_agent import CALC_2, agent_settings
+from tests.test_cli import run
 
 READ = "Let me read more of the code.\n```bash\nseq 100000 101000\n```"  # ~7 KB of output
 LOOK = "Let me look.\n```bash\nls calc\n```"
@@ -75,9 +76,8 @@ def test_an_attempt_cut_by_the_clock_is_neither_a_pass_nor_a_regression(tmp_path
         result = run_shard(cfg, 0, 1)
     assert {r.status for r in result.records.values()} == {"too_slow"}
     assert all(r.agent.exit_reason == "time_limit" and r.agent.steps < 40 for r in result.records.values())
-    done = subprocess.run([sys.executable, "-m", "ci_eval", "aggregate", str(tmp_path / "out"), "--output",
-                           str(tmp_path / "new-report"), "--baseline", str(tmp_path / "base-report" / "report.json"),
-                           "--max-new-failures", "0"], capture_output=True, text=True)
+    done = run("aggregate", str(tmp_path / "out"), "--output", str(tmp_path / "new-report"), "--baseline",
+               str(tmp_path / "base-report" / "report.json"), "--max-new-failures", "0")
     assert done.returncode == 3, done.stdout + done.stderr
     report = json.loads((tmp_path / "new-report" / "report.json").read_text())
     assert report["totals"]["by_status"] == {"too_slow": 2}
@@ -141,11 +141,11 @@ def a_server_that_dies(server: Any, after: int, for_seconds: float) -> Any:
 
 
 def test_a_model_server_that_goes_down_pauses_the_shard_until_it_is_back(tmp_path: Path) -> None:
-    """Down for 25 s at the second instance: that attempt is lost (the client's retries are
-    spent), no other instance starts while the server is probed, and once it is back the lost
-    one is tried again; nothing ends as an error."""
+    """Down for 12 s at the second instance: that attempt is lost (the client's four retries,
+    about 7.5 s of backoff, are spent), no other instance starts while the server is probed, and
+    once it is back the lost one is tried again; nothing ends as an error."""
     with serve(replies()) as server:
-        server.script = a_server_that_dies(server, after=2, for_seconds=25)
+        server.script = a_server_that_dies(server, after=2, for_seconds=12)
         cfg = agent_settings(tmp_path, server.url, workers=1, instance_ids=[])
         result = run_shard(cfg.model_copy(update={"instance_ids": [r["instance_id"] for r in rows()[:4]]}), 0, 1)
     assert {r.status for r in result.records.values()} == {"empty_patch"}, result.records

@@ -107,7 +107,7 @@ def test_shard_count_is_capped_and_chosen_from_a_budget(tmp_path: Path) -> None:
     assert slots.exit_code == 0 and len(json.loads(slots.stdout)["include"]) == 3, slots.output
 
 
-def test_timings_file_prior(tmp_path: Path) -> None:
+def test_a_timings_file_puts_an_instance_that_outweighs_the_rest_alone(tmp_path: Path) -> None:
     instances = synthetic(20)
     slow = instances[0].instance_id
     timings = tmp_path / "timings.json"

@@ -25,6 +25,7 @@ ACTIONS = [ROOT / "action.yml", *sorted(ROOT.glob("*/action.yml")), *sorted(COMP
 WORKFLOWS = [*sorted((ROOT / ".github" / "workflows").glob("*.yml")),
              *sorted(COMPAT.glob("v*/.github/workflows/*.yml"))]
 SCRIPTS = sorted((ROOT / "scripts").glob("*.sh"))
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]  # what a user reads: held to the code
 
 
 def tool(name: str) -> str:
@@ -100,13 +101,15 @@ NODE24 = {
 
 
 def test_third_party_actions_are_pinned_to_node24_commits() -> None:
-    for path in [*ACTIONS, *WORKFLOWS]:
-        for ref, tag in re.findall(r"uses:\s*(\S+)(?:\s*#\s*(\S+))?", path.read_text()):
-            if ref.startswith("org/ci-eval"):
-                assert ref.endswith("@v2"), ref  # our own, moved by releases (docs/usage.md: Versioning)
-            else:
-                assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"{path.name}: {ref} is not pinned"
-                assert NODE24.get(ref) == tag, f"{path.name}: {ref} # {tag} is not a known Node 24 release"
+    refs = [(path.name, ref, tag) for path in [*ACTIONS, *WORKFLOWS]
+            for ref, tag in re.findall(r"uses:\s*(\S+)(?:\s*#\s*(\S+))?", path.read_text())]
+    third_party = [(where, ref, tag) for where, ref, tag in refs if not ref.startswith("org/ci-eval")]
+    assert len(third_party) > 10 and len(refs) > len(third_party)  # both kinds were found and checked
+    for ref in (ref for _, ref, _ in refs if ref.startswith("org/ci-eval")):
+        assert ref.endswith("@v2"), ref  # our own, moved by releases (docs/usage.md: Versioning)
+    for where, ref, tag in third_party:
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"{where}: {ref} is not pinned"
+        assert NODE24.get(ref) == tag, f"{where}: {ref} # {tag} is not a known Node 24 release"
 
 
 def test_marketplace_metadata_fits() -> None:
@@ -119,17 +122,18 @@ def test_marketplace_metadata_fits() -> None:
 # --- in step with the CLI -----------------------------------------------------------------------
 
 def invocations() -> list[tuple[str, str, list[str]]]:
-    """(where, subcommand, options) for every ci-eval call in scripts, run steps and the README."""
+    """(where, subcommand, options) for every ci-eval call in scripts, run steps and the docs."""
     texts = {p.name: p.read_text() for p in SCRIPTS}
     for path in ACTIONS + WORKFLOWS:
         for n, step in enumerate(_steps(path)):
             if "run" in step:
                 texts[f"{path.relative_to(ROOT)} step {n}"] = step["run"]
-    fenced = False
-    for n, line in enumerate((ROOT / "README.md").read_text().splitlines()):
-        fenced = fenced != line.startswith("```")
-        if fenced and re.search(r"(^|&& )ci-eval \w", line):
-            texts[f"README.md:{n + 1}"] = line.split(" # ")[0]
+    for doc in DOCS:
+        fenced = False
+        for n, line in enumerate(doc.read_text().splitlines()):
+            fenced = fenced != line.startswith("```")
+            if fenced and re.search(r"(^|&& )ci-eval \w", line):
+                texts[f"{doc.name}:{n + 1}"] = line.split(" # ")[0]
     found = []
     for where, text in texts.items():
         text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
@@ -150,18 +154,20 @@ def test_every_invocation_matches_the_real_cli() -> None:
         assert not unknown, f"{where}: ci-eval {sub} has no option {sorted(unknown)}"
 
 
-def test_every_option_the_readme_names_exists() -> None:
+def test_every_option_the_docs_name_exists() -> None:
     options = {opt for command in main.commands.values() for p in command.params if isinstance(p, click.Option)
                for opt in p.opts + p.secondary_opts}
-    prose = re.sub(r"```.*?```", "", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+    prose = re.sub(r"```.*?```", "", "".join(doc.read_text() for doc in DOCS), flags=re.DOTALL)
     named = set(re.findall(r"`(--[a-z][a-z0-9-]*)", prose))
-    assert named and named <= options, f"the README names options ci-eval lacks: {sorted(named - options)}"
+    assert named and named <= options, f"the docs name options ci-eval lacks: {sorted(named - options)}"
 
 
 def test_every_settings_variable_is_a_setting() -> None:
-    for path in ACTIONS + WORKFLOWS:
-        for name in re.findall(r"\bCI_EVAL_([A-Z_]+)\s*:", path.read_text()):
-            assert name.lower() in Settings.model_fields, f"{path.name}: CI_EVAL_{name} is no setting"
+    names = [(path.name, name) for path in ACTIONS + WORKFLOWS
+             for name in re.findall(r"\bCI_EVAL_([A-Z_]+)\s*:", path.read_text())]
+    assert len(names) > 20  # the shard action's own and v1's, at least: the check reads something
+    unknown = [f"{where}: CI_EVAL_{name}" for where, name in names if name.lower() not in Settings.model_fields]
+    assert unknown == [], f"no such setting: {unknown}"
 
 
 # --- played locally -----------------------------------------------------------------------------
@@ -676,7 +682,7 @@ def test_the_actions_python_exists_on_every_ubuntu_runner_image() -> None:
 
 def readme_workflows(folder: Path) -> list[tuple[Path, dict[Any, Any]]]:
     """The README's workflow examples, as files a linter reads and as data."""
-    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL) if "jobs:" in b]
+    blocks = [b for doc in DOCS for b in re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.DOTALL) if "jobs:" in b]
     found = []
     for n, block in enumerate(blocks):
         path = folder / ".github" / "workflows" / f"example-{n}.yml"
@@ -742,6 +748,16 @@ def test_only_evaluating_events_claim_the_pull_requests_group(tmp_path: Path, gi
 LEVELS = {"none": 0, "read": 1, "write": 2}
 
 
+def test_the_examples_give_our_actions_only_inputs_they_have(tmp_path: Path) -> None:
+    steps = [step for _, w in readme_workflows(tmp_path) for job in w["jobs"].values()
+             for step in job.get("steps", []) if step.get("uses", "").startswith("org/ci-eval")]
+    assert len(steps) >= 4  # the README's comment step and the direct-use example's three
+    for step in steps:
+        path = ROOT / step["uses"].removeprefix("org/ci-eval").removeprefix("/").split("@")[0] / "action.yml"
+        unknown = set(step.get("with", {})) - set(yaml.safe_load(path.read_text())["inputs"])
+        assert not unknown, f"{step['uses']} has no input {sorted(unknown)}"
+
+
 def test_callers_grant_what_the_reusable_workflow_asks(tmp_path: Path) -> None:
     """GitHub's start-up check: each job of a called workflow asks for no more than the calling
     job grants (its own permissions, else the workflow's), whatever the job's `if:`."""
@@ -755,6 +771,8 @@ def test_callers_grant_what_the_reusable_workflow_asks(tmp_path: Path) -> None:
                if "evaluate.yml" in job.get("uses", "")]
     assert callers
     for workflow, job in callers:
+        unknown = set(job.get("with", {})) - set(called[True]["workflow_call"]["inputs"])
+        assert not unknown, f"the reusable workflow has no input {sorted(unknown)}"
         granted = job.get("permissions", workflow.get("permissions", {}))
         short = {s: lvl for s, lvl in asked.items() if LEVELS[granted.get(s, "none")] < lvl}
         assert not short, f"the caller grants too little: {short}"
@@ -819,6 +837,7 @@ def test_a_release_names_its_repository_and_moves_both_tags_to_a_commit(tmp_path
         shutil.copytree(ROOT / folder, tree / folder)
     for file in ("README.md", "action.yml"):
         shutil.copy(ROOT / file, tree / file)
+    shutil.copytree(ROOT / "docs", tree / "docs")
     (tree / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "release.sh", tree / "scripts" / "release.sh")
     git(tree, "init", "-q", "-b", "main")

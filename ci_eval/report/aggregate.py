@@ -9,7 +9,7 @@ from typing import Literal
 
 from ci_eval.contracts import Comparison, Report, Verdict
 from ci_eval.history import load_history
-from ci_eval.layout import JUNIT, REPORT, SUMMARY
+from ci_eval.layout import COMMENT, JUNIT, REPORT, SUMMARY
 from ci_eval.report.build import build_report
 from ci_eval.report.compare import ALPHA, compare, verdict
 from ci_eval.report.junit import to_junit
@@ -75,5 +75,5 @@ def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, 
     (out / REPORT).write_text(result.report.model_dump_json(indent=1) + "\n")
     (out / JUNIT).write_text(to_junit(result.report))
     (out / SUMMARY).write_text(result.summary)
-    (out / "comment.md").write_text(result.comment)
+    (out / COMMENT).write_text(result.comment)
     return result
