@@ -9,11 +9,12 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from ci_eval.errors import InputError
 
@@ -55,18 +56,20 @@ def serve(context_window: int, log_path: Path) -> Iterator[str]:
 
 
 def _wait_until_up(proc: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + _STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise InputError(f"the local model server exited with code {proc.returncode}: {tail[0]} (see {log_path})")
-        try:
-            with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise InputError(f"the local model server did not answer within {_STARTUP_SECONDS}s (see {log_path})")
+    """Until the server answers, every half second for _STARTUP_SECONDS; a server that exits is
+    one line at once."""
+    try:
+        for attempt in Retrying(retry=retry_if_exception_type(OSError), wait=wait_fixed(0.5),
+                                stop=stop_after_delay(_STARTUP_SECONDS), reraise=True):
+            with attempt:
+                if proc.poll() is not None:
+                    tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                    raise InputError(f"the local model server exited with code {proc.returncode}: {tail[0]} "
+                                     f"(see {log_path})")
+                with urllib.request.urlopen(f"{base_url}/models", timeout=2):
+                    pass  # an error status raises HTTPError, an OSError: tried again
+    except OSError:
+        raise InputError(f"the local model server did not answer within {_STARTUP_SECONDS}s (see {log_path})") from None
 
 
 def _free_port() -> int:
