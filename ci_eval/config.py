@@ -63,9 +63,11 @@ class Settings(BaseSettings):
                                     json_schema_extra=place("select"))
     sample_seed: int = Field(0, description="The seed that draws --sample-size.",
                              json_schema_extra=place("select"))
+    # which datasets may run, not what a run measures
     image_pattern: str | None = Field(None, description="A regular expression every instance's image must match "
                                       "[the official swebench/ namespace and the bundled demo's].",
                                       json_schema_extra=place("select", hashed=False))
+    # where the history lay: what it chose is in the plan
     sample_from: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Baseline reports (files or folders, repeatable): draw --sample-size "
         "where their outcomes vary, stratified, instead of at random.", json_schema_extra=place("select", hashed=False))

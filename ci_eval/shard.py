@@ -1,7 +1,7 @@
 """One shard end to end, and the one place where settings become parts (`planfile.py` does it
-for the plan alone): plan or read the plan, make the model client, the solver and the sandbox
-backend from the settings, write the manifest, run the pool. Below this file nothing reads the
-settings: every part takes what it needs as arguments."""
+for the plan alone): plan or read the plan, resolve the one Settings the shard runs with, make
+the sandbox backend, the model client and the solver from it, write the manifest, run the pool.
+Below this file nothing reads the settings: every part takes what it needs as arguments."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ci_eval import __version__, agent, agent_config, predictions
+from ci_eval import __version__, agent, agent_config, llama_server, predictions
 from ci_eval.agent import AgentLimits
 from ci_eval.agent_config import AgentConfig
 from ci_eval.config import Settings
@@ -117,7 +117,7 @@ def resolve(settings: Settings, made: Plan, prompts: AgentConfig, served_url: st
     update |= {k: v for k, v in prompts.limits.model_dump(exclude_none=True).items() if k not in given}
     if served_url is not None:
         # Gemma's chat format drops system messages: the system prompt goes into the first user turn.
-        update |= {"base_url": served_url, "model": llama_server_alias(), "fold_system_prompt": True}
+        update |= {"base_url": served_url, "model": llama_server.MODEL_ALIAS, "fold_system_prompt": True}
     if settings.predictions is None and not backend.isolated:
         if settings.api_key.get_secret_value() or in_actions():
             raise InputError("the local sandbox cannot isolate an agent here (it needs Linux and root), and an API "
@@ -133,20 +133,12 @@ def resolve(settings: Settings, made: Plan, prompts: AgentConfig, served_url: st
         raise InputError(f"bad setting {where!r}: {what}") from None
 
 
-def llama_server_alias() -> str:
-    from ci_eval import llama_server
-
-    return llama_server.MODEL_ALIAS
-
-
 @contextmanager
 def served(settings: Settings, folder: Path) -> Iterator[str | None]:
     """With --local-model, the address of llama.cpp started for this shard; else None."""
     if not settings.local_model or settings.predictions is not None:
         yield None
         return
-    from ci_eval import llama_server
-
     with llama_server.serve(settings.context_window, folder / LOCAL_MODEL_LOG) as url:
         yield url
 

@@ -61,3 +61,11 @@ def test_versions_are_read_by_their_one_name(tmp_path: Path) -> None:
     (tmp_path / "report.json").write_text(json.dumps({"schema_version": 2}))
     with pytest.raises(InputError, match="is not a ci-eval report"):
         read_report(tmp_path / "report.json")
+
+
+def test_every_way_an_attempt_ends_has_one_status() -> None:
+    from ci_eval.contracts import STATUS_OF, ErrorKind, Status
+
+    assert set(STATUS_OF) == set(ErrorKind)  # a new kind without a status fails here
+    assert {kind for kind, status in STATUS_OF.items() if status.verdict is not None} == {ErrorKind.TIMEOUT}
+    assert STATUS_OF[ErrorKind.DEADLINE] == Status.NOT_ATTEMPTED and STATUS_OF[ErrorKind.TIME_LIMIT] == Status.TOO_SLOW

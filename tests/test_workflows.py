@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -656,7 +657,10 @@ def test_ollama_gets_a_cache_slot_per_model_slot(tmp_path: Path, settings: dict[
     done = subprocess.run(["bash", str(ROOT / "scripts" / "ollama.sh")], capture_output=True, text=True, timeout=120,
                           env={**env, "HOME": str(tmp_path), "RUNNER_TEMP": str(tmp_path), "PATH": str(bin_dir)})
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = sorted(seen.read_text().splitlines())
+    for _ in range(100):  # `serve` went to the background (nohup): its line may come after the pull's
+        if len(lines := sorted(seen.read_text().splitlines())) == 2:
+            break
+        time.sleep(0.1)
     window = str(settings.get("context_window", Settings.model_fields["context_window"].default))
     assert lines == ["pull  ", f"serve {parallel} {window}"], lines  # served so, then the model pulled
     if not cached:
