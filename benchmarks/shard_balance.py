@@ -60,7 +60,7 @@ def dataset(seed: int = 0) -> list[Instance]:
 
 def layer_pulls(order: list[str], cost: dict[str, float], family: dict[str, Any], workers: int) -> int:
     """How often a family's environment layers come onto the disk when the pool runs `order` as
-    run_jobs does: each instance's image pulled a wave ahead (the first 2 x workers at the start,
+    the Pool does: each instance's image pulled a wave ahead (the first 2 x workers at the start,
     then the one `workers` places past each job that starts), removed when its job ends; a
     family's layers are there while any of its images is, and come again after none was."""
     present: dict[Any, int] = defaultdict(int)

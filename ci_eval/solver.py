@@ -1,4 +1,4 @@
-"""The seam between the pool and what makes a patch: a Solver gets a job and a backend (to open
+"""The seam between the pool and what makes a patch: a Solver gets a job and a backend (to create
 a sandbox of its own, if it needs one) and returns a Solution. Two exist: predictions
 (`predictions.solver`) and the agent (`agent.solver`); the wiring (`shard.py`) picks one."""
 
