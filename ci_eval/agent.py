@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from ci_eval import __version__, progress
 from ci_eval.agent_config import AgentConfig
-from ci_eval.contracts import AgentStats, ErrorKind, ExitReason, ModelUsage, Step, Trajectory
+from ci_eval.contracts import AgentStats, ErrorKind, ExitReason, Step, Trajectory
 from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
 from ci_eval.layout import TRAJECTORY
@@ -229,7 +229,7 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Agen
         {"role": "user", "content": config.render("instance", problem_statement=instance.problem_statement)},
     ]
     run.messages = list(messages)
-    usage = Usage()
+    usage = run.usage = Usage()
     counter = TokenCounter()
     context = Context(messages, limits.context_window - limits.max_tokens, counter)
     start = time.monotonic()
@@ -262,7 +262,6 @@ async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: Agen
     finally:
         run.stats.exit_reason = run.stats.exit_reason or ExitReason.INTERRUPTED
         tally(run.stats, usage, context)
-        run.usage = ModelUsage.model_validate(asdict(usage))
         save(path, run)
     return run
 

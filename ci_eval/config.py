@@ -230,8 +230,12 @@ class Settings(BaseSettings):
         return data
 
     def config_hash(self) -> str:
-        blob = json.dumps(self.hashed(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return digest(self.hashed())
+
+
+def digest(hashed: dict[str, Any]) -> str:
+    """The config hash of what `Settings.hashed` returned: for a caller that has it already."""
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 HASHED = {name for name, f in Settings.model_fields.items()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_eval.contracts import ErrorInfo, ErrorKind, Outcome, Status, Tests
+from ci_eval.contracts import STATUS_OF, ErrorInfo, ErrorKind, Outcome, Status, Tests
 from ci_eval.errors import InfraError
 from ci_eval.instances import Instance
 from ci_eval.layout import APPLY_LOG, PATCH, TEST_LOG
@@ -51,7 +51,7 @@ async def grade(instance: Instance, patch: str, backend: Backend, log_dir: Path,
         log_path.write_text(run.output + f"\n\nTimeout error: {eval_timeout:g} seconds exceeded.\n", encoding="utf-8")
         # The same tests finish under the gold patch: a patch that makes them hang is wrong.
         message = f"tests ran longer than --eval-timeout {eval_timeout:g}s under this patch"
-        return Graded(Status.TIMEOUT, error=ErrorInfo(kind=ErrorKind.TIMEOUT, message=message),
+        return Graded(STATUS_OF[ErrorKind.TIMEOUT], error=ErrorInfo(kind=ErrorKind.TIMEOUT, message=message),
                       eval_seconds=run.seconds)
     log_path.write_text(run.output, encoding="utf-8")
     report = await asyncio.to_thread(_report, spec, instance, patch, log_path)

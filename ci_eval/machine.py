@@ -5,6 +5,7 @@ differ between them."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -36,10 +37,15 @@ def here(meminfo: Path = Path("/proc/meminfo")) -> Machine:
     return Machine(cores, kib / 1024**2)
 
 
+@functools.cache
+def _this_machine() -> Machine:
+    return here()  # read once a process: the settings and the plan both ask
+
+
 def named(spec: str | None) -> Machine:
     """The machine a `--machine CORESxGB` names (a private repository's runner is 2x7), else this one."""
     if not spec:
-        return here()
+        return _this_machine()
     cores, memory = spec.lower().split("x")
     return Machine(int(cores), float(memory))
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
-from ci_eval.contracts import ErrorKind
+from ci_eval.contracts import ErrorKind, ModelCall, ModelUsage
 from ci_eval.errors import InfraError, InputError, one_line
 from ci_eval.redact import redact_url
 
@@ -31,16 +31,8 @@ class Model(Protocol):
     async def complete(self, messages: list[Message], seed: int) -> Reply: ...
 
 
-@dataclass
-class Usage:
-    """Running totals over every call of one attempt."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-    cached_tokens: int | None = None  # None while the server has never said
-    per_call: list[dict[str, Any]] = field(default_factory=list)
+class Usage(ModelUsage):
+    """Running totals over every call of one attempt: the trajectory's usage, as it grows."""
 
     def add(self, reply: Reply) -> None:
         self.calls += 1
@@ -49,8 +41,8 @@ class Usage:
         self.seconds += reply.seconds
         if reply.cached_tokens is not None:
             self.cached_tokens = (self.cached_tokens or 0) + reply.cached_tokens
-        self.per_call.append({"prompt_tokens": reply.prompt_tokens, "cached_tokens": reply.cached_tokens,
-                              "completion_tokens": reply.completion_tokens, "seconds": round(reply.seconds, 3)})
+        self.per_call.append(ModelCall(prompt_tokens=reply.prompt_tokens, cached_tokens=reply.cached_tokens,
+                                       completion_tokens=reply.completion_tokens, seconds=round(reply.seconds, 3)))
 
     def reprocessed(self) -> int:
         """Mark each call's prompt seconds and whether it processed its whole prompt again (a cache
@@ -64,24 +56,24 @@ class Usage:
         calls = self.per_call
         if not calls:
             return 0
-        generating = [c["seconds"] / c["completion_tokens"] for c in calls if c["completion_tokens"] > 0]
+        generating = [c.seconds / c.completion_tokens for c in calls if c.completion_tokens > 0]
         per_token = min(generating, default=0.0)
         for c in calls:
-            c["prompt_seconds"] = round(max(0.0, c["seconds"] - c["completion_tokens"] * per_token), 3)
+            c.prompt_seconds = round(max(0.0, c.seconds - c.completion_tokens * per_token), 3)
         first = calls[0]
-        rate = first["prompt_seconds"] / first["prompt_tokens"] if first["prompt_tokens"] else 0.0
+        rate = (first.prompt_seconds or 0.0) / first.prompt_tokens if first.prompt_tokens else 0.0
         missed = 0
         for before, call in itertools.pairwise(calls):
-            grew = call["prompt_tokens"] - before["prompt_tokens"]
+            grew = call.prompt_tokens - before.prompt_tokens
             if grew <= 0:  # a compaction: the cut start is processed again, as expected
-                call["reprocessed"] = False
+                call.reprocessed = False
                 continue
-            if call["cached_tokens"] is not None:
-                miss = call["cached_tokens"] < 0.5 * before["prompt_tokens"]
+            if call.cached_tokens is not None:
+                miss = call.cached_tokens < 0.5 * before.prompt_tokens
             else:
-                miss = bool(rate) and grew < 0.5 * call["prompt_tokens"] and \
-                    call["prompt_seconds"] >= 0.5 * call["prompt_tokens"] * rate
-            call["reprocessed"] = miss
+                miss = bool(rate) and grew < 0.5 * call.prompt_tokens and \
+                    (call.prompt_seconds or 0.0) >= 0.5 * call.prompt_tokens * rate
+            call.reprocessed = miss
             missed += miss
         return missed
 

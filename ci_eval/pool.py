@@ -273,14 +273,10 @@ class Pool:
 
     async def graded(self, inst: Instance, patch: str, logs: Path) -> Graded:
         """The patch graded, once more after a transient failure of the machinery."""
-        async for try_ in AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, InfraError) and e.transient),
-            stop=stop_after_attempt(2), wait=wait_exponential(multiplier=1, max=10), reraise=True,
-        ):
-            with try_:
-                phase("grading")
-                return await grade(inst, patch, self.backend, logs, self.clocks.eval_timeout)
-        raise AssertionError("unreachable: tenacity re-raises the last failure")
+        phase("grading")
+        retrying = AsyncRetrying(retry=retry_if_exception(lambda e: isinstance(e, InfraError) and e.transient),
+                                 stop=stop_after_attempt(2), wait=wait_exponential(multiplier=1, max=10), reraise=True)
+        return await retrying(grade, inst, patch, self.backend, logs, self.clocks.eval_timeout)
 
 
 def past(deadline: float | None) -> bool:

@@ -20,9 +20,9 @@ from ci_eval.contracts import Record
 HEARTBEAT_SECONDS = 180.0
 
 
-@dataclass(eq=False)  # each job its own, however alike: the runner removes this one
+@dataclass(eq=False)  # each job its own, however alike: the pool removes this one
 class Running:
-    """One job under way: the runner starts it and names its phase, the agent counts its steps."""
+    """One job under way: the pool starts it and names its phase, the agent counts its steps."""
 
     label: str
     started: float = field(default_factory=time.monotonic)
@@ -49,7 +49,7 @@ def stepped(steps: int) -> None:
 
 
 class Display(Protocol):
-    running: list[Running]  # the jobs under way, the runner's to keep
+    running: list[Running]  # the jobs under way, the pool's to keep
 
     def update(self, record: Record) -> None: ...
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ci_eval import __version__, agent, agent_config, llama_server, predictions
 from ci_eval.agent import AgentLimits
 from ci_eval.agent_config import AgentConfig
-from ci_eval.config import Settings
+from ci_eval.config import Settings, digest
 from ci_eval.contracts import Manifest, Plan, Record, Status, read_plan
 from ci_eval.errors import InputError, first_error
 from ci_eval.github import in_actions, run_attempt
@@ -164,21 +164,23 @@ def clocks(settings: Settings, began: float) -> Clocks:
 
 
 def solver_for(settings: Settings, prompts: AgentConfig, planned: Sequence[Instance],
-               model: OpenAIModel | None) -> Solver:
+               model: OpenAIModel | None, config_hash: str) -> Solver:
     """`predictions` when --predictions is given, else the agent (which needs the model)."""
     if settings.predictions is not None:
         return predictions.solver(predictions.load_predictions(settings.predictions, planned))
     assert model is not None, "the agent needs a model"
     return agent.solver(agent_limits(settings), model, seed=settings.seed, config=prompts,
-                        network=settings.agent_network == "bridge", config_hash=settings.config_hash())
+                        network=settings.agent_network == "bridge", config_hash=config_hash)
 
 
 def _run_shard(settings: Settings, prompts: AgentConfig, made: Plan, index: int, planned: Sequence[Instance],
                folder: Path, backend: Backend, began: float) -> ShardResult:
+    config = settings.hashed()  # once: it reads the agent config's file
+    run = digest(config)
     model = model_for(settings) if settings.predictions is None else None
-    solve = solver_for(settings, prompts, planned, model)  # bad predictions are one line before any work
-    write_manifest(folder, manifest(settings, made, index, backend.name))
-    store = ResultStore(folder, settings.config_hash())
+    solve = solver_for(settings, prompts, planned, model, run)  # bad predictions are one line before any work
+    write_manifest(folder, manifest(settings, made, index, backend.name, config))
+    store = ResultStore(folder, run)
     done, set_aside = store.resume()
     if set_aside:
         log.info(f"set aside {set_aside} result line(s) of another run in {folder}: their instances run again")
@@ -213,23 +215,23 @@ async def _run(pool: Pool, jobs: Sequence[Job], model: OpenAIModel | None) -> No
             await model.close()
 
 
-def manifest(settings: Settings, made: Plan, index: int, sandbox: str) -> Manifest:
-    """The shard's identity; the whole plan rides along so that aggregation can name the
-    instances of a shard whose artifact never arrived."""
+def manifest(settings: Settings, made: Plan, index: int, sandbox: str, config: dict[str, Any]) -> Manifest:
+    """The shard's identity (`config`: what `settings.hashed()` returned); the whole plan rides
+    along so that aggregation can name the instances of a shard whose artifact never arrived."""
     return Manifest.model_validate({
         "identity": {
             "ci_eval_version": __version__,
             "model": settings.model if settings.predictions is None else f"predictions:{settings.predictions}",
-            "base_url": settings.hashed()["base_url"] if settings.predictions is None else None,
+            "base_url": config["base_url"] if settings.predictions is None else None,
             "dataset": settings.dataset,
             "split": settings.split,
             "revision": settings.revision,
             "dataset_fingerprint": made.dataset_fingerprint,
-            "config_hash": settings.config_hash(),
+            "config_hash": digest(config),
             # what the agent could reach: a run with the network is not comparable with one without
             "agent_network": settings.agent_network if settings.predictions is None else None,
         },
-        "config": settings.hashed(),
+        "config": config,
         "shard": {"index": index, "of": made.of, "run_attempt": run_attempt()},
         "sandbox": sandbox,
         "samples": settings.samples,

@@ -41,7 +41,7 @@ case $what in
       [ -d "$old" ] || continue
       old_major=$(basename "$old")
       (cd "$old" && find . -type f) | while read -r file; do mkdir -p "$(dirname "$file")"; cp "$old/$file" "$file"; done
-      name_repo .github compat action.yml ./*/action.yml
+      name_repo .github action.yml ./*/action.yml
       git add -A
       git "${bot[@]}" commit --quiet -m "Release $tag as $old_major: $old_major's inputs, forwarded to $tag"
       refs+=("$(git rev-parse HEAD):refs/tags/$old_major")

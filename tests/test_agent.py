@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from ci_eval.agent import ELIDED, Context, TokenCounter, compact, cut_middle, repeated_prefix, solver
 from ci_eval.agent_config import PACKAGED
 from ci_eval.cli import main
+from ci_eval.contracts import ModelCall
 from ci_eval.model import Usage
 from ci_eval.pool import Clocks, Pool
 from ci_eval.progress import PlainLog, heartbeat
@@ -109,7 +110,7 @@ def test_server_gone_mid_run_is_an_infra_error(tmp_path: Path) -> None:
     async def attempt() -> Any:
         model = model_for(cfg, retries=1)
         try:
-            pool = Pool(LocalBackend(FIXTURES / "repos"), solver_for(cfg, PACKAGED, [instance], model),
+            pool = Pool(LocalBackend(FIXTURES / "repos"), solver_for(cfg, PACKAGED, [instance], model, ""),
                         ResultStore(tmp_path), tmp_path, Clocks(60, 60), PlainLog(0, 0))
             return await pool.attempt(Job(instance))
         finally:
@@ -417,9 +418,9 @@ def test_a_heartbeat_names_each_running_instance_its_phase_step_and_time(tmp_pat
 PROMPT_SECONDS, TOKEN_SECONDS = 0.02, 0.1  # a CPU model: processing a prompt token, generating one
 
 
-def call(prompt: int, new: int, completion: int = 100, cached: int | None = None) -> dict[str, Any]:
-    return {"prompt_tokens": prompt, "cached_tokens": cached, "completion_tokens": completion,
-            "seconds": new * PROMPT_SECONDS + completion * TOKEN_SECONDS}
+def call(prompt: int, new: int, completion: int = 100, cached: int | None = None) -> ModelCall:
+    return ModelCall(prompt_tokens=prompt, cached_tokens=cached, completion_tokens=completion,
+                     seconds=new * PROMPT_SECONDS + completion * TOKEN_SECONDS)
 
 
 def test_a_call_whose_speed_shows_a_whole_prompt_processed_again_is_flagged() -> None:
@@ -427,12 +428,12 @@ def test_a_call_whose_speed_shows_a_whole_prompt_processed_again_is_flagged() ->
     usage.per_call = [call(1000, 1000), call(1300, 300), call(1600, 1600), call(1900, 300), call(900, 900),
                       call(1200, 300)]  # the third processed all 1,600 again; the fifth is a compaction
     assert usage.reprocessed() == 1
-    assert [c.get("reprocessed") for c in usage.per_call] == [None, False, True, False, False, False]
+    assert [c.reprocessed for c in usage.per_call] == [None, False, True, False, False, False]
     # never more than the prompt really took: generation is priced at the fastest call's seconds per token
-    assert 0.8 * 1600 * PROMPT_SECONDS <= usage.per_call[2]["prompt_seconds"] <= 1600 * PROMPT_SECONDS
+    assert 0.8 * 1600 * PROMPT_SECONDS <= (usage.per_call[2].prompt_seconds or 0) <= 1600 * PROMPT_SECONDS
     told = Usage()
     told.per_call = [call(1000, 1000, cached=0), call(1300, 300, cached=1000), call(1600, 300, cached=0)]
-    assert told.reprocessed() == 1 and told.per_call[2]["reprocessed"]  # the server said: nothing from the cache
+    assert told.reprocessed() == 1 and told.per_call[2].reprocessed  # the server said: nothing from the cache
 
 
 def test_an_attempt_counts_the_steps_its_server_processed_whole_again(tmp_path: Path) -> None:
