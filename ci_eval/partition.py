@@ -86,14 +86,15 @@ def costs_for(instances: Sequence[Instance], timings: Path | None = None,
         if not mine:
             return {}
         mean = sum(mine.values()) / len(mine)
-        return {i.instance_id: mine.get(i.instance_id, mean if measured is None else _by_steps(i, measured))
+        return {i.instance_id: mine.get(i.instance_id, mean if measured is None else default_cost(i, measured))
                 for i in instances}
     if any(i.difficulty in DIFFICULTY_STEPS for i in instances):
-        return {i.instance_id: _by_steps(i, step) for i in instances}
+        return {i.instance_id: default_cost(i, step) for i in instances}
     return {}
 
 
-def _by_steps(instance: Instance, step: float) -> float:
+def default_cost(instance: Instance, step: float) -> float:
+    """An instance's seconds from its difficulty's steps (UNKNOWN_STEPS without one) at `step` a step."""
     return DIFFICULTY_STEPS.get(instance.difficulty or "", UNKNOWN_STEPS) * step + INSTANCE_OVERHEAD
 
 

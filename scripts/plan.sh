@@ -4,8 +4,9 @@
 set -euo pipefail
 dir="$RUNNER_TEMP/ci-eval-plan"
 args=(plan --output "$dir/plan.json")
-if [ -n "${SHARDS:-}" ]; then args+=(--of "$SHARDS"); fi
-if [ -n "${BUDGET_MINUTES:-}" ]; then args+=(--budget-minutes "$BUDGET_MINUTES"); fi
+# A shard count wins over the budget, which keeps its default when shards are given.
+if [ -n "${SHARDS:-}" ]; then args+=(--of "$SHARDS")
+elif [ -n "${BUDGET_MINUTES:-}" ]; then args+=(--budget-minutes "$BUDGET_MINUTES"); fi
 if [ -n "${TIMINGS:-}" ]; then args+=(--timings "$TIMINGS"); fi
 config=$(bash "$(dirname "$0")/settings.sh" plan)
 if [ -n "$config" ]; then args+=(--config "$config"); fi

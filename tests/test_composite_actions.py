@@ -5,7 +5,9 @@ a wrong input name, a step output read before its step or an `if:` that never ho
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -159,3 +161,18 @@ def test_the_docker_hub_login_reads_its_token_from_standard_input(tmp_path: Path
     assert done.returncode == 0, done.stderr
     args, stdin = seen.read_text().splitlines()
     assert args == "args: login --username me --password-stdin" and stdin == "stdin: dckr_pat_s3cret"
+
+
+def test_the_plan_step_gives_a_shard_count_alone_when_both_are_set(tmp_path: Path) -> None:
+    """evaluate.yml passes budget-minutes' default "300" beside `shards`; ci-eval plan refuses both."""
+    stub = tmp_path / "ci-eval"
+    stub.write_text('#!/bin/sh\necho "$@" > "$ARGS_OUT"\necho "{}"\n')
+    stub.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(tmp_path / "out"),
+           "EVAL_BIN": str(stub), "ARGS_OUT": str(tmp_path / "args"), "SHARDS": "2", "BUDGET_MINUTES": "300"}
+    subprocess.run(["bash", str(ROOT / "scripts" / "plan.sh")], env=env, check=True, capture_output=True)
+    args = (tmp_path / "args").read_text().split()
+    assert "--of" in args and "2" in args and "--budget-minutes" not in args
+    env = {**env, "SHARDS": ""}
+    subprocess.run(["bash", str(ROOT / "scripts" / "plan.sh")], env=env, check=True, capture_output=True)
+    assert "--budget-minutes" in (tmp_path / "args").read_text().split()

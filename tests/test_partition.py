@@ -223,3 +223,23 @@ def test_a_shards_results_come_family_by_family(tmp_path: Path) -> None:
     families = [iid.split("__")[1].split("-")[0] for iid in ran]
     assert families == ["calc"] * 3 + ["textkit"] * 3, ran  # calc costs 240, textkit 210
     assert ran[:3] == sorted(ran[:3], key=lambda i: -prior[i])  # the longest first within one
+
+
+def test_a_dataset_without_difficulty_plans_and_runs(tmp_path: Path) -> None:
+    """Rows shaped like SWE-bench Lite's or SWE-bench-Live's have no difficulty column: the plan
+    prices them at a stated default instead of a traceback, and a shard runs from it."""
+    from tests.conftest import INSTANCES
+
+    plain = tmp_path / "lite.jsonl"
+    plain.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "difficulty"}) + "\n"
+                             for line in INSTANCES.read_text().splitlines()))
+    cli = CliRunner()
+    budget = cli.invoke(main, ["plan", "--dataset", str(plain), "--budget-minutes", "60", "--output",
+                               str(tmp_path / "plan.json")])
+    assert budget.exit_code == 0 and json.loads(budget.stdout)["include"], budget.output
+    fixed = cli.invoke(main, ["plan", "--dataset", str(plain), "--of", "2", "--output", str(tmp_path / "p2.json")])
+    assert fixed.exit_code == 0, fixed.output
+    shard = cli.invoke(main, ["shard", "--index", "0", "--plan", str(tmp_path / "p2.json"), "--predictions", "gold",
+                              "--sandbox", "local", "--repos-dir", str(INSTANCES.parent / "repos"), "--output",
+                              str(tmp_path / "out")])
+    assert shard.exit_code == 0 and "resolved" in shard.output, shard.output
