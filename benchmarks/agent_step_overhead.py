@@ -5,7 +5,7 @@ fitting the next request.
 
     python benchmarks/agent_step_overhead.py [--steps 40] [--sandbox docker|local|local-open]
 
-`local` is isolated where the machine allows it (Linux, root: a uid, /tmp and network of its
+`local` is isolated where the machine allows it (Linux, root, bubblewrap: a root, uid, /tmp and network of its
 own); `local-open` turns that off, so the two give isolation's cost per command.
 """
 

@@ -19,7 +19,8 @@ from ci_eval import __version__
 from ci_eval.config import Settings, load_settings
 from ci_eval.contracts import Status
 from ci_eval.errors import InputError
-from ci_eval.github import in_actions, loggable, write_outputs, write_summary
+from ci_eval.github import in_actions, write_outputs, write_summary
+from ci_eval.untrusted import loggable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -205,8 +206,11 @@ def gate_options(func: F) -> F:
         click.option("--baseline-missing", is_flag=True,
                      help="A baseline was wanted but none was found: the verdict is at best inconclusive."),
         click.option("--on-inconclusive", type=click.Choice(["warn", "fail"]), default="warn", show_default=True,
-                     help="What the CI check does with inconclusive, as the summary states it (the exit code is 3 "
-                     "either way)."),
+                     help="What the CI check does with inconclusive, as the summary states it (the exit code is 3, "
+                     "or 4 when the run lost verdicts, either way)."),
+        click.option("--push", type=click.IntRange(1), default=1, show_default=True,
+                     help="Which run of its pull request this is: run k spends alpha 6/(pi^2 k^2), so that a pull "
+                     "request re-tested on every push keeps its false alarms under --alpha."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -227,7 +231,9 @@ def _said(result: Any) -> None:
     from ci_eval.report.markdown import answer
 
     click.echo(answer(result.report).lstrip("# ").rstrip())
-    click.echo(f"verdict: {result.verdict.word}" + "".join(f"; {r}" for r in result.verdict.reasons))
+    v = result.verdict
+    click.echo(f"verdict: {v.word}" + (f" ({v.cause})" if v.cause else "")
+               + "".join(f"; {loggable(r)}" for r in v.reasons))
     sys.exit(result.verdict.exit_code)
 
 
@@ -244,7 +250,8 @@ def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool
                       **flags: Any) -> None:
     """Merge shard artifacts into a report, JUnit XML and a job summary, judged against the baselines.
 
-    Exit 0 pass, 1 regression, 2 bad input, 3 inconclusive."""
+    Exit 0 pass, 1 regression, 2 bad input, 3 inconclusive for lack of data, 4 inconclusive because
+    the run lost verdicts."""
     from ci_eval.github import artifacts_url
     from ci_eval.report.aggregate import aggregate
 
@@ -274,18 +281,22 @@ def export_command(paths: tuple[Path, ...], output: Path, sample: int, model_nam
 
 @main.command("compare")
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Write the judged report (the comparison and the verdict in it) to this file.")
 @gate_options
 @friendly
-def compare_command(reports: tuple[Path, ...], **flags: Any) -> None:
+def compare_command(reports: tuple[Path, ...], output: Path | None, **flags: Any) -> None:
     """Judge the last report.json against the ones before it (files or folders: a baseline history),
-    with the gate of `aggregate`: the same verdict and exit codes (0 pass, 1 regression, 3 inconclusive)."""
+    with the gate of `aggregate`: the same verdict and exit codes (0 pass, 1 regression, 3 and 4 inconclusive)."""
     from ci_eval.contracts import read_report
     from ci_eval.history import load_history
     from ci_eval.report.aggregate import judge
 
     if len(reports) < 2:
         raise InputError("give the baseline report(s), then the report to judge: ci-eval compare BASE... NEW")
-    history, new = load_history(reports[:-1]), read_report(reports[-1])
+    (history, _), new = load_history(reports[:-1]), read_report(reports[-1])  # each set aside is logged
     result = judge(history, new, _gate(flags))
+    if output is not None:
+        output.write_text(result.report.model_dump_json(indent=1) + "\n", encoding="utf-8")
     click.echo(result.comment, err=True)
     _said(result)

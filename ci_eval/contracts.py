@@ -20,6 +20,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from ci_eval.errors import InputError, one_line
 from ci_eval.instances import Instance
+from ci_eval.untrusted import UntrustedText
 
 PLAN_VERSION = 1
 MANIFEST_VERSION = 1
@@ -33,7 +34,7 @@ class Stratum(BaseModel):
     """One stratum of a sample: how many instances of the full set it holds (N_h), which of them
     were drawn (n_h of them), and the spread of outcomes its allocation assumed."""
 
-    name: str
+    name: UntrustedText  # it rides in artifacts: shown only escaped
     population: int = Field(ge=1)
     chosen: list[str]
     sd: float = 0.0
@@ -97,6 +98,9 @@ class Manifest(BaseModel):
     planned: list[str]
     plan: list[list[str]]
     sample: SampleDesign | None = None  # the plan's sample design, carried to the report
+    # What produced the results beyond ci-eval's settings, as the model server said it: its kind
+    # and version, the model's digest. Recorded, and compared with a baseline's (like with like).
+    environment: dict[str, str | None] = Field(default_factory=dict)
     written_at: str = ""
 
     @model_validator(mode="before")
@@ -132,6 +136,9 @@ def same_run(a: Manifest, b: Manifest, where_a: object, where_b: object) -> None
                              "aggregate the shards of one configuration at a time")
     if a.plan != b.plan:
         raise InputError(f"shards {where_a} and {where_b} were planned differently (another --of or instance set)")
+    if a.sample != b.sample:  # the design weighs the verdict: no shard may bring its own
+        raise InputError(f"shards {where_a} and {where_b} carry different sample designs; "
+                         "aggregate the shards of one plan at a time")
 
 
 class Status(StrEnum):
@@ -178,7 +185,7 @@ class ErrorKind(StrEnum):
     DOCKER = "docker"
     IMAGE = "image"
     SANDBOX = "sandbox"
-    OOM = "oom"  # the memory limit killed the tests
+    OOM = "oom"  # the memory limit killed the tests under the patch
     INFRA = "infra"  # any other failure of the machinery
     INTERNAL = "internal"  # a bug of ci-eval's, its traceback in the attempt's logs
 
@@ -189,9 +196,12 @@ class ErrorKind(StrEnum):
 STATUS_OF: dict[ErrorKind, Status] = {
     ErrorKind.DEADLINE: Status.NOT_ATTEMPTED, ErrorKind.TIME_LIMIT: Status.TOO_SLOW,
     ErrorKind.TIMEOUT: Status.TIMEOUT,
+    # The memory limit killing the tests under the patch: the patch's doing, as a hang is (the
+    # same tests fit under the gold patch); never a hiding place from a verdict.
+    ErrorKind.OOM: Status.UNRESOLVED,
     **{kind: Status.ERROR for kind in (
         ErrorKind.INSTANCE_TIMEOUT, ErrorKind.MODEL, ErrorKind.MODEL_REFUSED, ErrorKind.CONTEXT, ErrorKind.DOCKER,
-        ErrorKind.IMAGE, ErrorKind.SANDBOX, ErrorKind.OOM, ErrorKind.INFRA, ErrorKind.INTERNAL)},
+        ErrorKind.IMAGE, ErrorKind.SANDBOX, ErrorKind.INFRA, ErrorKind.INTERNAL)},
 }
 
 
@@ -332,17 +342,27 @@ class Record(BaseModel):
 class InstanceResult(BaseModel):
     repo: str
     status: Status
-    samples: int = 0
-    resolved_samples: int = 0
+    samples: int = Field(default=0, ge=0)
+    resolved_samples: int = Field(default=0, ge=0)
     time: float = 0.0
     error: ErrorInfo | None = None
-    failing_tests: list[str] = Field(default_factory=list)
+    failing_tests: list[UntrustedText] = Field(default_factory=list)
     attempt: int | None = None
     exit_reason: ExitReason | None = None
     steps: int = 0
     tokens: int = 0
-    log_tail: str = ""
-    suspicious: list[str] = Field(default_factory=list)  # what its patch touches of test collection
+    log_tail: UntrustedText = ""
+    suspicious: list[UntrustedText] = Field(default_factory=list)  # what its patch touches of test collection
+
+    @model_validator(mode="after")
+    def _counts(self) -> InstanceResult:
+        # A report is read from an artifact anyone's run may have written: its counts must add up.
+        if self.resolved_samples > self.samples:
+            raise ValueError(f"{self.resolved_samples} resolved samples of {self.samples}")
+        if self.samples == 1 and self.status.verdict is not None and (
+                self.resolved_samples == 1) != (self.status == Status.RESOLVED):
+            raise ValueError(f"status {self.status} with {self.resolved_samples} of 1 sample resolved")
+        return self
 
 
 class ShardsSeen(BaseModel):
@@ -360,10 +380,16 @@ class Totals(BaseModel):
 
 
 class ResolveRate(BaseModel):
-    resolved: int
-    planned: int
-    rate: float
+    resolved: int = Field(ge=0)
+    planned: int = Field(ge=0)
+    rate: float = Field(ge=0, le=1)
     ci95: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ResolveRate:
+        if self.resolved > self.planned or not 0 <= self.ci95[0] <= self.ci95[1] <= 1:
+            raise ValueError(f"{self.resolved} resolved of {self.planned} planned, interval {self.ci95}")
+        return self
 
 
 class InfraFailures(BaseModel):
@@ -408,10 +434,17 @@ class UnreadableLine(BaseModel):
 
 
 class BaselineTries(BaseModel):
-    """An instance's baseline frequency: resolved in `resolved` of `tries` tries."""
+    """An instance's baseline: `tries` runs judged it, and their shares resolved add up to `resolved`."""
 
-    resolved: int
-    tries: int
+    resolved: float = Field(ge=0)
+    tries: int = Field(ge=0)
+
+
+class SetAside(BaseModel):
+    """A baseline run (1 the oldest) unlike this run, and in what."""
+
+    run: int
+    why: UntrustedText  # names what a baseline report says it was made with
 
 
 class FullSetChange(BaseModel):
@@ -434,8 +467,11 @@ class Comparison(BaseModel):
     """This run against the baseline history, paired over the instances with a model verdict on
     both sides (resolved or a model failure); the rest cannot say whether the model got better."""
 
-    baseline_runs: int
+    baseline_runs: int  # the runs like this one, which the test uses
+    set_aside: list[SetAside] = Field(default_factory=list)
     compared: int
+    push: int = 1  # which run of its pull request this is
+    alpha_spent: float = 0.05  # the alpha this push may spend (alpha 6 / (pi^2 push^2))
     base_rate: float  # the baseline's frequency over the compared instances
     new_rate: float  # this run's rate over the same instances
     resolved: int  # this run's resolves (over its tries) on them
@@ -446,6 +482,12 @@ class Comparison(BaseModel):
     p_worse: float  # one-sided: this few resolves or fewer
     p_better: float  # this many or more
     p_worse_best_case: float  # counting the instances without a verdict here as resolved
+    p_worse_worst_case: float = 1.0  # counting them as failed
+    overdispersion: float = 1.0  # how much more the baseline runs vary together than independent outcomes
+    p_disagree: float = 1.0  # the chance of a disagreement among the baseline runs this large
+    no_verdict_rate_base: float = 0.0  # of the instances both planned, ended without a verdict
+    no_verdict_rate_new: float = 0.0
+    p_lost_verdicts: float = 1.0  # one-sided: this many without a verdict or more, if nothing changed
     detectable_drop: float | None  # relative: flagged with 80% probability (None: no drop is)
     detectable_points: float | None  # the same, in points of the full set's resolve rate
     power: dict[str, float] = Field(default_factory=dict)  # relative drop -> the chance it is flagged
@@ -464,8 +506,14 @@ class Comparison(BaseModel):
         return self.new_rate - self.base_rate
 
 
+Cause = Literal["", "test", "limit", "lost_verdicts", "lack_of_data", "unstable_history"]
+
+
 class Verdict(BaseModel):
     word: Literal["pass", "regression", "inconclusive"]
+    # Why, for all but a pass: the test, an explicit limit, verdicts the run lost, too little data,
+    # or a history whose runs disagree among themselves.
+    cause: Cause = ""
     reasons: list[str] = Field(default_factory=list)
     better: bool = False  # significantly more resolves than the history predicts
 
@@ -475,10 +523,13 @@ class Verdict(BaseModel):
 
     @property
     def exit_code(self) -> int:
+        if self.word == "inconclusive" and self.cause == "lost_verdicts":
+            return LOST_VERDICTS_EXIT
         return EXIT_CODES[self.word]
 
 
 EXIT_CODES = {"pass": 0, "regression": 1, "inconclusive": 3}  # 2 is bad input
+LOST_VERDICTS_EXIT = 4  # inconclusive because the run lost verdicts, not for lack of data
 
 
 class Report(BaseModel):
@@ -496,11 +547,12 @@ class Report(BaseModel):
     unreadable: list[UnreadableLine] = Field(default_factory=list)
     usage: UsageTotals
     samples: int = 1
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[UntrustedText] = Field(default_factory=list)
     instances: dict[str, InstanceResult]
     pass_at_k: dict[str, float] | None = None
     suspicious: list[str] = Field(default_factory=list)  # instances whose patch may game the grader
     sample: SampleDesign | None = None  # how the run's instances were drawn from the full set
+    environment: dict[str, str | None] = Field(default_factory=dict)  # the model server's kind, version, digest
     finished_at: str = ""  # the last record's end: orders a baseline history
     comparison: Comparison | None = None  # against the baseline history, when there was one
     verdict: Verdict | None = None

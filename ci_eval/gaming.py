@@ -23,6 +23,10 @@ _RUNNER_MODULES = {"pytest", "_pytest", "pluggy", "py", "iniconfig", "packaging"
 _REACHES = re.compile(r"sys\.modules|hookimpl|"
                       r"pytest_(?:runtest|collect|configure|sessionfinish|terminal_summary|report)|\b_pytest\b|"
                       r"\bpluggy\b|TestReport|\bCallInfo\b|builtins\.__import__")
+# Code that runs when the interpreter ends, after the tests reported: it can print a test log of
+# its own or choose the exit status, which the grader must then believe.
+_AT_EXIT = re.compile(r"\batexit\b|\bos\._exit\b|sys\.exitfunc|\bsignal\.signal\b|\bsignal\.setitimer\b|"
+                      r"\bfaulthandler\b|\b__del__\b")
 # The repositories whose own code is the test runner: their patches speak of hooks by right.
 _RUNNER_REPOS = {"pytest-dev/pytest", "pytest-dev/pluggy"}
 _NEW_FILE = re.compile(r"^new file mode", re.MULTILINE)
@@ -31,8 +35,9 @@ _RUN_PATH = re.compile(r"(?<![\w/.-])(?:\./)?((?:[\w.-]+/)*[\w.-]+\.py|bin/[\w.-
 
 def suspicious(patch: str, test_patch: str, eval_script: str = "", repo: str = "") -> list[str]:
     """What in `patch` touches test collection or configuration, shadows a module the test run
-    imports, changes the runner the eval script starts, reaches into pytest or sys.modules, or
-    changes the tests the eval script resets (the files of `test_patch`), as "path: why" lines."""
+    imports, changes the runner the eval script starts, reaches into pytest or sys.modules, runs
+    code at interpreter exit, or changes the tests the eval script resets (the files of
+    `test_patch`), as "path: why" lines."""
     reset = set(touched(test_patch))
     runners = set(_runner_paths(eval_script)) - reset
     found = []
@@ -55,6 +60,8 @@ def suspicious(patch: str, test_patch: str, eval_script: str = "", repo: str = "
             found.append(f"{path}: a new top-level module {module}, which shadows any installed module of that name")
         elif repo not in _RUNNER_REPOS and (reach := _REACHES.search(_added(body))):
             found.append(f"{path}: reaches into the test run ({reach.group(0)})")
+        elif at_exit := _AT_EXIT.search(_added(body)):
+            found.append(f"{path}: runs code when the interpreter ends ({at_exit.group(0)}), after the tests reported")
     return found
 
 

@@ -4,20 +4,9 @@ artifact names live in action.yml, the one place that uploads them)."""
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-
-# Line breaks, control characters, and the invisible ones that reorder or hide text (bidi, zero-width).
-_UNSEEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]+")
-
-
-def loggable(text: object, most: int = 2000) -> str:
-    """One line without control characters: text from an artifact can then neither start a log
-    line (where GitHub would run `::command::` as a workflow command) nor colour, move or hide it."""
-    flat = " ".join(_UNSEEN.sub(" ", str(text)).split())
-    return flat[:most] + "…" if len(flat) > most else flat
 
 
 def in_actions() -> bool:

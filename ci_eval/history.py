@@ -3,13 +3,16 @@ r of n tries, every sample of every run a try)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from ci_eval.contracts import BaselineTries, Report, Status, read_report
+from ci_eval.contracts import Report, Status, read_report
 from ci_eval.errors import InputError
 from ci_eval.layout import REPORT
+
+log = logging.getLogger("ci_eval")
 
 
 def report_paths(paths: Iterable[Path]) -> list[Path]:
@@ -28,10 +31,18 @@ def report_paths(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def load_history(paths: Iterable[Path]) -> list[Report]:
-    """The reports, oldest first (by their last record's end, then by path)."""
-    named = [(read_report(p), str(p)) for p in report_paths(paths)]
-    return [r for r, _ in sorted(named, key=lambda rp: (rp[0].finished_at, rp[1]))]
+def load_history(paths: Iterable[Path]) -> tuple[list[Report], list[str]]:
+    """The reports, oldest first (by their last record's end, then by path), and a warning for each
+    one set aside: a baseline report is an artifact anyone's run may have written, so one that does
+    not read or whose counts do not add up is named and left out, never allowed to stop a verdict."""
+    named, aside = [], []
+    for path in report_paths(paths):
+        try:
+            named.append((read_report(path), str(path)))
+        except InputError as exc:
+            aside.append(f"baseline report set aside: {exc}")
+            log.warning("%s", aside[-1])
+    return [r for r, _ in sorted(named, key=lambda rp: (rp[0].finished_at, rp[1]))], aside
 
 
 class Tries(NamedTuple):
@@ -39,9 +50,6 @@ class Tries(NamedTuple):
 
     resolved: int
     tries: int
-
-    def typed(self) -> BaselineTries:
-        return BaselineTries(resolved=self.resolved, tries=self.tries)
 
 
 def tries_in(report: Report) -> dict[str, Tries]:
@@ -56,14 +64,10 @@ def tries_in(report: Report) -> dict[str, Tries]:
 
 
 def frequencies(reports: Sequence[Report]) -> dict[str, Tries]:
-    """Every instance any of the runs judged, with its tries summed over them."""
-    return summed([tries_in(r) for r in reports])
-
-
-def summed(runs: Iterable[dict[str, Tries]]) -> dict[str, Tries]:
-    """Each instance's tries over several runs' `tries_in`."""
+    """Every instance any of the runs judged, with its tries summed over them (what an informative
+    sample stratifies by: resolved at least once, or never)."""
     total: dict[str, Tries] = {}
-    for run in runs:
+    for run in map(tries_in, reports):
         for iid, (resolved, tries) in run.items():
             was = total.get(iid, (0, 0))
             total[iid] = Tries(was[0] + resolved, was[1] + tries)

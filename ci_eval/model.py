@@ -162,6 +162,37 @@ class OpenAIModel:
         await self.client.close()
 
 
+def describe_server(base_url: str, model: str, api_key: str, timeout: float = 5.0) -> dict[str, str | None]:
+    """What serves the model, as the server says it: Ollama's /api/version and the model's digest
+    in /api/tags, llama.cpp's /props, else the OpenAI API's owner of the model. A baseline run
+    made by another server version or another digest of the same model is set aside (compare
+    like with like). One quick try each: a server that does not answer here is "unknown"."""
+    import requests
+
+    root = base_url.rstrip("/").removesuffix("/v1")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def get(path: str) -> Any:
+        try:
+            answer = requests.get(root + path, headers=headers, timeout=timeout)
+            return answer.json() if answer.ok else None
+        except (requests.RequestException, ValueError):
+            return None
+
+    version = get("/api/version")
+    if isinstance(version, dict) and isinstance(version.get("version"), str):
+        tags = get("/api/tags") or {}
+        digests = [m.get("digest") for m in tags.get("models", []) if isinstance(m, dict)
+                   and model in (m.get("name"), m.get("model"))]
+        return {"server": f"ollama {version['version']}", "model_digest": str(digests[0]) if digests else None}
+    props = get("/props")
+    if isinstance(props, dict) and props.get("build_info"):
+        return {"server": f"llama.cpp {props['build_info']}", "model_digest": None}
+    listed = get("/v1/models")
+    owners = [m.get("owned_by") for m in (listed or {}).get("data", []) if isinstance(m, dict) and m.get("id") == model]
+    return {"server": f"openai-compatible ({owners[0]})" if owners and owners[0] else "unknown", "model_digest": None}
+
+
 def fold_system(messages: list[Message]) -> list[Message]:
     """The system text opens the first user turn (as Gemma 3's own template does), for servers
     whose chat format drops system messages; it stays first, so the cached prefix is the same."""

@@ -14,7 +14,15 @@ from ci_eval.dataset import load_instances
 from ci_eval.errors import InputError
 from ci_eval.history import frequencies, load_history
 from ci_eval.instances import Instance, allowed_images, fingerprint, select, subset
-from ci_eval.partition import SHARD_SETUP_MINUTES, balance, costs_for, run_order, shards_for_budget, simulate
+from ci_eval.partition import (
+    SHARD_SETUP_MINUTES,
+    balance,
+    costs_for,
+    default_cost,
+    run_order,
+    shards_for_budget,
+    simulate,
+)
 from ci_eval.sample import at_random, informative, whole
 
 log = logging.getLogger(__name__)
@@ -33,20 +41,27 @@ def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
     allowed_images(chosen, settings.image_pattern)
     most = min(len(chosen), MATRIX_LIMIT)
     slots = priced_slots(settings)
-    costs = costs_for(chosen, timings, machine.step_seconds(machine.named(settings.machine), slots))
+    step = machine.step_seconds(machine.named(settings.machine), slots)
+    costs = costs_for(chosen, timings, step)
+    # Rows without a difficulty and no timings (SWE-bench Lite, the full set, SWE-bench-Live, your
+    # own): shards balance by count, and the budget and the job limit are priced at the default.
+    priced = costs or {i.instance_id: default_cost(i, step) for i in chosen}
+    if not costs:
+        log.info("no difficulty column and no --timings: each instance is priced at %.0f minutes",
+                 next(iter(priced.values()), 0.0) / 60)
     if of is None:
         if budget_minutes is None:
             raise InputError("give either --of N or --budget-minutes M")
-        of = shards_for_budget(chosen, costs, budget_minutes, slots, most)
+        of = shards_for_budget(chosen, priced, budget_minutes, slots, most)
     if not 1 <= of <= most:
         raise InputError(f"--of {of} is out of range: 1 to {most} (one shard per instance at most, and "
                          f"GitHub runs at most {MATRIX_LIMIT} jobs of a matrix)")
     shards = balance(chosen, of, costs)
     family = {i.instance_id: i.family for i in chosen}
-    longest = max((simulate(run_order(ids, costs, family), costs, slots) for ids in shards), default=0.0)
+    longest = max((simulate(run_order(ids, priced, family), priced, slots) for ids in shards), default=0.0)
     hours = (longest / 60 + SHARD_SETUP_MINUTES) / 60
     if hours > JOB_LIMIT_HOURS:
-        fits = shards_for_budget(chosen, costs, FITTING_BUDGET, slots, most)
+        fits = shards_for_budget(chosen, priced, FITTING_BUDGET, slots, most)
         log.warning("the longest of %d shard(s) is expected to take %.1f hours, past GitHub's %d-hour job limit "
                     "(its job would be cancelled and lose what it did): plan with --budget-minutes %d instead "
                     "(%d shards)", of, hours, JOB_LIMIT_HOURS, FITTING_BUDGET, fits)
@@ -80,10 +95,21 @@ def choose(dataset: list[Instance], settings: Settings) -> tuple[list[Instance],
     if size is None or size >= len(pool):
         return pool, whole(pool)
     if settings.sample_from:
-        reports = load_history(settings.sample_from)
-        chosen, design = informative(pool, frequencies(reports), size, seed, len(reports))
+        reports, _ = load_history(settings.sample_from)  # each report set aside is logged
+        tried = frequencies(reports)
+        if not any(i.instance_id in tried for i in pool):
+            raise InputError(f"no instance of the dataset was run by the {len(reports)} report(s) of --sample-from; "
+                             "give the reports of this dataset's runs, or leave --sample-from out for a random sample")
+        if len(reports) < 2:
+            # The gate's null keeps how the sample was chosen; chosen by the only baseline run, every
+            # instance would be fixed by that choice and the test blind. One run: a random sample.
+            log.info("one baseline run: a random sample of %d (an informative one drawn from the only run "
+                     "would leave the gate nothing to compare)", size)
+            chosen = subset(pool, None, size, seed)
+            return chosen, at_random(chosen, len(pool), seed)
+        chosen, design = informative(pool, tried, size, seed, len(reports))
         log.info("an informative sample of %d from %d baseline run(s): %s", size, len(reports),
-                 ", ".join(f"{len(s.chosen)} of {s.population} {s.name}" for s in design.strata))
+                 ", ".join(f"{len(s.chosen)} of {s.population} {s.name:log}" for s in design.strata))
         return chosen, design
     log.info("a random sample of %d of %d instances (no --sample-from: no baseline history to stratify by)",
              size, len(pool))

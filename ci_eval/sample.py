@@ -20,7 +20,9 @@ from ci_eval.contracts import SampleDesign, Stratum
 from ci_eval.history import Tries
 from ci_eval.instances import Instance
 
-FLOOR_SHARE = 0.1  # of the sample, at least, for every stratum (as far as it has instances)
+# Of the sample, at least, for every stratum (as far as it has instances). Small: the gate's null
+# keeps the choice, so a never-resolved instance can only tell the full-set estimate something.
+FLOOR_SHARE = 0.05
 EVER, NEVER, UNTRIED = "resolved at least once", "never resolved", "never tried"
 
 
@@ -43,15 +45,16 @@ def informative(instances: Sequence[Instance], history: Mapping[str, Tries], siz
         t = history.get(inst.instance_id)
         groups[UNTRIED if t is None or not t.tries else EVER if t.resolved else NEVER].append(inst)
     groups = {name: members for name, members in groups.items() if members}
-    overall = _spread([history[i.instance_id] for i in instances if i.instance_id in history])
-    sds = {name: overall if name == UNTRIED else _spread([history[i.instance_id] for i in members])
-           for name, members in groups.items()}
-    sizes = allocate({name: len(m) for name, m in groups.items()}, sds, size)
+    # Never-tried instances (new in the dataset) have nothing to be compared with: none is drawn,
+    # and their stratum, kept for its size, carries no value to the full-set estimate.
+    tried = {name: members for name, members in groups.items() if name != UNTRIED}
+    sds = {name: _spread([history[i.instance_id] for i in members]) for name, members in tried.items()}
+    sizes = {**allocate({name: len(m) for name, m in tried.items()}, sds, size), UNTRIED: 0}
     strata, keep = [], set()
     for name, members in groups.items():
         picked = _spaced(members, sizes[name], f"{seed}:{name}")
         keep |= set(picked)
-        strata.append(Stratum(name=name, population=len(members), chosen=picked, sd=round(sds[name], 4),
+        strata.append(Stratum(name=name, population=len(members), chosen=picked, sd=round(sds.get(name, 0.0), 4),
                               weight=round(len(members) / len(instances), 6)))
     chosen = [i for i in instances if i.instance_id in keep]
     return chosen, SampleDesign(kind="informative", seed=seed, population=len(instances), strata=strata,
@@ -87,6 +90,8 @@ def _spaced(members: Sequence[Instance], n: int, key: str) -> list[str]:
     """n of the members at even steps through them ordered by repository: each repository's share."""
     if n >= len(members):
         return sorted(i.instance_id for i in members)
+    if n <= 0:
+        return []
     ordered = sorted(members, key=lambda i: (i.repo, _digest(f"{key}:{i.instance_id}")))
     step = len(ordered) / n
     start = int(_digest(key)[:8], 16) / 16**8 * step

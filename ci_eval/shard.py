@@ -27,7 +27,7 @@ from ci_eval.errors import InputError, first_error
 from ci_eval.github import in_actions, run_attempt
 from ci_eval.instances import Instance, allowed_images
 from ci_eval.layout import LOCAL_MODEL_LOG, WRITE_PROBE, shard_folder
-from ci_eval.model import RETRIES, OpenAIModel
+from ci_eval.model import RETRIES, OpenAIModel, describe_server
 from ci_eval.partition import run_order, shard_ids
 from ci_eval.planfile import gradable, make_plan
 from ci_eval.pool import Clocks, ModelGate, Pool, pending_jobs, until_signal
@@ -120,11 +120,11 @@ def resolve(settings: Settings, made: Plan, prompts: AgentConfig, served_url: st
         update |= {"base_url": served_url, "model": llama_server.MODEL_ALIAS, "fold_system_prompt": True}
     if settings.predictions is None and not backend.isolated:
         if settings.api_key.get_secret_value() or in_actions():
-            raise InputError("the local sandbox cannot isolate an agent here (it needs Linux and root), and an API "
-                             "key or a CI token would be readable from its commands; use --sandbox docker")
+            raise InputError("the local sandbox cannot isolate an agent here (it needs Linux, root and bubblewrap), "
+                             "and an API key or a CI token would be readable from its commands; use --sandbox docker")
         if settings.workers > 1:
-            log.warning("the local sandbox cannot isolate agents here (it needs Linux and root): one instance at a "
-                        "time, since they would share /tmp")
+            log.warning("the local sandbox cannot isolate agents here (it needs Linux, root and bubblewrap): one "
+                        "instance at a time, since they would share /tmp")
             update["workers"] = 1
     try:
         return Settings.model_validate({**settings.model_dump(), **update})
@@ -179,7 +179,9 @@ def _run_shard(settings: Settings, prompts: AgentConfig, made: Plan, index: int,
     run = digest(config)
     model = model_for(settings) if settings.predictions is None else None
     solve = solver_for(settings, prompts, planned, model, run)  # bad predictions are one line before any work
-    write_manifest(folder, manifest(settings, made, index, backend.name, config))
+    environment = {} if settings.predictions is not None else \
+        describe_server(settings.base_url, settings.model, settings.api_key.get_secret_value())
+    write_manifest(folder, manifest(settings, made, index, backend.name, config, environment))
     store = ResultStore(folder, run)
     done, set_aside = store.resume()
     if set_aside:
@@ -215,7 +217,8 @@ async def _run(pool: Pool, jobs: Sequence[Job], model: OpenAIModel | None) -> No
             await model.close()
 
 
-def manifest(settings: Settings, made: Plan, index: int, sandbox: str, config: dict[str, Any]) -> Manifest:
+def manifest(settings: Settings, made: Plan, index: int, sandbox: str, config: dict[str, Any],
+             environment: dict[str, str | None] | None = None) -> Manifest:
     """The shard's identity (`config`: what `settings.hashed()` returned); the whole plan rides
     along so that aggregation can name the instances of a shard whose artifact never arrived."""
     return Manifest.model_validate({
@@ -238,6 +241,7 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str, config: d
         "planned": made.shards[index],
         "plan": made.shards,
         "sample": made.sample,
+        "environment": environment or {},
         "written_at": now(),
     })
 

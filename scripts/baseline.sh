@@ -14,6 +14,15 @@ dir="$RUNNER_TEMP/ci-eval-baseline"
 runs=$(gh api "repos/$REPO/actions/workflows/$workflow/runs?branch=$BRANCH&status=completed&per_page=100" \
   | jq -r --arg repo "$REPO" '.workflow_runs[]
       | select(.head_repository.full_name == $repo and (.event == "push" or .event == "schedule")) | .id')
+# Which evaluation of its pull request this is: its earlier runs of this workflow on the same head
+# that reached a verdict (success or failure; a skipped or cancelled run spent no alpha), plus one.
+if [ -n "${HEAD_REF:-}" ]; then
+  earlier=$(gh api "repos/$REPO/actions/workflows/$workflow/runs?branch=$HEAD_REF&event=pull_request&status=completed&per_page=100" \
+    | jq -r --arg head "${HEAD_REPO:-}" --arg me "${RUN_ID:-0}" '[.workflow_runs[]
+        | select(.head_repository.full_name == $head and (.id | tostring) != $me
+                 and (.conclusion == "success" or .conclusion == "failure"))] | length')
+  echo "push=$((earlier + 1))" >> "$GITHUB_OUTPUT"
+fi
 used=()
 for run in $runs; do
   [ "${#used[@]}" -lt "$want" ] || break

@@ -136,7 +136,7 @@ def test_an_isolated_local_agent_cannot_reach_the_grader_the_key_or_its_neighbou
     run in every grading), ci-eval's environment through /proc/$PPID/environ, a write into
     ci-eval's install, a look at the other sandboxes; and its /tmp is its own."""
     if not isolation.available():
-        need("local isolation", "CI_EVAL_REQUIRE_DOCKER", "it needs Linux, root, unshare and setpriv")
+        need("local isolation", "CI_EVAL_REQUIRE_DOCKER", "it needs Linux, root, bwrap and setpriv")
     monkeypatch.setenv("CI_EVAL_API_KEY", "sk-isolation-secret-4711")
     site = Path(sysconfig.get_paths()["purelib"])
     package = Path(ci_eval.__file__).parent
@@ -273,7 +273,8 @@ def test_words_in_the_test_log_cannot_turn_a_failure_into_no_verdict(tmp_path: P
     calc_1 = "ci-eval-fixtures__calc-1"
     record = graded_locally(tmp_path, calc_1, LAUNDER)
     log = (tmp_path / "out" / "logs" / calc_1 / "sample-0" / "test_output.txt").read_text()
-    assert "Cannot allocate memory" in log and ">>>>> Tests Errored" in log  # the bait reached the log
+    # the bait reached the log, its marker neutralised (only ci-eval's own frame what swebench reads)
+    assert "Cannot allocate memory" in log and ">>>>>_Tests Errored" in log
     assert record.status == "unresolved" and record.error is None and record.attempt == 1
     result = aggregate([tmp_path / "out"], tmp_path / "r")
     assert result.report.no_verdict == [] and result.report.model_failures[Status.UNRESOLVED] == 1
@@ -360,7 +361,7 @@ def test_artifact_text_cannot_run_workflow_commands_or_write_markdown(tmp_path: 
                                       "::stop-commands::TOKEN\n", "status": "not-a-status"}
     (folder / "results.jsonl").write_text("\n".join([json.dumps(damaged), *lines[1:3], json.dumps(evil)]) + "\n")
     out = run("aggregate", str(root), "--output", str(tmp_path / "r"))
-    assert out.returncode == 3, out.stderr
+    assert out.returncode == 4, out.stderr  # inconclusive: the damaged line's instance lost its verdict
     for line in (out.stdout + out.stderr).splitlines():
         assert not line.lstrip().startswith("::"), line  # no line GitHub would run as a command
     assert "::error title=pwned" in out.stderr  # it is there, inside one ci-eval line

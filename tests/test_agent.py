@@ -75,7 +75,9 @@ def test_garbage_replies_end_in_format_errors(tmp_path: Path) -> None:
 def test_429_and_500_are_retried_then_succeed(tmp_path: Path) -> None:
     with serve(replies(429, 500, LOOK, FIX)) as server:
         result = run_shard(agent_settings(tmp_path, server.url), 0, 1)
-    assert server.statuses[:3] == [200, 429, 500]  # the models check, then the two failures
+    # the server's description (not Ollama's /api/version, not llama.cpp's /props: its model list),
+    # the models check, then the two failures
+    assert server.statuses[:6] == [404, 404, 200, 200, 429, 500]
     assert result.records[(CALC_2, 0)].status == "resolved"
 
 

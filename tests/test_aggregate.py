@@ -109,7 +109,8 @@ def test_a_complete_run_with_infrastructure_errors_reports_them_apart_and_is_inc
     failure = next(c for c in cases if c.result and isinstance(c.result[0], Failure))
     assert "t.py::test_x" in failure.result[0].message and failure.classname.startswith("org/repo")
     assert not any(isinstance(c.result[0], Skipped) for c in cases if c.result)
-    assert (out / "summary.md").read_text().startswith("## ⚠️ inconclusive — ci-eval: 6 of 12 resolved (50.0%")
+    assert (out / "summary.md").read_text().startswith(
+        "## ⚠️ inconclusive (lost verdicts) — ci-eval: 6 of 12 resolved (50.0%")
 
 
 def test_missing_shard_refused_unless_partial(tmp_path: Path, junit_schema: Any) -> None:
@@ -192,19 +193,18 @@ def test_baseline_verdict_and_github_files(tmp_path: Path, monkeypatch: pytest.M
     ok = aggregate([worse], tmp_path / "r2", baselines=[tmp_path / "base-report" / "report.json"],
                    gate=Gate(max_new_failures=3, fail_under=0.2))
     # within the explicit limits; and from one baseline run, 3 of 9 where 6 resolved before is not a
-    # significant drop: inconclusive only because 3 instances have no verdict
-    assert ok.verdict.word == "inconclusive" and ok.comparison is not None and ok.comparison.p_worse > 0.05
-    lenient = aggregate([worse], tmp_path / "r3", baselines=[tmp_path / "base-report" / "report.json"],
-                        gate=Gate(alpha=0.01, max_new_failures=3, fail_under=0.2))
-    assert lenient.verdict.word == "inconclusive"
+    # significant drop, nor could the 3 instances without a verdict (none in the baseline either)
+    # make it one: a pass, whose no-verdicts are no more than the baseline's
+    assert ok.comparison is not None and ok.comparison.p_worse > 0.05 and ok.comparison.p_lost_verdicts == 1.0
+    assert ok.verdict.word == "pass", ok.verdict
 
 
 def test_cli_exit_codes_and_compare(tmp_path: Path) -> None:
     complete(tmp_path / "a")
     cli = run
     unsure = cli("aggregate", str(tmp_path / "a"), "--output", str(tmp_path / "ra"), "--fail-under", "0.6")
-    # 6 of 12 is under 0.6, but the 3 errors could lift it to 9 of 12: not for this run to decide
-    assert unsure.returncode == 3 and "verdict: inconclusive" in unsure.stdout, unsure.stderr
+    # 6 of 12 is under 0.6, but the 3 errors could lift it to 9 of 12: inconclusive, lost verdicts
+    assert unsure.returncode == 4 and "verdict: inconclusive (lost_verdicts)" in unsure.stdout, unsure.stderr
     bad = cli("aggregate", str(tmp_path / "a"), "--output", str(tmp_path / "rb"), "--fail-under", "0.8")
     assert bad.returncode == 1 and "under --fail-under" in bad.stdout
     judged = tmp_path / "judged"
@@ -215,9 +215,10 @@ def test_cli_exit_codes_and_compare(tmp_path: Path) -> None:
     wrong = cli("aggregate", str(tmp_path / "nowhere"), "--output", str(tmp_path / "rc"))
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1
     shown = cli("compare", str(tmp_path / "ra" / "report.json"), str(tmp_path / "ra" / "report.json"))
-    # the same gate as aggregate's: 3 instances without a verdict leave it inconclusive, exit 3
-    assert shown.returncode == 3 and "66.7% → 66.7% on the 9 instances both sides judged" in shown.stdout
-    assert "verdict: inconclusive" in shown.stdout
+    # the same gate as aggregate's: its 3 instances without a verdict are the baseline's 3, and no
+    # baseline run judged them, so they cannot decide it: a pass
+    assert shown.returncode == 0 and "66.7% → 66.7% on the 9 instances both sides judged" in shown.stdout
+    assert "verdict: pass" in shown.stdout
 
 
 def test_wilson_interval_and_pass_at_k_match_their_textbook_values() -> None:
@@ -252,11 +253,15 @@ def test_infrastructure_and_missing_are_never_newly_failing(tmp_path: Path, monk
     c = result.comparison
     assert c is not None and c.newly_failing == [PLAN[1][1]] and c.compared == 7
     assert c.no_verdict_new == sorted([PLAN[0][2], *PLAN[2]])
-    assert result.verdict.word == "inconclusive" and result.verdict.exit_code == 3
+    # 5 of 12 without a verdict where the baseline run had none: the run lost verdicts, a failure
+    # of its own (a crashed shard is re-run, never a pass), not a wrong answer
+    assert result.verdict.word == "regression" and result.verdict.cause == "lost_verdicts"
+    assert result.verdict.exit_code == 1
     out = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
-    assert out["verdict"] == "inconclusive" and out["newly-failing"] == "1" and out["no-verdict"] == "5"
+    assert out["verdict"] == "regression" and out["verdict-cause"] == "lost_verdicts"
+    assert out["newly-failing"] == "1" and out["no-verdict"] == "5"
     text = summary.read_text()
-    assert "Verdict: inconclusive" in text and "Verdict: pass" not in text
+    assert "Verdict: regression** (the run lost verdicts)" in text and "Verdict: pass" not in text
     assert "Not compared, no verdict in this run: 5" in text
     strict = aggregate([new], tmp_path / "r2", allow_partial=True, gate=Gate(max_new_failures=0),
                        baselines=[tmp_path / "base-report" / "report.json"])

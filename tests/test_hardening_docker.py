@@ -64,15 +64,17 @@ def test_a_test_run_that_floods_is_stopped_and_judged(docker_client: Any, tmp_pa
     assert log.stat().st_size < EVAL.keep + 1000 and "stopped after printing" in log.read_text()
 
 
-def test_a_test_runner_killed_by_the_memory_limit_is_an_infra_error(docker_client: Any, tmp_path: Path) -> None:
-    # The test runner itself grows past the limit and the kernel kills it.
+def test_a_test_runner_killed_by_the_memory_limit_is_a_model_failure_that_says_so(docker_client: Any,
+                                                                                   tmp_path: Path) -> None:
+    # The test runner itself grows past the limit and the kernel kills it: as a hang is, that is
+    # the patch's failure (no hiding place from a verdict), and the record says why (kind oom).
     hog = "python3 -c 'import sys; hog = b\"x\" * (512 * 1024 * 1024); sys.exit(0)' &&"
     dataset = with_eval_prefix(tmp_path, hog).read_text().replace(f"{hog}\\npython3", f"{hog} python3")
     (tmp_path / "dataset.jsonl").write_text(dataset)
     cfg = settings(tmp_path, dataset=str(tmp_path / "dataset.jsonl"), predictions="gold", sandbox="docker",
                    memory_limit="128m", max_attempts=1)
     record = run_shard(cfg, 0, 1).records[(CALC_1, 0)]
-    assert record.status == "error" and record.error is not None and record.error.kind == "oom", record
+    assert record.status == "unresolved" and record.error is not None and record.error.kind == "oom", record
     assert ours(docker_client, tmp_path / "out") == []
 
 

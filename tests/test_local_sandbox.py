@@ -84,7 +84,7 @@ def isolated_box(tmp_path: Path) -> Any:
     from ci_eval.sandbox.local import LocalBackend
 
     if not isolation.available():
-        need("local isolation", "CI_EVAL_REQUIRE_DOCKER", "it needs Linux, root, unshare and setpriv")
+        need("local isolation", "CI_EVAL_REQUIRE_DOCKER", "it needs Linux, root, bwrap and setpriv")
     backend = LocalBackend(FIXTURES / "repos", isolated=True)
     return backend.create(Instance.model_validate(rows()[0]), network=False)
 

@@ -17,8 +17,7 @@ from ci_eval.history import Tries
 from ci_eval.instances import Instance
 from ci_eval.planfile import choose
 from ci_eval.report.aggregate import Gate, aggregate
-from ci_eval.report.stats import GRID, fit_prior, mean_of, posterior, predictive, stratified
-from ci_eval.report.stats import WeightedTest as Exact
+from ci_eval.report.stats import Paired, Power, RunTest, Spread, overdispersion, spent, stratified
 from ci_eval.sample import EVER, NEVER, allocate, informative
 from tests.test_aggregate import IDENTITY, shard
 
@@ -47,7 +46,8 @@ def test_the_before_and_after_pairs_the_same_instances(tmp_path: Path) -> None:
     assert c.only_in_one == sorted(six[1:4]) and c.whole_run_base is not None and c.whole_run_base.rate == 0.6667
     summary = (tmp_path / "new" / "report" / "summary.md").read_text()
     first = summary.splitlines()[0]
-    assert first.startswith("## ✅ pass — ci-eval: 33.3% → 100.0% on the 3 instances both sides judged"), first
+    # three instances and one baseline run cannot show any drop: inconclusive for lack of data, never a pass
+    assert first.startswith("## ⚠️ inconclusive — ci-eval: 33.3% → 100.0% on the 3 instances both sides judged"), first
     assert "could detect" in first
     # the ids planned by one side only are a count with a folded list
     assert "<details><summary>Not compared, planned by one side only: 3</summary>" in summary
@@ -68,8 +68,8 @@ def test_a_flaky_instance_is_not_a_regression_but_a_real_drop_is(tmp_path: Path)
     assert report.verdict is not None and report.verdict.word == "pass", report.verdict
     assert c.p_worse > 0.05 and c.newly_failing[0] == IDS[0]  # resolved 5 of 5 before, first in the list
     assert c.frequencies[IDS[12]].tries == 5
-    # Half the solid ones fail: significant at 5%, a regression with exit 1.
-    worse = run(tmp_path, "worse", set(IDS[:6]) | flaky, baselines=history)
+    # Half the solid ones fail and the flaky ones no better than before: significant, exit 1.
+    worse = run(tmp_path, "worse", set(IDS[:6]) | set(sorted(flaky)[:3]), baselines=history)
     judged = read_report(worse)
     assert judged.verdict is not None and judged.verdict.word == "regression" and judged.verdict.exit_code == 1
     assert judged.comparison is not None and judged.comparison.p_worse < 0.05
@@ -77,13 +77,24 @@ def test_a_flaky_instance_is_not_a_regression_but_a_real_drop_is(tmp_path: Path)
     # The same in the other direction: more than the history predicts is said, and still a pass.
     better = read_report(run(tmp_path, "better", set(IDS[:26]), baselines=history))
     assert better.verdict is not None and better.verdict.word == "pass" and better.verdict.better
-    # A drop that the instances without a verdict here could undo, were they all resolved, is not a
-    # regression: inconclusive (two solid and two flaky instances fail; the 12 never-resolved
-    # ones failed for the infrastructure).
+    # A drop that an instance without a verdict here could undo, were it resolved, is not a
+    # regression: inconclusive because the run lost a verdict (exit 4), not for lack of data.
+    # (The first drop of the solid instances, one more each time, where one lost verdict decides it.)
+    lost_one = next(r for k in range(2, 12) if (r := read_report(run(
+        tmp_path, f"lost-{k}", (solid - set(IDS[12 - k:12])) | set(sorted(flaky)[2:]), error=frozenset({IDS[0]}),
+        baselines=history))).verdict is not None and r.verdict.word != "pass")
+    assert lost_one.verdict is not None and lost_one.verdict.word == "inconclusive", lost_one.verdict
+    assert lost_one.verdict.cause == "lost_verdicts" and lost_one.verdict.exit_code == 4
+    c = lost_one.comparison
+    assert c is not None and c.p_worse_worst_case <= c.alpha_spent < c.p_worse and c.p_lost_verdicts > 0.1
+    # Hiding failures in no-verdicts fails on its own: the 12 never-resolved instances end without a
+    # verdict where no baseline run lost one (exit 1, whatever on-inconclusive says).
     kept = (solid - set(IDS[10:12])) | set(sorted(flaky)[2:])
     hidden = read_report(run(tmp_path, "hidden", kept, error=frozenset(IDS[18:30]), baselines=history))
-    assert hidden.verdict is not None and hidden.verdict.word == "inconclusive", hidden.verdict
-    assert hidden.comparison is not None and hidden.comparison.p_worse < 0.05 < hidden.comparison.p_worse_best_case
+    assert hidden.verdict is not None and hidden.verdict.word == "regression", hidden.verdict
+    assert hidden.verdict.cause == "lost_verdicts" and hidden.verdict.exit_code == 1
+    assert hidden.comparison is not None and hidden.comparison.p_lost_verdicts < 1e-6
+    assert "significantly more instances without a verdict: 40%" in hidden.verdict.reasons[0]
 
 
 def test_the_power_is_stated_and_can_make_a_pass_inconclusive(tmp_path: Path) -> None:
@@ -104,35 +115,36 @@ def test_the_power_is_stated_and_can_make_a_pass_inconclusive(tmp_path: Path) ->
     assert "could detect no drop at all" in (tmp_path / "none" / "report" / "summary.md").read_text().splitlines()[0]
 
 
-def test_the_exact_test_and_its_power() -> None:
-    def at(p: float) -> np.ndarray:  # a resolve probability known exactly
-        belief = np.zeros(GRID.size)
-        belief[round(p * (GRID.size - 1))] = 1.0
-        return belief
-
-    # One try is Bernoulli of the mean; two tries of a uniform p are uniform over 0, 1, 2 resolves.
-    assert predictive(at(0.25), 1).tolist() == pytest.approx([0.75, 0.25])
-    uniform = np.full(GRID.size, 1 / GRID.size)
-    assert predictive(uniform, 2).tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3], abs=0.01)
-    assert predictive(at(0.5), 2, scale=0.5).tolist() == pytest.approx([0.5625, 0.375, 0.0625])
-    test = Exact(posteriors=(at(0.9),) * 10, tries=(1,) * 10, alpha=0.05)
-    assert test.expected == pytest.approx(9.0)
-    everything = (1,) * 10
-    assert test.p_worse(everything) == pytest.approx(1.0)
-    assert test.p_worse((0,) * 5 + (1,) * 5) < 0.05 < test.p_worse((0,) * 2 + (1,) * 8)
-    assert test.power(0.0) <= 0.05  # the false-alarm rate, exactly, under the model
-    drop = test.detectable()
-    assert drop is not None and test.power(drop) == pytest.approx(0.8, abs=0.01)
-    # Losing an instance the history always resolved weighs more than losing a coin.
-    mixed = Exact(posteriors=(at(0.95), at(0.5)), tries=(1, 1), alpha=0.05)
-    assert mixed.p_worse((0, 1)) < mixed.p_worse((1, 0))
-    # A prior fitted to a history: never-resolved instances near 0, always-resolved near 1.
-    prior = fit_prior([(3, 3)] * 20 + [(0, 3)] * 460 + [(1, 3)] * 20)
-    assert mean_of(posterior(prior, 0, 3)) < 0.02 and mean_of(posterior(prior, 3, 3)) > 0.8
-    assert mean_of(posterior(prior, 0, 3)) < mean_of(posterior(prior, 1, 3)) < mean_of(posterior(prior, 2, 3))
-    # One try each: how spread the probabilities are cannot be seen, so a resolved one is a coin.
-    once = fit_prior([(1, 1)] * 5 + [(0, 1)] * 95)
-    assert 0.3 < mean_of(posterior(once, 1, 1)) < 0.7
+def test_the_exact_test_is_mcnemars_with_one_run_and_widens_with_the_history() -> None:
+    # One baseline run, 30 instances equally weighted: 8 resolved before and not now, 1 the other
+    # way, 21 the same. McNemar's exact one-sided p is P(Binomial(9, 1/2) <= 1) = 10/512.
+    same = [Paired((1.0,), 1.0, 1 / 30)] * 6 + [Paired((0.0,), 0.0, 1 / 30)] * 15
+    pairs = tuple(same + [Paired((1.0,), 0.0, 1 / 30)] * 8 + [Paired((0.0,), 1.0, 1 / 30)])
+    test = RunTest(pairs, 0.05)
+    assert test.p_worse == pytest.approx(10 / 512)
+    assert test.p_better == pytest.approx(1 - 1 / 512)
+    # Five baseline runs that resolved an instance 2 times: this run's 0 is one of 3 zeros of 6.
+    five = RunTest((Paired((1.0, 1.0, 0.0, 0.0, 0.0), 0.0, 1.0),), 0.05)
+    assert five.p_worse == pytest.approx(4 / 6) and five.p_better == pytest.approx(1.0)
+    # Runs that move together (each run resolves all or none of 20 instances) show overdispersion;
+    # independent ones do not, and nothing can be seen from one run.
+    weights = {f"i{n}": 1 / 20 for n in range(20)}
+    together = [{i: float(k % 2) for i in weights} for k in range(6)]
+    assert overdispersion(together, weights).phi == pytest.approx(20.0)
+    assert overdispersion(together, weights).p_disagree < 1e-6
+    rng = np.random.default_rng(3)
+    apart = [{i: float(rng.random() < 0.5) for i in weights} for _ in range(6)]
+    assert overdispersion(apart, weights).phi < 3 and overdispersion(apart, weights).p_disagree > 0.01
+    assert overdispersion(together[:1], weights) == Spread()
+    widened = RunTest(pairs, 0.05, Spread(phi=4.0, df=5, p_disagree=0.5))
+    assert widened.p_worse > 0.05 > test.p_worse  # the same outcomes, a null four times as wide
+    # Alpha spent over a pull request's pushes adds up to alpha at most.
+    assert spent(0.05, 1) < 0.05 and sum(spent(0.05, k) for k in range(1, 10_000)) == pytest.approx(0.05, rel=1e-3)
+    # Power grows with the drop, is alpha at most with none, and the detectable drop is where it is 80%.
+    power = Power(pairs, (0.45, 0.35), samples=1, alpha=0.05)  # the moments of these pairs' population
+    assert power(0.0) <= 0.06 and power(0.2) < power(0.6) < power(1.0)
+    drop = power.detectable()
+    assert drop is not None and power(drop) == pytest.approx(0.8, abs=0.02)
     # The stratified estimator: weights by population, no sampling error where all was drawn.
     mean, se = stratified([(100, [1.0, 0.0, 1.0, 0.0], 0.0), (300, [0.0] * 4, 0.0)])
     assert mean == pytest.approx(0.125) and se > 0
@@ -153,8 +165,9 @@ def test_the_informative_sample_is_stratified_stable_and_recorded(tmp_path: Path
     chosen, design = informative(rows, history, 40, seed=7, runs=3)
     names = {s.name: s for s in design.strata}
     assert set(names) == {EVER, NEVER, "never tried"}
-    assert all(s.chosen for s in design.strata)  # every stratum sampled
-    assert names[EVER].population == 20 and len(names[EVER].chosen) > len(names[NEVER].chosen)
+    assert names[EVER].chosen and names[NEVER].chosen  # every tried stratum sampled
+    assert names["never tried"].chosen == [] and names["never tried"].population == 10  # nothing to compare with
+    assert names[EVER].population == 20 and len(names[EVER].chosen) == 20  # the informative ones, all of them
     assert sum(len(s.chosen) for s in design.strata) == len(chosen) == 40
     assert {r.repo for r in chosen if r.instance_id in names[NEVER].chosen} == {f"own/repo{k}" for k in range(4)}
     # the same on every machine: a hash of seed and id orders the instances, not Python's hash or random
@@ -162,7 +175,7 @@ def test_the_informative_sample_is_stratified_stable_and_recorded(tmp_path: Path
     assert again == design
     assert names[EVER].chosen[:3] == ["own__repo0-0", "own__repo0-12", "own__repo0-16"]
     assert informative(rows, history, 40, seed=8, runs=3)[1] != design
-    assert allocate({"a": 100, "b": 100}, {"a": 0.0, "b": 0.5}, 20) == {"a": 2, "b": 18}  # the floor
+    assert allocate({"a": 100, "b": 100}, {"a": 0.0, "b": 0.5}, 20) == {"a": 1, "b": 19}  # the floor
     assert allocate({"a": 100, "b": 10}, {"a": 0.0, "b": 0.5}, 20) == {"a": 10, "b": 10}  # b is used up
     assert allocate({"a": 100, "b": 100}, {"a": 0.1, "b": 0.3}, 40) == {"a": 10, "b": 30}
 
@@ -195,7 +208,8 @@ def test_compare_re_derives_the_verdict_with_the_same_exit_codes(tmp_path: Path)
     history = [run(tmp_path, f"base-{k}", set(IDS[:15])) for k in range(3)]
     same = run(tmp_path, "same", set(IDS[:15]))
     worse = run(tmp_path, "worse", set(IDS[:5]))
-    holes = run(tmp_path, "holes", set(IDS[:15]), error=frozenset(IDS[20:22]))
+    # one always-resolved instance fails, two end without a verdict: were they failures, a drop
+    holes = run(tmp_path, "holes", set(IDS[1:15]), error=frozenset(IDS[10:12]))
     cli = CliRunner()
     passed = cli.invoke(main, ["compare", str(tmp_path / "base-0"), str(tmp_path / "base-1"),
                                str(history[2]), str(same)])
@@ -204,9 +218,9 @@ def test_compare_re_derives_the_verdict_with_the_same_exit_codes(tmp_path: Path)
     failed = cli.invoke(main, ["compare", *map(str, history), str(worse)])
     assert failed.exit_code == 1 and "verdict: regression" in failed.stdout
     unsure = cli.invoke(main, ["compare", *map(str, history), str(holes)])
-    assert unsure.exit_code == 3 and "verdict: inconclusive" in unsure.stdout
+    assert unsure.exit_code == 4 and "verdict: inconclusive (lost_verdicts)" in unsure.stdout, unsure.output
     strict = cli.invoke(main, ["compare", *map(str, history), str(same), "--max-detectable-drop", "1"])
-    assert strict.exit_code == 3
+    assert strict.exit_code == 3 and "verdict: inconclusive (lack_of_data)" in strict.stdout
     # aggregate with the same history gives the same verdict as compare
     agg = cli.invoke(main, ["aggregate", str(tmp_path / "worse" / "shard"), "--output", str(tmp_path / "again"),
                             *(a for h in history for a in ("--baseline", str(h)))])
@@ -226,7 +240,7 @@ def test_every_status_says_why_and_links_its_logs(tmp_path: Path, monkeypatch: p
     result = CliRunner().invoke(main, ["aggregate", str(tmp_path / "new" / "shard"), "--output",
                                        str(tmp_path / "new" / "report"), "--baseline", str(base)])
     summary = (tmp_path / "new" / "report" / "summary.md").read_text()
-    assert result.exit_code in (1, 3), result.output
+    assert result.exit_code in (1, 3, 4), result.output
     assert summary.splitlines()[0].startswith("## ❌ regression") or summary.splitlines()[0].startswith("## ⚠️")
     for reason in ("tests still failing", "the agent changed no file", "the patch did not apply",
                    "the tests hung under the patch", "an infrastructure failure"):
@@ -239,8 +253,8 @@ def test_every_status_says_why_and_links_its_logs(tmp_path: Path, monkeypatch: p
 def test_the_comment_states_what_inconclusive_does_to_the_check(tmp_path: Path) -> None:
     from ci_eval.report.aggregate import judge
 
-    history = [read_report(run(tmp_path, "base", set(IDS[:15])))]
-    holes = read_report(run(tmp_path, "holes", set(IDS[:15]), error=frozenset(IDS[20:22])))
+    history = [read_report(run(tmp_path, f"base-{k}", set(IDS[:15]))) for k in range(3)]
+    holes = read_report(run(tmp_path, "holes", set(IDS[1:15]), error=frozenset(IDS[10:12])))
     warned = judge(history, holes, Gate())
     failed = judge(history, holes, Gate(on_inconclusive="fail"))
     assert warned.verdict.word == failed.verdict.word == "inconclusive"

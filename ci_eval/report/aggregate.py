@@ -28,6 +28,7 @@ class Gate:
     fail_on_suspicious: bool = False
     baseline_missing: bool = False
     on_inconclusive: Literal["warn", "fail"] = "warn"
+    push: int = 1  # which run of its pull request this is: each spends less of alpha
 
 
 @dataclass
@@ -50,14 +51,14 @@ class Aggregated:
             "newly-failing": len(c.newly_failing) if c else "", "newly-resolved": len(c.newly_resolved) if c else "",
             "p-worse": c.p_worse if c else "",
             "detectable-drop": (c.detectable_points if c.detectable_points is not None else "none") if c else "",
-            "verdict": self.verdict.word, "report": str(self.folder / REPORT),
+            "verdict": self.verdict.word, "verdict-cause": self.verdict.cause, "report": str(self.folder / REPORT),
         }
 
 
 def judge(history: Sequence[Report], report: Report, gate: Gate, logs_url: str = "") -> Aggregated:
     """The comparison, the verdict and the summary of one report against a history: what both
     `aggregate` and `compare` give."""
-    comparison = compare(history, report, gate.alpha) if history else None
+    comparison = compare(history, report, gate.alpha, gate.push) if history else None
     judged = verdict(report, comparison, fail_under=gate.fail_under, max_new_failures=gate.max_new_failures,
                      baseline_missing=gate.baseline_missing, fail_on_suspicious=gate.fail_on_suspicious,
                      max_detectable_drop=gate.max_detectable_drop)
@@ -68,8 +69,9 @@ def judge(history: Sequence[Report], report: Report, gate: Gate, logs_url: str =
 
 def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, baselines: Sequence[Path] = (),
               gate: Gate | None = None, logs_url: str = "") -> Aggregated:
-    history = load_history(baselines)  # bad input fails before any work
+    history, aside = load_history(baselines)
     report = build_report(merge(find_shards(paths), allow_partial))
+    report = report.model_copy(update={"warnings": [*report.warnings, *aside]})
     result = replace(judge(history, report, gate or Gate(), logs_url), folder=out)
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT).write_text(result.report.model_dump_json(indent=1) + "\n")

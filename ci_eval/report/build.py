@@ -42,6 +42,7 @@ def build_report(merged: Merged) -> Report:
     low, high = wilson(resolved, planned)
     return Report(
         identity=merged.identity,
+        environment=merged.environment,
         shards=ShardsSeen(of=merged.of, present=sorted(merged.shards), missing=merged.missing,
                           run_attempts={str(n): run.run_attempt for n, run in sorted(merged.shards.items())}),
         totals=Totals(planned=planned, attempted=planned - statuses[Status.NOT_ATTEMPTED],

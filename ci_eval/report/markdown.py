@@ -5,12 +5,10 @@ of its own, no mention."""
 
 from __future__ import annotations
 
-import html
-import re
 from dataclasses import dataclass
 
 from ci_eval.contracts import Comparison, InstanceResult, Report, Status, Verdict
-from ci_eval.github import loggable
+from ci_eval.untrusted import loggable, markdown_text
 
 SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses step summaries above 1 MiB
 COMMENT_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
@@ -19,6 +17,8 @@ _SLOWEST = 10
 MANY_TOO_SLOW = 0.1  # this share of attempts cut by the wall clock makes the headline warn
 SIGNS = {"pass": "✅", "regression": "❌", "inconclusive": "⚠️"}
 OFFICIAL_DATASET = "SWE-bench/SWE-bench_Verified"
+CAUSES = {"lost_verdicts": "the run lost verdicts", "lack_of_data": "lack of data",
+          "unstable_history": "the baseline runs disagree", "test": "the test", "limit": "a limit"}
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,14 @@ def to_comment(report: Report, shown: Shown = Shown()) -> str:
 def answer(report: Report) -> str:
     """One line: the sign, the verdict, the paired before → after, the full set's estimated change
     and what this run could have detected."""
-    word = report.verdict.word if report.verdict else "no verdict"
-    head = f"## {SIGNS.get(word, '·')} {word} — ci-eval:"
+    word: str = report.verdict.word if report.verdict else "no verdict"
     c, rate = report.comparison, report.resolve_rate
+    if c is None and word == "pass":  # nothing was compared: a neutral line, never a green one
+        return (f"## · no baseline yet — ci-eval: {rate.resolved} of {rate.planned} resolved ({rate.rate:.1%}, "
+                f"95% CI {rate.ci95[0]:.1%} to {rate.ci95[1]:.1%})\n")
+    if report.verdict is not None and report.verdict.cause == "lost_verdicts":
+        word += " (lost verdicts)"
+    head = f"## {SIGNS.get(word.split()[0], '·')} {word} — ci-eval:"
     if c is None or not c.compared:
         return (f"{head} {rate.resolved} of {rate.planned} resolved ({rate.rate:.1%}, 95% CI {rate.ci95[0]:.1%} to "
                 f"{rate.ci95[1]:.1%})" + (" · nothing to compare with" if c is not None else "") + "\n")
@@ -92,7 +97,7 @@ def context(report: Report) -> str:
     design = report.sample
     if design is not None and design.kind != "all":
         how = (f"an informative sample drawn from {design.baseline_runs} baseline run(s), stratified: "
-               + ", ".join(f"{len(s.chosen)} of {s.population} {s.name}" for s in design.strata)
+               + ", ".join(f"{len(s.chosen)} of {s.population} {text(s.name)}" for s in design.strata)
                if design.kind == "informative" else
                f"a random sample of {len(design.strata[0].chosen)} of {design.population} (no baseline history "
                "to stratify by)")
@@ -114,7 +119,12 @@ def verdict_section(verdict: Verdict | None, shown: Shown) -> str:
     if verdict is None:
         return ""
     # The reasons are ci-eval's own sentences (numbers and flags), never artifact text.
-    lines = [f"**Verdict: {verdict.word}**" + "".join(f"\n- {r}" for r in verdict.reasons)]
+    cause = CAUSES.get(verdict.cause)
+    lines = [f"**Verdict: {verdict.word}**" + (f" ({cause})" if cause else "")
+             + "".join(f"\n- {r}" for r in verdict.reasons)]
+    if verdict.word == "regression" and verdict.cause == "lost_verdicts":
+        lines.append("\nA run that loses significantly more verdicts than its baseline fails this check, whatever "
+                     "on-inconclusive says.")
     if verdict.word == "inconclusive":
         lines.append("\nInconclusive " + ("**fails** this check (on-inconclusive: fail)." if shown.on_inconclusive
                                           == "fail" else "is a warning here, not a failure (on-inconclusive: warn)."))
@@ -129,12 +139,18 @@ def changes_section(report: Report, c: Comparison, shown: Shown) -> str:
         interval = f" (95% CI {points(f.ci95[0])} to {points(f.ci95[1])})" if f.sampled else ""
         rows.append(f"| full set, {'estimated from the sample' if f.sampled else 'the whole set ran'} | "
                     f"{f.base_rate:.1%} | {f.rate:.1%} | {points(f.change)} points{interval} |")
+    aside = "".join(f"\n- set aside, base run {a.run}: {text(a.why)}" for a in c.set_aside)
+    spread = (f" The baseline runs vary together {c.overdispersion:.2f} times as much as independent outcomes "
+              "would: the test's null is widened by that." if c.overdispersion > 1 else "")
     out = ["### Against the baseline", "",
-           f"Baseline: {c.baseline_runs} run(s) of the base branch; each instance's baseline is how often they "
-           "resolved it.", "", "| | baseline | this run | change |", "| --- | ---: | ---: | ---: |", *rows, "",
-           f"This run resolved {c.resolved} of {c.tries} compared tries; if nothing had changed, about "
-           f"{c.expected:.1f} were expected. One-sided p = {c.p_worse:.3g} for fewer, {c.p_better:.3g} for more "
-           f"({c.test}, alpha {c.alpha:g}). "
+           f"Baseline: {c.baseline_runs} run(s) of the base branch like this one (same server, model digest, dataset "
+           "and network); each run counts once per instance, whatever its samples." + aside, "",
+           "| | baseline | this run | change |", "| --- | ---: | ---: | ---: |", *rows, "",
+           f"The question: did the compared instances get worse? This is run {c.push} of this pull request, which "
+           f"may spend alpha {c.alpha_spent:.3g} of {c.alpha:g}. One-sided p = {c.p_worse:.3g} for a fall, "
+           f"{c.p_better:.3g} for a rise ({c.test}).{spread} Without a verdict: {c.no_verdict_rate_new:.0%} of the "
+           f"planned instances here, {c.no_verdict_rate_base:.0%} in the baseline runs (p = {c.p_lost_verdicts:.3g} "
+           "for this many or more). "
            + ("No drop is detectable with 80% probability here, even losing every resolve: compare more "
               "instances, or more informative ones." if c.detectable_points is None else
               f"A drop of {c.detectable_points:.1f} points of the full set ({c.detectable_drop:.0%} of its "
@@ -153,7 +169,7 @@ def changes_section(report: Report, c: Comparison, shown: Shown) -> str:
 
 def _change_row(iid: str, e: InstanceResult, c: Comparison, shown: Shown) -> str:
     t = c.frequencies[iid]
-    return (f"| {code(iid)} | resolved {t.resolved} of {t.tries} | {e.status} | {why(e)} | "
+    return (f"| {code(iid)} | resolved in {t.resolved:g} of {t.tries} run(s) | {e.status} | {why(e)} | "
             f"{_logs(iid, shown)} |")
 
 
@@ -257,13 +273,9 @@ def details_section(report: Report, shown: Shown) -> str:
     return "\n".join(out)
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")  # < > & are html.escape's
-
-
 def text(value: object, most: int = 200) -> str:
-    """Artifact text as plain text in a Markdown line or table cell: one line, at most `most`
-    characters, HTML escaped, Markdown's punctuation escaped, no @mention."""
-    return html.escape(_MARKDOWN.sub(r"\\\1", loggable(value, most)), quote=False).replace("@", "@\u2060")
+    """Artifact text as plain text in a Markdown line or table cell (untrusted.markdown_text)."""
+    return markdown_text(value, most)
 
 
 def code(value: object, most: int = 120) -> str:

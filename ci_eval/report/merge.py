@@ -45,6 +45,7 @@ class Merged:
     unreadable: list[UnreadableLine] = field(default_factory=list)
     folders: dict[str, Path] = field(default_factory=dict)  # instance id -> the shard folder holding its logs
     sample: SampleDesign | None = None  # how the plan drew its instances
+    environment: dict[str, str | None] = field(default_factory=dict)  # what the first shard's server said
 
     @property
     def of(self) -> int:
@@ -155,4 +156,4 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
     warnings += [f"could not read {u}" for u in unreadable]
     samples = first.manifest.samples
     return Merged(first.manifest.identity, plan, samples, newest, missing, records, warnings, unreadable, folders,
-                  first.manifest.sample)
+                  first.manifest.sample, first.manifest.environment)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -31,8 +32,6 @@ KILL_GRACE = 5  # seconds between TERM and KILL when a command runs out of time
 OUTSIDE_GRACE = 10  # seconds past both before the command is ended from outside the container
 RUNNING = -1  # the exit code of a command still running when its output was cut
 INIT_PROCESSES = 2  # the engine's init and the `tail` it runs
-# The kernel's count of processes the memory limit killed: cgroup v2, then v1.
-OOM_KILLS = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null"
 
 
 def _transient(exc: BaseException) -> bool:
@@ -237,11 +236,22 @@ class DockerSandbox:
             raise _infra(f"could not write {path} in {self.container.name}", exc) from None
 
     async def memory_killed(self) -> bool:
-        # Not through execute: clearing what the tests left running restarts the container, and
-        # with it the cgroup that counted the kills.
-        out = await self._execute(wrap(OOM_KILLS, 30, AGENT.flood), 30, AGENT)
-        return any(line.split()[:1] == ["oom_kill"] and line.split()[1:2] != ["0"]
-                   for line in out.output.splitlines())
+        """Whether the memory limit killed a process here, read from outside the container: the
+        host's cgroup files for it (v1 memory.oom_control, v2 memory.events), or where the engine
+        runs on another host, its own state. Never through the container's own tools, which a
+        patch's code, root in there, can replace."""
+        try:
+            return await asyncio.to_thread(self._oom_kills_outside)
+        except _FAILURES as exc:
+            raise _infra(f"could not read the memory state of {self.container.name}", exc) from None
+
+    def _oom_kills_outside(self) -> bool:
+        self.container.reload()
+        state = self.container.attrs.get("State") or {}
+        for path in cgroup_files(int(state.get("Pid") or 0)):
+            with suppress(OSError):
+                return oom_kills(path.read_text()) > 0
+        return bool(state.get("OOMKilled"))
 
     def _run(self, argv: list[str], timeout: float, cap: OutputCap) -> Output:
         start = time.monotonic()
@@ -287,6 +297,28 @@ class DockerSandbox:
             if self._pids() <= (self.baseline or INIT_PROCESSES):
                 return
             time.sleep(0.1)
+
+
+def cgroup_files(pid: int) -> list[Path]:
+    """The host's files that count a container's OOM kills, found from its first process's cgroup
+    (none when that process is not visible here: the engine on another host, or stopped)."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines() if pid > 0 else []
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):  # cgroup v1
+            found.append(Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.oom_control")
+        elif controllers == "":  # cgroup v2's unified hierarchy
+            found.append(Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events")
+    return [f for f in found if f.exists()]
+
+
+def oom_kills(text: str) -> int:
+    """The `oom_kill N` count of a memory.events or memory.oom_control file."""
+    return sum(int(line.split()[1]) for line in text.splitlines() if line.split()[:1] == ["oom_kill"])
 
 
 def wrap(command: str, timeout: float, flood: int) -> list[str]:

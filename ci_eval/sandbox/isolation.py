@@ -1,16 +1,21 @@
 """What keeps a local sandbox's commands from ci-eval, the grader and their neighbours, where the
-machine allows it (Linux, ci-eval running as root): a uid of its own per sandbox, its own copy of
-every folder anyone may write (/tmp, /var/tmp, /dev/shm, /run/lock, …) and no network (a private
-mount and network namespace), no way back to privileges (`setpriv --no-new-privs`), and the
-Python that runs ci-eval and the tests mounted read-only. The sandboxes live under /var/lib,
+machine allows it (Linux, ci-eval running as root, bubblewrap installed): bubblewrap (`bwrap`,
+Flatpak's sandbox, and that of several agent CLIs) gives each command a root of its own with the
+system and the Python trees read-only, its own /proc (a PID namespace), /dev, IPC and, for the
+grader and by default for the agent, network; then `setpriv` drops it to a uid of its own per
+sandbox, with no way back to privileges (`--no-new-privs`). Every folder anyone may write (/tmp,
+/var/tmp, /dev/shm, /run/lock, …) is the sandbox's own copy. The sandboxes live under /var/lib,
 where no folder above them is writable by others: pytest's search for a configuration climbs
 from the testbed to /, and a world-writable folder on the way would let one sandbox plant a
 pytest.ini or conftest.py for every later one.
 
-A separate uid cannot read ci-eval's /proc/PID/environ (the API key, a CI token), cannot write
-a `.pth` into ci-eval's site-packages, and cannot enter another sandbox's folder (0700, owned by
-that sandbox's uid). Unprivileged user namespaces are not needed (AppArmor blocks them on
-ubuntu-24.04 runners): `unshare` and `setpriv` run as root, then drop to the uid.
+No path the agent can write is ever a mount source: a sandbox's folder and its `shared/` stay
+root's (0711: passable, not listable, not writable), and only what lies below them (the testbed,
+the scratch folder, each private copy) is the sandbox uid's, so the agent can fill its copies but
+never swap one for a link to a host folder. A separate uid cannot read ci-eval's
+/proc/PID/environ (the API key, a CI token), cannot write a `.pth` into ci-eval's site-packages,
+and cannot enter another sandbox's folder. Unprivileged user namespaces are not needed (AppArmor
+blocks them on ubuntu-24.04 runners): bwrap runs as root, and setpriv drops to the uid inside.
 """
 
 from __future__ import annotations
@@ -22,8 +27,7 @@ import shutil
 import stat
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -33,49 +37,17 @@ UIDS = range(61000, 61256)  # one per open sandbox, claimed across processes wit
 # Where a world-writable folder may be (the ones that exist are found once, with any others
 # one or two levels below / that anyone may write).
 SHARED_CANDIDATES = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/crash", "/var/metrics")
-
-# Runs as root in the new mount, PID (and network) namespaces: a root of the sandbox's own (a
-# tmpfs) holding the system read-only, the Python trees read-only, the sandbox's folder and its own
-# copy of every shared folder, a /proc of the new PID namespace; pivot_root into it, so that nothing
-# else of the host (its datasets, its home folders, its processes) can be seen; the ready mark; the
-# drop. A step that fails stops before the command with exit 125 and no mark: infrastructure.
-_SETUP = r"""
-set -eu
-box=$1 uid=$2 cmd=$3 binds=$4 ready=$5
-shift 5
-mark=
-fail() {
-  [ -z "$mark" ] || rm -f "$mark"
-  echo "ci-eval: the sandbox could not be set up: $*" >&2
-  exit 125
-}
-ro() {
-  { mkdir -p "$new$1" && mount --rbind "$1" "$new$1" && mount -o remount,bind,ro "$new$1"; } || fail "$1 read-only"
-}
-here=$(pwd)
-new=$box/.root
-{ mkdir -p "$new" && mount -t tmpfs -o mode=0755,size=16m tmpfs "$new"; } || fail "a root of its own"
-for dir in /usr /etc /bin /sbin /lib /lib32 /lib64 /libx32 /sys; do
-  if [ -L "$dir" ]; then ln -s "$(readlink "$dir")" "$new$dir" || fail "$dir"; elif [ -d "$dir" ]; then ro "$dir"; fi
-done
-{ mkdir -p "$new/dev" && mount --rbind /dev "$new/dev"; } || fail "/dev"
-{ mkdir -p "$new$box" && mount --bind "$box" "$new$box"; } || fail "its folder"
-for pair in $binds; do  # after /dev (/dev/shm), before the trees (a venv under /tmp stays visible)
-  { mkdir -p "$new${pair#*=}" && mount --bind "${pair%%=*}" "$new${pair#*=}"; } || fail "a private ${pair#*=}"
-done
-for tree in "$@"; do ro "$tree"; done
-{ mkdir -p "$new/proc" && mount -t proc proc "$new/proc"; } || fail "/proc of its own"
-{ mkdir -p "$new/.host" && cd "$new" && pivot_root . .host && cd "$here"; } || fail "pivot_root"
-mark=/.host$ready
-touch "$mark" || fail "the ready mark"
-{ umount -l /.host && rmdir /.host; } || fail "leaving the host's root"
-exec setpriv --reuid "$uid" --regid "$uid" --clear-groups --no-new-privs -- bash -c "$cmd"
-"""
+SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/sys")
+READY = "ci-eval-ready"  # what the set-up writes on its status pipe once the command is about to start
+# Runs as root inside bwrap once its set-up is done: says so on the status pipe (closed before
+# the command, which cannot reach it), then drops to the sandbox's uid.
+_START = 'printf %s "$2" >&"$1" && eval "exec $1>&-" && exec setpriv --reuid "$3" --regid "$3" ' \
+    '--clear-groups --no-new-privs -- bash -c "$4"'
 
 
 def available() -> bool:
     return (sys.platform == "linux" and os.geteuid() == 0
-            and all(shutil.which(tool) for tool in ("unshare", "setpriv", "mount", "pivot_root")))
+            and all(shutil.which(tool) for tool in ("bwrap", "setpriv")))
 
 
 @contextmanager
@@ -100,20 +72,48 @@ def claim_uid() -> Iterator[int]:
 
 
 def give(root: Path, uid: int) -> None:
-    """The sandbox's folder to its uid alone (0700): the agent owns its work tree and nothing else."""
+    """What lies below the sandbox's folder and its `shared/` to its uid; those two folders stay
+    root's (0711), so that the names bwrap mounts from cannot be swapped by the agent."""
     for folder, dirs, files in os.walk(root):
         for name in [*dirs, *files]:
-            os.lchown(Path(folder) / name, uid, uid)
-    os.chown(root, uid, uid)
-    root.chmod(0o700)
+            path = Path(folder) / name
+            if path != root / "shared":
+                os.lchown(path, uid, uid)
+    for held in (root, root / "shared"):
+        if held.exists():
+            os.chown(held, 0, 0)
+            held.chmod(0o711)
 
 
-def argv(command: str, root: Path, uid: int, network: bool, ready: Path) -> list[str]:
-    """The command line that runs `command` isolated, as `uid`, in `root`'s namespaces; `ready`
-    is touched (as root, where the sandbox cannot write) once the set-up is done."""
-    binds = " ".join(f"{own}={shared}" for own, shared in private_copies(root))
-    return ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", *([] if network else ["--net"]),
-            "--", "/bin/sh", "-c", _SETUP, "sh", str(root), str(uid), command, binds, str(ready), *_interpreter()]
+def argv(command: str, root: Path, uid: int, network: bool, status_fd: int) -> list[str]:
+    """The command line that runs `command` in bwrap as `uid`, in `root`; `status_fd` receives
+    READY from the set-up once everything is mounted, before the command starts."""
+    system: list[str] = []
+    for path in SYSTEM:
+        if os.path.islink(path):
+            system += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            system += ["--ro-bind", path, path]
+    shared = [arg for own, folder in private_copies(root) for arg in ("--bind", str(own), folder)]
+    # The folders on the way to the mounts, passable by the uid (bwrap would make them 0700):
+    # those to the sandbox and its copies first, those to the trees after the copies (a Python
+    # under a private folder in /tmp lies inside the sandbox's own /tmp).
+    places = [root, *(Path(f) for _, f in private_copies(root))]
+    early, late = _ways(places), _ways(Path(t) for t in _interpreter())
+    trees = [arg for tree in _interpreter() for arg in ("--ro-bind", tree, tree)]
+    return ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            *([] if network else ["--unshare-net"]), *system, "--dev", "/dev", "--proc", "/proc", *early,
+            "--bind", str(root), str(root),
+            *shared,  # after /dev (/dev/shm), before the trees (a venv under /tmp stays visible)
+            *late, *trees, "--chdir", str(root / "testbed"),
+            "--", "bash", "-c", _START, "ci-eval", str(status_fd), READY, str(uid), command]
+
+
+def _ways(paths: Iterable[Path]) -> list[str]:
+    """bwrap's arguments that make the folders above `paths` (none of the read-only system's) 0755."""
+    above = sorted({str(p) for path in paths for p in path.parents
+                    if str(p) != "/" and not any(str(p) == s or str(p).startswith(s + "/") for s in SYSTEM)})
+    return [arg for folder in above for arg in ("--perms", "0755", "--dir", folder)]
 
 
 def private_copies(root: Path) -> list[tuple[Path, str]]:
@@ -148,18 +148,6 @@ def _world_writable(folder: Path) -> bool:
     except OSError:
         return False
     return stat.S_ISDIR(info.st_mode) and bool(info.st_mode & stat.S_IWOTH)
-
-
-def ready_mark() -> Path:
-    """A path the sandbox's set-up touches when it is done; only root can write its folder."""
-    return _ready_folder() / uuid.uuid4().hex
-
-
-@functools.cache  # made once per process, not per command
-def _ready_folder() -> Path:
-    folder = base() / "ready"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder
 
 
 @functools.cache  # the same for every command of the process: looked up once, not per command

@@ -128,6 +128,7 @@ _DRAIN_SECONDS = 10.0  # for the pipe to close after the command's group is kill
 class LocalSandbox:
     def __init__(self, root: Path, uid: int | None = None, network: bool = True) -> None:
         self.root, self.uid, self.network = root, uid, network
+        self.commands = 0  # commands that ran here: after one, a set-up failure may be its doing
         self.testbed = root / "testbed"
         self.scratch = root / "scratch"
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -161,16 +162,21 @@ class LocalSandbox:
         a deadline, and a byte count; either kills the command's whole process group."""
         start = time.monotonic()
         shell = self.localize(command)
+        status_r = status_w = -1
         if self.uid is None:
-            ready, argv = None, ["bash", "-c", shell]
+            argv = ["bash", "-c", shell]
         else:
-            ready = isolation.ready_mark()
-            argv = isolation.argv(shell, self.root, self.uid, self.network, ready)
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=self.testbed, env=self.env(), start_new_session=True,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
+            status_r, status_w = os.pipe()
+            argv = isolation.argv(shell, self.root, self.uid, self.network, status_w)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=self.testbed, env=self.env(), start_new_session=True, pass_fds=() if status_w < 0 else (status_w,),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )
+        finally:
+            if status_w >= 0:
+                os.close(status_w)  # the child holds it: the pipe ends when the set-up closes it
         assert proc.stdout is not None
         capture = Capture(cap)
 
@@ -198,14 +204,23 @@ class LocalSandbox:
         finally:
             returncode = await _ended(proc, reader)
         output = capture.result(returncode, timed_out, time.monotonic() - start)
-        if ready is not None:
-            set_up = ready.exists()
-            ready.unlink(missing_ok=True)
+        if status_r >= 0:
+            set_up = _said_ready(status_r)
             if not set_up and not timed_out and not capture.flooded:
-                # The command never ran: that is the machine's failure, never the patch's or the model's.
-                raise InfraError(f"the local sandbox could not be set up: {output.output.strip()[-300:]}",
-                                 kind=ErrorKind.SANDBOX, transient=False)
+                return self._not_set_up(output)
+        self.commands += 1
         return output
+
+    def _not_set_up(self, output: Output) -> Output:
+        """The command never ran. Before anything ran here, that is the machine's failure; after
+        commands of the sandbox's own, it may be their doing, so it is theirs to see (and the
+        attempt's to be charged with), never a no-verdict."""
+        said = output.output.strip()[-300:]
+        if not self.commands:
+            raise InfraError(f"the local sandbox could not be set up: {said}", kind=ErrorKind.SANDBOX,
+                             transient=False)
+        return Output(125, f"ci-eval: the sandbox could not be set up after the earlier commands: {said}\n",
+                      False, output.seconds)
 
 
 async def _ended(proc: asyncio.subprocess.Process, reader: asyncio.Task[None]) -> int:
@@ -217,6 +232,16 @@ async def _ended(proc: asyncio.subprocess.Process, reader: asyncio.Task[None]) -
         return await asyncio.wait_for(proc.wait(), _DRAIN_SECONDS)
     except TimeoutError:
         return proc.returncode if proc.returncode is not None else -signal.SIGKILL
+
+
+def _said_ready(fd: int) -> bool:
+    """Whether the set-up wrote READY on its status pipe (closed by now: the command has ended)."""
+    os.set_blocking(fd, False)  # a writer left open somewhere must not hold ci-eval here
+    try:
+        with os.fdopen(fd, "rb") as pipe:
+            return pipe.read(len(isolation.READY)) == isolation.READY.encode()
+    except (OSError, TypeError):  # nothing written yet: a non-blocking read gives None
+        return False
 
 
 def _kill_group(pid: int) -> None:
