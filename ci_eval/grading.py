@@ -70,7 +70,8 @@ async def grade(instance: Instance, patch: str, backend: Backend, log_dir: Path,
 # swebench marker inside the section or outside it neutralised, so that only ci-eval's own
 # markers frame what swebench's parser reads. A test reported both failed and passed counts as
 # failed. Code the patch leaves at interpreter exit can still print anything: gaming.py flags it.
-# swebench's markers, as its constants spell them (checked by a test; swebench.harness takes a
+#
+# swebench's markers, as its constants spell them (a test checks them; swebench.harness takes a
 # second to import, which the CLI's start-up does not pay).
 START_TEST_OUTPUT, END_TEST_OUTPUT = ">>>>> Start Test Output", ">>>>> End Test Output"
 TEST_EXIT_CODE = ">>>>> Test Exit Code"

@@ -174,6 +174,10 @@ class LocalSandbox:
                 cwd=self.testbed, env=self.env(), start_new_session=True, pass_fds=() if status_w < 0 else (status_w,),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             )
+        except BaseException:
+            if status_r >= 0:
+                os.close(status_r)
+            raise
         finally:
             if status_w >= 0:
                 os.close(status_w)  # the child holds it: the pipe ends when the set-up closes it
@@ -203,11 +207,10 @@ class LocalSandbox:
             raise
         finally:
             returncode = await _ended(proc, reader)
+            set_up = status_r < 0 or _said_ready(status_r)  # read, and closed, on every way out
         output = capture.result(returncode, timed_out, time.monotonic() - start)
-        if status_r >= 0:
-            set_up = _said_ready(status_r)
-            if not set_up and not timed_out and not capture.flooded:
-                return self._not_set_up(output)
+        if not set_up and not timed_out and not capture.flooded:
+            return self._not_set_up(output)
         self.commands += 1
         return output
 
