@@ -57,9 +57,10 @@ async def grade(instance: Instance, patch: str, backend: Backend, log_dir: Path,
         message = f"tests ran longer than --eval-timeout {eval_timeout:g}s under this patch"
         return Graded(STATUS_OF[ErrorKind.TIMEOUT], error=ErrorInfo(kind=ErrorKind.TIMEOUT, message=message),
                       eval_seconds=run.seconds)
-    log_path.write_text(sectioned(run.output, nonce, run.returncode), encoding="utf-8")
+    graded_log = sectioned(run.output, nonce, run.returncode)
+    log_path.write_text(graded_log, encoding="utf-8")
     report = await asyncio.to_thread(_report, spec, instance, patch, log_path)
-    return _graded(_contradicted(report, spec, log_path), run.seconds)
+    return _graded(_contradicted(report, spec, graded_log), run.seconds)
 
 
 # The eval script's test output is the patch's to write: its code runs inside the test process.
@@ -113,14 +114,13 @@ def _neutral(text: str) -> str:
     return text
 
 
-def _contradicted(report: dict[str, Any], spec: Any, log_path: Path) -> dict[str, Any]:
+def _contradicted(report: dict[str, Any], spec: Any, text: str) -> dict[str, Any]:
     """The report with every test that its section reports both failed and passed counted as
     failed (swebench's parser keeps the last status it reads, which a patch can print last)."""
     from swebench.harness.constants import TestStatus
     from swebench.harness.log_parsers import PARSER_REGISTRY
 
     status = report.get("tests_status")
-    text = log_path.read_text(encoding="utf-8")
     if not status or START_TEST_OUTPUT not in text:
         return report
     parse = PARSER_REGISTRY[spec.log_parser]
