@@ -207,8 +207,10 @@ def select(instances: Sequence[Instance], ids: Iterable[str]) -> list[Instance]:
     known = {inst.instance_id for inst in instances}
     unknown = [i for i in wanted if i not in known]
     if unknown:
+        several = any("," in i or " " in i for i in unknown)
         raise InputError(
-            f"unknown instance ids: {', '.join(unknown)} (not in the dataset; check --instance-ids)"
+            f"unknown instance ids: {', '.join(unknown)} (not in the dataset; check --instance-ids"
+            + ("; for several, repeat the flag: --instance-ids A --instance-ids B" if several else "") + ")"
         )
     keep = set(wanted)
     return [inst for inst in instances if inst.instance_id in keep]

@@ -55,6 +55,9 @@ def test_unknown_instance_ids_are_listed() -> None:
     with pytest.raises(InputError, match="unknown instance ids: nope-1, nope-2"):
         select(instances, ["ci-eval-fixtures__calc-1", "nope-1", "nope-2"])
     assert [i.instance_id for i in select(instances, ["ci-eval-fixtures__calc-2"])] == ["ci-eval-fixtures__calc-2"]
+    # two ids in one value: the line says to repeat the flag
+    with pytest.raises(InputError, match="repeat the flag: --instance-ids A --instance-ids B"):
+        select(instances, ["ci-eval-fixtures__calc-1,ci-eval-fixtures__calc-2"])
 
 
 def test_unreachable_hub_is_one_line() -> None:
