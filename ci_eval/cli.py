@@ -175,7 +175,9 @@ def shard_command(index: int, of: int | None, plan_file: Path | None, config_fil
     write_outputs({"resolved": counts[Status.RESOLVED], "instances": len(result.records),
                    "infrastructure-failures": result.infra_failures, "folder": str(result.folder)})
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    click.echo(f"ci-eval: shard {index} done: {summary or 'nothing planned'} ({result.folder})", err=True)
+    # Nothing finished can mean nothing was planned, or that the deadline came first.
+    empty = "nothing planned" if not result.planned else "nothing finished"
+    click.echo(f"ci-eval: shard {index} done: {summary or empty} ({result.folder})", err=True)
     if result.unfinished:
         click.echo(f"ci-eval: {result.unfinished} instance(s) not done: {result.stopped}; run the same "
                    "command again (or re-run the failed job) to resume them", err=True)

@@ -92,3 +92,14 @@ def test_a_finished_shard_says_what_comes_next_off_github(tmp_path: Path) -> Non
     assert f"ci-eval: next: ci-eval aggregate {tmp_path / 'a'}" in laptop.stderr
     runner = run(*args, "--output", str(tmp_path / "b"), env={"GITHUB_ACTIONS": "true"})
     assert "next:" not in runner.stderr  # the workflow has its aggregate job
+
+
+def test_a_shard_whose_deadline_came_before_anything_finished_says_so(tmp_path: Path) -> None:
+    """Not "nothing planned": six were planned, and the deadline (6 ms) passed before any could end."""
+    from tests.conftest import FIXTURES, INSTANCES
+
+    out = run("shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--predictions", "gold",
+              "--sandbox", "local", "--repos-dir", str(FIXTURES / "repos"), "--deadline-minutes", "0.0001",
+              "--output", str(tmp_path / "out"))
+    assert out.returncode == 1 and "done: nothing finished" in out.stderr, out.stderr
+    assert "6 instance(s) not done: --deadline-minutes passed" in out.stderr
