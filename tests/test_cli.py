@@ -101,5 +101,9 @@ def test_a_shard_whose_deadline_came_before_anything_finished_says_so(tmp_path: 
     out = run("shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--predictions", "gold",
               "--sandbox", "local", "--repos-dir", str(FIXTURES / "repos"), "--deadline-minutes", "0.0001",
               "--output", str(tmp_path / "out"))
-    assert out.returncode == 1 and "done: nothing finished" in out.stderr, out.stderr
+    # Whether the pool started some before the deadline (they end not_attempted) depends on the
+    # machine's speed; that none finished, and that the line never says "nothing planned", does not.
+    done = next(line for line in out.stderr.splitlines() if " done: " in line)
+    assert out.returncode == 1 and "nothing planned" not in done and "resolved" not in done, out.stderr
+    assert "done: nothing finished" in done or "not_attempted" in done
     assert "6 instance(s) not done: --deadline-minutes passed" in out.stderr
