@@ -231,10 +231,10 @@ def verdict(new: Report, comparison: Comparison | None, *, fail_under: float | N
             "this run could detect no drop at all, even losing every resolve: compare more instances, or more "
             "informative ones")
     elif not broken and not open_ and c is not None and c.compared and max_detectable_drop is not None \
-            and (c.detectable_points is None or c.detectable_points > max_detectable_drop):
-        could = "no drop at all" if c.detectable_points is None else f"only drops of {c.detectable_points:.1f} points"
+            and c.detectable_points is not None and c.detectable_points > max_detectable_drop:
         open_.setdefault("lack_of_data", []).append(
-            f"this run could detect {could} (80% power), not the {max_detectable_drop:g} points of "
+            f"this run could detect only drops of {c.detectable_points:.1f} points (80% power), not the "
+            f"{max_detectable_drop:g} points of "
             "--max-detectable-drop: a larger or more informative sample is needed")
     better = bool(notes)
     everything = [r for rs in (*broken.values(), *open_.values()) for r in rs]
@@ -266,10 +266,11 @@ def _judge_test(c: Comparison, broken: dict[Cause, list[str]], open_: dict[Cause
             f"fewer resolved ({said}, p = {c.p_worse:.3g}), but the baseline runs disagree among themselves more than "
             f"chance allows (p = {c.p_disagree:.3g}): the history is not used to call a regression")
     elif significant:
-        (broken if c.p_worse_best_case <= c.alpha_spent else open_).setdefault(
-            "test" if c.p_worse_best_case <= c.alpha_spent else "lost_verdicts", []).append(
-            f"significantly fewer resolved: {said} (one-sided p = {c.p_worse:.3g} <= alpha {c.alpha_spent:.3g})"
-            + ("" if c.p_worse_best_case <= c.alpha_spent else "; the instances without a verdict could change that"))
+        reason = f"significantly fewer resolved: {said} (one-sided p = {c.p_worse:.3g} <= alpha {c.alpha_spent:.3g})"
+        if c.p_worse_best_case <= c.alpha_spent:  # whatever the instances without a verdict would have been
+            broken.setdefault("test", []).append(reason)
+        else:
+            open_.setdefault("lost_verdicts", []).append(f"{reason}; the instances without a verdict could change that")
     elif c.p_worse_worst_case <= c.alpha_spent:
         open_.setdefault("lost_verdicts", []).append(
             f"{len(c.no_verdict_new)} compared instance(s) have no verdict here, and failing would make it a "
