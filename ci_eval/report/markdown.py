@@ -273,9 +273,7 @@ def details_section(report: Report, shown: Shown) -> str:
     return "\n".join(out)
 
 
-def text(value: object, most: int = 200) -> str:
-    """Artifact text as plain text in a Markdown line or table cell (untrusted.markdown_text)."""
-    return markdown_text(value, most)
+text = markdown_text  # artifact text as plain text in a Markdown line or table cell
 
 
 def code(value: object, most: int = 120) -> str:
