@@ -1,22 +1,16 @@
-"""The bash-only agent: the model proposes one command, the sandbox runs it, until it submits."""
+"""The bash-only agent: the model proposes one command, the sandbox runs it, until it submits.
+It is one agent of the Python seam (`attempt.py`), made as any other is."""
 
 from __future__ import annotations
 
 import math
 import re
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
-from ci_eval import __version__, progress
 from ci_eval.agent_config import AgentConfig
-from ci_eval.contracts import AgentStats, ErrorKind, ExitReason, Step, Trajectory
+from ci_eval.attempt import Agent, AgentLimits, Attempt, Options, cut_middle
+from ci_eval.contracts import AgentStats, ErrorKind, ExitReason, Step
 from ci_eval.errors import InfraError
-from ci_eval.instances import Instance
-from ci_eval.layout import TRAJECTORY
-from ci_eval.model import Message, Model, Reply, Usage
-from ci_eval.sandbox import Backend, Output, OutputCap, Sandbox
-from ci_eval.solver import Job, Solution, Solver
+from ci_eval.model import Message, Reply
 
 SUBMIT = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 BASH_BLOCK = re.compile(r"```bash[ \t]*\n(.*?)```", re.DOTALL)
@@ -26,36 +20,6 @@ MAX_FORMAT_ERRORS = 3  # replies in a row without exactly one command end the at
 # A compaction elides down to this share of the window: low enough that the next one is many
 # steps away, high enough to keep the recent exchanges (benchmarks/model_time.py).
 LOW_WATER = 0.5
-# A patch is read whole or not at all: one cut in the middle would be graded as another patch.
-PATCH_CAP = OutputCap(keep=16 * 1024 * 1024, flood=16 * 1024 * 1024)
-
-
-@dataclass(frozen=True)
-class AgentLimits:
-    """The agent's limits, named as the settings they come from (the wiring gives them)."""
-
-    step_limit: int
-    token_budget: int
-    agent_timeout: float
-    command_timeout: float
-    context_window: int
-    max_tokens: int
-    observation_chars: int
-
-
-def solver(limits: AgentLimits, model: Model, *, seed: int, config: AgentConfig, network: bool,
-           config_hash: str) -> Solver:
-    """The agent in a sandbox of its own per job (grading later starts a fresh one), off the
-    network unless `network`; sample k uses seed + k; each trajectory stamped with the run's hash."""
-
-    async def with_agent(job: Job, backend: Backend, logs: Path) -> Solution:
-        run = Trajectory(ci_eval_version=__version__, config_hash=config_hash, instance_id=job.instance.instance_id,
-                         sample=job.sample, attempt=job.attempt)
-        async with backend.create(job.instance, network=network) as sandbox:
-            await solve(job.instance, sandbox, model, limits, seed + job.sample, logs / TRAJECTORY, config, run)
-        return Solution(run.patch, run.stats)
-
-    return with_agent
 
 
 class TokenCounter:
@@ -211,80 +175,54 @@ def _chars(messages: list[Message]) -> int:
     return sum(len(m["role"]) + len(m["content"]) for m in messages)
 
 
-def cut_middle(text: str, limit: int) -> str:
-    """Keep the head and the tail of a long text, saying how much was cut between them."""
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
+def bash_agent(options: Options) -> Agent:
+    """ci-eval's own agent, as any agent is made (`agent = "ci_eval.agent:bash_agent"`)."""
+
+    async def agent(attempt: Attempt) -> ExitReason:
+        return await solve(attempt, options.prompts)
+
+    return agent
 
 
-async def solve(instance: Instance, sandbox: Sandbox, model: Model, limits: AgentLimits, seed: int,
-                path: Path, config: AgentConfig, run: Trajectory | None = None) -> Trajectory:
-    """Run the loop to a submission or a limit, into `run` (stamped by the solver); the
-    trajectory is written to `path` whatever happens."""
-    run = run or Trajectory(instance_id=instance.instance_id)
+async def solve(attempt: Attempt, config: AgentConfig) -> ExitReason:
+    """The loop, to a submission or a limit: one command per reply, its output the next message."""
+    limits = attempt.limits
     messages: list[Message] = [
         {"role": "system", "content": config.render("system")},
-        {"role": "user", "content": config.render("instance", problem_statement=instance.problem_statement)},
+        {"role": "user", "content": config.render("instance", problem_statement=attempt.task.problem_statement)},
     ]
-    run.messages = list(messages)
-    usage = run.usage = Usage()
-    counter = TokenCounter()
-    context = Context(messages, limits.context_window - limits.max_tokens, counter)
-    start = time.monotonic()
+    for message in messages:
+        attempt.say(message)
+    context = Context(messages, limits.context_window - limits.max_tokens, TokenCounter())
     in_a_row = 0
     try:
-        while not (reason := _limit_hit(run.stats, usage, limits, time.monotonic() - start)):
-            reply = await query(model, context, seed, run.stats, usage)
-            say(run, context, {"role": "assistant", "content": reply.content})
+        while not (reason := attempt.limit_hit()):
+            reply = await query(attempt, context)
+            say(attempt, context, {"role": "assistant", "content": reply.content})
             commands = BASH_BLOCK.findall(reply.content)
             if len(commands) != 1:
-                run.stats.format_errors += 1
+                attempt.run.stats.format_errors += 1
                 in_a_row += 1
                 if in_a_row >= MAX_FORMAT_ERRORS:
-                    reason = ExitReason.FORMAT_ERRORS
-                    break
-                say(run, context, {"role": "user", "content": config.render("format_error", found=len(commands))})
+                    return ExitReason.FORMAT_ERRORS
+                say(attempt, context, {"role": "user", "content": config.render("format_error", found=len(commands))})
                 continue
             in_a_row = 0
-            out = await execute(sandbox, commands[0].strip(), limits, run, reply)
+            out, step = await attempt.execute(commands[0].strip())
             if submitted(out.output):
-                reason = ExitReason.SUBMITTED
-                break
-            say(run, context, {"role": "user", "content": observation(config, run.steps[-1], limits)})
-        run.stats.exit_reason = reason
-        if reason == ExitReason.SUBMITTED:
-            patch = await diff(sandbox, instance.base_commit)
-            if patch is None:
-                run.stats.exit_reason = ExitReason.PATCH_TOO_LARGE
-            run.patch = patch or ""
+                return ExitReason.SUBMITTED
+            say(attempt, context, {"role": "user", "content": observation(config, step, limits)})
+        return reason
     finally:
-        run.stats.exit_reason = run.stats.exit_reason or ExitReason.INTERRUPTED
-        tally(run.stats, usage, context)
-        save(path, run)
-    return run
+        tally(attempt.run.stats, context)
 
 
-async def query(model: Model, context: Context, seed: int, stats: AgentStats, usage: Usage) -> Reply:
-    """One model call, and what it cost."""
+async def query(attempt: Attempt, context: Context) -> Reply:
+    """One model call; the server's count of its prompt teaches the context's bound."""
     request = context.request()
-    reply = await model.complete(request, seed)
+    reply = await attempt.complete(request)
     context.counter.observe(request, reply.prompt_tokens, reply.content, reply.completion_tokens)
-    usage.add(reply)
-    stats.steps += 1
-    progress.stepped(stats.steps)
     return reply
-
-
-async def execute(sandbox: Sandbox, command: str, limits: AgentLimits, run: Trajectory, reply: Reply) -> Output:
-    """Run the model's command; the step goes into the trajectory with what the model will see."""
-    out = await sandbox.execute(command, limits.command_timeout)
-    run.steps.append(Step(step=run.stats.steps, command=command, returncode=out.returncode,
-                              timed_out=out.timed_out, seconds=round(out.seconds, 3),
-                              model_seconds=round(reply.seconds, 3),
-                              output=cut_middle(out.output, limits.observation_chars)))
-    return out
 
 
 def submitted(output: str) -> bool:
@@ -298,41 +236,13 @@ def observation(config: AgentConfig, step: Step, limits: AgentLimits) -> str:
     return config.render("observation", returncode=step.returncode, output=step.output)
 
 
-def tally(stats: AgentStats, usage: Usage, context: Context) -> None:
-    """The attempt's model costs and prompt reuse, into its stats."""
-    stats.prompt_tokens, stats.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-    stats.cached_tokens, stats.model_seconds = usage.cached_tokens, round(usage.seconds, 3)
+def tally(stats: AgentStats, context: Context) -> None:
+    """The conversation's compactions and prompt reuse, into the attempt's stats."""
     stats.compactions = context.compactions
-    stats.reprocessed_steps = usage.reprocessed()
     stats.sent_chars, stats.repeated_chars = context.sent_chars, context.repeated_chars
 
 
-def say(run: Trajectory, context: Context, message: Message) -> None:
+def say(attempt: Attempt, context: Context, message: Message) -> None:
     """A message joins the conversation: whole in the trajectory, appended to the context."""
-    run.messages.append(message)
+    attempt.say(message)
     context.append(message)
-
-
-async def diff(sandbox: Sandbox, base_commit: str) -> str | None:
-    """Everything the agent changed, new files included, against the base commit; None when
-    it is larger than PATCH_CAP."""
-    out = await sandbox.execute(f"git add -A && git -c core.fileMode=false diff --cached {base_commit}", 120,
-                                PATCH_CAP)
-    if out.flooded or out.dropped:
-        return None
-    return out.output if out.returncode == 0 else ""
-
-
-def save(path: Path, run: Trajectory) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(run.model_dump_json(indent=1), encoding="utf-8")
-
-
-def _limit_hit(stats: AgentStats, usage: Usage, limits: AgentLimits, elapsed: float) -> ExitReason | None:
-    if stats.steps >= limits.step_limit:
-        return ExitReason.STEP_LIMIT
-    if usage.prompt_tokens + usage.completion_tokens >= limits.token_budget:
-        return ExitReason.TOKEN_BUDGET
-    if elapsed >= limits.agent_timeout:
-        return ExitReason.TIME_LIMIT
-    return None

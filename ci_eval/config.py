@@ -22,6 +22,7 @@ from ci_eval.machine import MODEL_GB, MOST_WORKERS, gigabytes, model_here, named
 from ci_eval.redact import redact_url
 
 DEFAULT_DATASET = "SWE-bench/SWE-bench_Verified"
+DEFAULT_AGENT = "ci_eval.agent:bash_agent"
 
 # What the time limits allow per agent step when they are not set: a safety net, about three
 # times the step granite4:tiny-h is expected to take on an ubuntu-latest runner (partition's
@@ -138,6 +139,11 @@ class Settings(BaseSettings):
         json_schema_extra=UNHASHED)
     observation_chars: int = Field(3000, ge=200, description="Command output shown to the model, head+tail.")
     agent_config: Path | None = Field(None, description="TOML or YAML of prompts and limits over the packaged ones.")
+    # the agent is a setting, not a code path: ci-eval's own is one user of the seams (docs/usage.md)
+    agent: str = Field(DEFAULT_AGENT, description="The agent, as package.module:factory (the Python seam).")
+    agent_command: str | None = Field(
+        None, description="A shell command run as the agent once per attempt, instead of --agent (the command "
+        "seam: CI_EVAL_TASK, CI_EVAL_EXEC and a counted OPENAI_BASE_URL in its environment).")
     local_model: bool = Field(False, description="Start llama.cpp with Gemma 3 270M (extra: local-model) and use it.")
 
     @field_validator("filter", "image_pattern")
@@ -224,6 +230,10 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json", include=HASHED)
         # The local model listens on a new port each run; the port is not part of what it is.
         data["base_url"] = "local" if self.local_model else redact_url(self.base_url)
+        # ci-eval's own agent is left out: runs made before the seams existed keep their hash
+        for name, default in (("agent", DEFAULT_AGENT), ("agent_command", None)):
+            if data[name] == default:
+                del data[name]
         if self.agent_config is not None:  # what the prompts say, not where the file lay
             content = self.agent_config.read_bytes() if self.agent_config.is_file() else b""
             data["agent_config"] = hashlib.sha256(content).hexdigest()[:16]

@@ -18,15 +18,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ci_eval import __version__, agent, agent_config, llama_server, predictions
-from ci_eval.agent import AgentLimits
+from ci_eval import __version__, agent_config, attempt, llama_server, predictions
 from ci_eval.agent_config import AgentConfig
-from ci_eval.config import Settings, digest
+from ci_eval.attempt import Agent, AgentLimits, Options
+from ci_eval.config import DEFAULT_AGENT, Settings, digest
 from ci_eval.contracts import Manifest, Plan, Record, Status, read_plan
 from ci_eval.errors import InputError, first_error
 from ci_eval.github import in_actions, run_attempt
 from ci_eval.instances import Instance, allowed_images
-from ci_eval.layout import LOCAL_MODEL_LOG, WRITE_PROBE, shard_folder
+from ci_eval.layout import LOCAL_MODEL_LOG, TRAJECTORY, WRITE_PROBE, shard_folder
 from ci_eval.model import RETRIES, OpenAIModel, describe_server
 from ci_eval.partition import run_order, shard_ids
 from ci_eval.planfile import gradable, make_plan
@@ -38,6 +38,7 @@ from ci_eval.sandbox.choose import choose_backend
 from ci_eval.solver import Job, Solver
 
 log = logging.getLogger(__name__)
+COMMAND_AGENT = "ci_eval.command:command_agent"
 
 
 @dataclass
@@ -169,8 +170,17 @@ def solver_for(settings: Settings, prompts: AgentConfig, planned: Sequence[Insta
     if settings.predictions is not None:
         return predictions.solver(predictions.load_predictions(settings.predictions, planned))
     assert model is not None, "the agent needs a model"
-    return agent.solver(agent_limits(settings), model, seed=settings.seed, config=prompts,
-                        network=settings.agent_network == "bridge", config_hash=config_hash)
+    return attempt.solver(agent_for(settings, prompts), agent_limits(settings), model, seed=settings.seed,
+                          network=settings.agent_network == "bridge", config_hash=config_hash, trajectory=TRAJECTORY)
+
+
+def agent_for(settings: Settings, prompts: AgentConfig) -> Agent:
+    """The agent the settings name, made once for the shard: the command seam's when a command is
+    given, else the factory `agent` names (ci-eval's own by default)."""
+    if settings.agent_command is not None and settings.agent != DEFAULT_AGENT:
+        raise InputError("give agent or agent_command, not both: a command is run by the command seam")
+    name = COMMAND_AGENT if settings.agent_command is not None else settings.agent
+    return attempt.load_factory(name)(Options(agent_limits(settings), prompts, settings.agent_command))
 
 
 def _run_shard(settings: Settings, prompts: AgentConfig, made: Plan, index: int, planned: Sequence[Instance],

@@ -1,6 +1,7 @@
 """The seam between the pool and what makes a patch: a Solver gets a job and a backend (to create
 a sandbox of its own, if it needs one) and returns a Solution. Two exist: predictions
-(`predictions.solver`) and the agent (`agent.solver`); the wiring (`shard.py`) picks one."""
+(`predictions.solver`) and an agent (`attempt.solver`, for any agent of the seams); the wiring
+(`shard.py`) picks one."""
 
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_eval.agent import AgentLimits, solve
+from ci_eval.agent import bash_agent
+from ci_eval.attempt import AgentLimits, Attempt, Options, Task
 from ci_eval.agent_config import PACKAGED, AgentConfig
 from ci_eval.config import load_settings
 from ci_eval.contracts import Trajectory
@@ -85,7 +86,11 @@ def attempt(instance_id: str, model: ScriptedModel, trajectory: Path, given: Age
         backend = LocalBackend(FIXTURES / "repos")
         try:
             async with backend.create(instance, network=False) as sandbox:
-                return await solve(instance, sandbox, model, given, 0, trajectory, config)
+                task = Task(instance.instance_id, instance.repo, instance.base_commit, instance.problem_statement,
+                            "/testbed", 0)
+                run = Trajectory(instance_id=instance.instance_id)
+                return await Attempt(task, sandbox, model, given, run).play(bash_agent(Options(given, config)),
+                                                                            trajectory)
         finally:
             await backend.close()
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from ci_eval.agent import ELIDED, Context, TokenCounter, compact, cut_middle, repeated_prefix, solver
+from ci_eval.agent import ELIDED, Context, TokenCounter, bash_agent, compact, repeated_prefix
+from ci_eval.attempt import Options, cut_middle, solver
 from ci_eval.agent_config import PACKAGED
 from ci_eval.cli import main
 from ci_eval.contracts import ModelCall
@@ -402,7 +403,8 @@ def test_a_heartbeat_names_each_running_instance_its_phase_step_and_time(tmp_pat
         show = PlainLog(1, 0, stream)
         beat = asyncio.create_task(heartbeat(show, 0.1))
         try:
-            agent = solver(limits(), model, seed=0, config=PACKAGED, network=False, config_hash="")
+            agent = solver(bash_agent(Options(limits(), PACKAGED)), limits(), model, seed=0, network=False,
+                           config_hash="", trajectory="trajectory.json")
             pool = Pool(backend, agent, ResultStore(tmp_path), tmp_path, Clocks(600, 120), show)
             await pool.run([Job(fixture(CALC_2))])
         finally:
