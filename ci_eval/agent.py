@@ -23,23 +23,27 @@ LOW_WATER = 0.5
 
 
 class TokenCounter:
-    """A hard upper bound on a request's prompt tokens, without the model's tokenizer.
+    """What a request costs in prompt tokens, without the model's tokenizer: learned from the
+    server's own counts.
 
-    A message the server has not counted yet costs at most a token per UTF-8 byte of its text
-    (no byte-level tokenizer makes more, and digits come close: a fixed bytes-per-token guess let
-    40 steps of numeric output pass the window) and _PER_MESSAGE_TOKENS for its chat template.
+    A text the server has not counted yet costs at most a token per UTF-8 byte of its text (no
+    byte-level tokenizer makes more, and digits come close: a fixed bytes-per-token guess let 40
+    steps of numeric output pass the window) and _PER_MESSAGE_TOKENS for its chat template. Each
+    request's reported prompt tokens teach what its texts cost: the texts counted before keep
+    their counts, the rest of the prompt is shared among the new ones by their bytes (copies of
+    one text alike), and a reply costs its own completion tokens and a template. So the texts
+    that travel together (the system prompt and the issue, a reply and the observation after it,
+    the stubs of one compaction) add up to what the server counted, and a compaction that keeps
+    the replies and elides observations knows what it kept, instead of a token a byte for each:
+    at an 8192 window, bytes for everything dropped every earlier exchange at each compaction.
     A request that extends the last one costs what the server counted for that one, plus its new
-    messages; a reply costs at most its own completion tokens. So between compactions the bound
-    is the server's count of all but the newest observation. For a compaction each text keeps
-    bounds of its own: a reply's usage bounds what its request's new messages cost together (the
-    prompt's tokens less what the known messages cost at least, or at most), exact for a message
-    that came alone. A prompt reported smaller than the one it extends is not a count
-    of the whole prompt (Ollama 0.30 counted only the uncached tokens until ollama/ollama#16428):
-    from then on nothing is learned.
+    messages. A prompt reported smaller than the one it extends is not a count of the whole
+    prompt (Ollama 0.30 counted only the uncached tokens until ollama/ollama#16428): from then on
+    nothing more is learned.
     """
 
     def __init__(self) -> None:
-        self.known: dict[str, tuple[int, int]] = {}  # text -> (at least, at most) tokens
+        self.known: dict[str, int] = {}  # text -> tokens, as the server's counts share them out
         self.trusted = True
         self.last: tuple[list[str], int] = ([], 0)  # the last request's texts and prompt tokens
 
@@ -51,7 +55,7 @@ class TokenCounter:
         return sum(map(self.cost, texts))
 
     def cost(self, text: str) -> int:
-        return self.known.get(text, (0, _bound(text)))[1]
+        return self.known.get(text, _bound(text))
 
     def observe(self, messages: list[Message], prompt_tokens: int, reply: str = "", reply_tokens: int = 0) -> None:
         """Learn from a request's reported prompt tokens, and from the reply's own tokens (it
@@ -64,16 +68,16 @@ class TokenCounter:
             return
         self.last = (texts, prompt_tokens)
         new = [t for t in texts if t not in self.known]  # each occurrence: a stub can repeat
-        most = prompt_tokens - sum(self.known[t][0] for t in texts if t in self.known)
-        least = prompt_tokens - sum(self.known[t][1] for t in texts if t in self.known)
-        floors, bounds = sum(map(_floor, new)), sum(map(_bound, new))
-        for text in set(new):  # the others at their least for its most, at their most for its least
-            times = new.count(text)
-            high = math.ceil((most - floors + times * _floor(text)) / times)
-            low = (least - bounds + times * _bound(text)) // times
-            self.known[text] = (max(_floor(text), low), min(_bound(text), max(1, high)))
+        rest = prompt_tokens - sum(self.known[t] for t in texts if t in self.known)
+        weight = sum(len(t.encode()) + 1 for t in new)
+        shares = {text: rest * (len(text.encode()) + 1) // weight for text in new}  # a copy's
+        if new:  # what rounding left goes to the longest, so the shares add up to the count
+            longest = max(new, key=len)
+            shares[longest] += -(-(rest - sum(shares[t] for t in new)) // new.count(longest))
+        for text, share in shares.items():  # never beyond what any text of its bytes can cost
+            self.known[text] = min(_bound(text), max(_floor(text), share))
         if reply and reply_tokens > 0 and reply not in self.known:
-            self.known[reply] = (_floor(reply), min(_bound(reply), reply_tokens + _PER_MESSAGE_TOKENS))
+            self.known[reply] = min(_bound(reply), reply_tokens + _PER_MESSAGE_TOKENS)
 
 
 def _bound(text: str) -> int:
@@ -122,17 +126,17 @@ class Context:
 
 
 def compact(messages: list[Message], target: int, budget: int, counter: TokenCounter) -> list[Message]:
-    """The conversation cut to `target` tokens: the oldest observations are elided first, then
-    the oldest replies, then the oldest elided exchanges dropped whole (their stubs still cost
-    tokens); the system prompt, the issue and the last exchange stay, cut in the middle only
-    when they alone exceed `budget`."""
+    """The conversation cut to `target` tokens: the oldest observations are elided first, while
+    the model's replies stay (they carry its plan: a model that finds its own steps gone starts
+    over), then the oldest elided exchanges are dropped whole (their stubs still cost tokens);
+    the system prompt, the issue and the last exchange stay, cut in the middle only when they
+    alone exceed `budget`."""
     out = [dict(m) for m in messages]
-    for role in ("user", "assistant"):
-        for i in range(2, len(out) - 2):
-            if counter.estimate(out) <= target:
-                return out
-            if out[i]["role"] == role and out[i]["content"] != ELIDED:
-                out[i]["content"] = ELIDED
+    for i in range(2, len(out) - 2):
+        if counter.estimate(out) <= target:
+            return out
+        if out[i]["role"] == "user" and out[i]["content"] != ELIDED:
+            out[i]["content"] = ELIDED
     while counter.estimate(out) > target and len(out) > 4:
         del out[2:4]  # a reply and its observation: the roles still alternate
     while (over := counter.estimate(out) - budget) > 0:

@@ -8,6 +8,7 @@ import itertools
 import json
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from ci_eval.agent import ELIDED, Context, TokenCounter, bash_agent, compact, repeated_prefix
-from ci_eval.attempt import Options, cut_middle, solver
 from ci_eval.agent_config import PACKAGED
+from ci_eval.attempt import Options, cut_middle, solver
 from ci_eval.cli import main
 from ci_eval.contracts import ModelCall
 from ci_eval.model import Usage
@@ -28,7 +29,7 @@ from ci_eval.sandbox.local import LocalBackend
 from ci_eval.shard import run_shard
 from ci_eval.solver import Job
 from tests.conftest import FIXTURES, INSTANCES, ours, resolved, settings
-from tests.openai_server import FIX, replies, serve, shared_tokens, tokens
+from tests.openai_server import FIX, SUBMIT_REPLY, replies, serve, shared_tokens, tokens
 from tests.scripted import ScriptedModel, attempt, dense, fixture, limits
 from tests.test_cli import run
 
@@ -200,7 +201,7 @@ def test_repeated_prefix_counts_what_a_server_could_reuse() -> None:
     assert repeated_prefix(a, [a[0], {"role": "user", "content": "hello there"}]) == len("systemabcuserhello ")
 
 
-def test_the_counter_is_an_upper_bound_that_learns_what_the_server_counted() -> None:
+def test_the_counter_learns_what_the_server_counted() -> None:
     counter = TokenCounter()
     first = [{"role": "system", "content": "s" * 300}, {"role": "user", "content": "i" * 900}]
     assert counter.estimate(first) == 1200 + 16  # unseen text: a token a byte, the most a tokenizer makes
@@ -212,13 +213,42 @@ def test_the_counter_is_an_upper_bound_that_learns_what_the_server_counted() -> 
     counter.observe(grown, 416 + 28 + 2500)
     later = [*grown, {"role": "assistant", "content": "ok"}]
     assert counter.estimate(later) == 2944 + 10  # extends what was counted: exact but for the new
-    compacted = [*first, {"role": "user", "content": output}]  # not an extension: each text's own bound
-    assert 416 + 2500 <= counter.estimate(compacted) <= 1200 + 3000 + 24
-    assert counter.cost(output) >= 2500
+    compacted = [*first, {"role": "user", "content": output}]  # not an extension: each text's own count
+    assert counter.estimate(compacted) == 416 + 2500  # the counts add up to what the server counted
+    assert counter.cost(output) == 2500
     counter.observe(first[:1], 216)  # shorter after a compaction: still a count
     assert counter.trusted
     counter.observe([*first[:1], *grown[2:]], 100)  # shrank while growing: Ollama 0.30 counting uncached only
     assert not counter.trusted and counter.cost("x" * 50) == 58
+
+
+READ_ON = "Let me read more of the code.\n```bash\nseq 100000 101000\n```"
+
+
+def explorer(reads: int) -> Callable[[list[dict[str, str]]], str]:
+    """A model that finds its place in the conversation, as a model does, by its own replies: it
+    reads `reads` times (~7 KB each), then fixes calc-2, then submits."""
+
+    def reply(messages: list[dict[str, str]]) -> str:
+        mine = [m["content"] for m in messages if m["role"] == "assistant"]
+        if FIX in mine:
+            return SUBMIT_REPLY
+        return READ_ON if mine.count(READ_ON) < reads else FIX
+
+    return reply
+
+
+def test_a_model_that_reads_for_24_steps_reaches_its_fix_in_an_8192_window(tmp_path: Path) -> None:
+    """Compactions elide the observations and keep the model's replies, with the stubs and the
+    replies at what the server counted: at a token a byte for each, every compaction dropped the
+    earlier exchanges and this model started over until the step limit, never getting past step 10."""
+    given = limits(context_window=8192)
+    model = ScriptedModel(explorer(24), context_window=8192)
+    done = attempt(CALC_2, model, tmp_path / "trajectory.json", given)
+    assert done.stats.exit_reason == "submitted" and "return hi" in done.patch
+    assert done.stats.steps == 26 and done.stats.compactions >= 2 and model.violations == []
+    for n, request in enumerate(model.requests):  # every reply so far is in each request
+        assert [m["role"] for m in request].count("assistant") == n
 
 
 @pytest.mark.parametrize("usage", [True, False])
