@@ -3,7 +3,6 @@ It is one agent of the Python seam (`attempt.py`), made as any other is."""
 
 from __future__ import annotations
 
-import math
 import re
 
 from ci_eval.agent_config import AgentConfig

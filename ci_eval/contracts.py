@@ -215,6 +215,7 @@ class ExitReason(StrEnum):
     FORMAT_ERRORS = "format_errors"  # too many replies in a row without one command
     PATCH_TOO_LARGE = "patch_too_large"
     INTERRUPTED = "interrupted"  # an exception or a cancellation ended it
+    AGENT_FAILED = "agent_failed"  # an agent command exited with a status other than 0
 
 
 class ErrorInfo(BaseModel):
@@ -304,6 +305,7 @@ class Trajectory(BaseModel):
     usage: ModelUsage = Field(default_factory=ModelUsage)
     steps: list[Step] = Field(default_factory=list)
     messages: list[dict[str, str]] = Field(default_factory=list)
+    agent_returncode: int | None = None  # an agent command's exit status (the command seam)
 
 
 class Record(BaseModel):

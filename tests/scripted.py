@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ci_eval.agent import bash_agent
-from ci_eval.attempt import AgentLimits, Attempt, Options, Task
 from ci_eval.agent_config import PACKAGED, AgentConfig
+from ci_eval.attempt import AgentLimits, Attempt, Options, Task
 from ci_eval.config import load_settings
 from ci_eval.contracts import Trajectory
 from ci_eval.dataset import load_instances
