@@ -302,3 +302,29 @@ def compare_command(reports: tuple[Path, ...], output: Path | None, **flags: Any
         output.write_text(result.report.model_dump_json(indent=1) + "\n", encoding="utf-8")
     click.echo(result.comment, err=True)
     _said(result)
+
+
+@main.command("ab")
+@click.argument("a", type=click.Path(path_type=Path, exists=True))
+@click.argument("b", type=click.Path(path_type=Path, exists=True))
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="False-alarm rate of each direction's test.")
+@click.option("--output", type=click.Path(path_type=Path), help="Write the answer's summary (Markdown) to this file.")
+@friendly
+def ab_command(a: Path, b: Path, alpha: float, output: Path | None) -> None:
+    """Is B better than A? Two runs on the same instances (report.json files or their folders),
+    judged by the paired gate of a pull request's verdict. Exit 0 better, 1 worse, 3 no
+    difference shown, 2 bad input."""
+    from ci_eval.contracts import read_report
+    from ci_eval.layout import REPORT
+    from ci_eval.report.ab import ab
+
+    def report(path: Path) -> Any:
+        return read_report(path / REPORT if path.is_dir() else path)
+
+    answer = ab(report(a), report(b), alpha)
+    write_summary(answer.summary)
+    if output is not None:
+        output.write_text(answer.summary, encoding="utf-8")
+    click.echo(answer.summary.splitlines()[0].lstrip("# "))
+    sys.exit(answer.exit_code)

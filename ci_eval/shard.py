@@ -243,6 +243,8 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str, config: d
             "config_hash": digest(config),
             # what the agent could reach: a run with the network is not comparable with one without
             "agent_network": settings.agent_network if settings.predictions is None else None,
+            # which agent made the patches, when not ci-eval's own: the command, else the factory
+            "agent": settings.agent_command or (settings.agent if settings.agent != DEFAULT_AGENT else None),
         },
         "config": config,
         "shard": {"index": index, "of": made.of, "run_attempt": run_attempt()},

@@ -88,6 +88,7 @@ def context(report: Report) -> str:
     unknown = len(report.no_verdict)
     lines = [f"{code(ident.get('model'))} on {code(ident.get('dataset'))} ({text(ident.get('split'))}), "
              f"{report.shards.of} shard(s), config {code(ident.get('config_hash'))}"
+             + (f", agent {code(ident['agent'])}" if ident.get("agent") else "")
              + (f", **{unknown} without a verdict** (infrastructure failure, too slow, not attempted or unreadable; "
                 "not counted as wrong answers)" if unknown else ""), ""]
     if ident.get("dataset") != OFFICIAL_DATASET or not ident.get("revision"):
