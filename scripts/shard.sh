@@ -19,6 +19,14 @@ if [ -n "${DEADLINE_MINUTES:-}" ] && [ -n "${STARTED:-}" ]; then
   export CI_EVAL_DEADLINE_MINUTES
   echo "deadline: $CI_EVAL_DEADLINE_MINUTES minutes from now"
 fi
+# An agent command runs confined by bubblewrap, through sudo on a runner: install it when one is set.
+if [ -n "${CI_EVAL_AGENT_COMMAND:-}" ] || { [ -n "${CONFIG:-}" ] && grep -Eq '^[[:space:]]*agent_command[[:space:]]*=' "$CONFIG"; }; then
+  if ! command -v bwrap >/dev/null 2>&1; then
+    echo "installing bubblewrap for the agent command"
+    sudo -n apt-get update -qq && sudo -n apt-get install -y -qq bubblewrap >/dev/null \
+      || echo "::warning::could not install bubblewrap: the agent command cannot run confined"
+  fi
+fi
 args=(shard --index "$SHARD_INDEX" --of "$SHARD_COUNT" --output "$OUT")
 if [ -n "${CONFIG:-}" ]; then args+=(--config "$CONFIG"); fi
 if [ -n "${PLAN:-}" ]; then args+=(--plan "$PLAN"); fi

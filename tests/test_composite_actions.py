@@ -176,3 +176,24 @@ def test_the_plan_step_gives_a_shard_count_alone_when_both_are_set(tmp_path: Pat
     env = {**env, "SHARDS": ""}
     subprocess.run(["bash", str(ROOT / "scripts" / "plan.sh")], env=env, check=True, capture_output=True)
     assert "--budget-minutes" in (tmp_path / "args").read_text().split()
+
+
+def test_the_ab_action_answers_from_two_evaluations_reports(tmp_path: Path) -> None:
+    """Two evaluations' reports as their aggregate jobs upload them (A: empty patches, B: the gold
+    ones, both planned from the demo set): the answer is an output, and fail-unless decides the step."""
+    from ci_eval.report.aggregate import aggregate
+    from ci_eval.shard import run_shard
+    from tests.conftest import FIXTURES, settings, write_predictions
+
+    store = Artifacts(tmp_path / "artifacts")
+    empty = write_predictions(tmp_path / "empty.jsonl", {r["instance_id"]: "" for r in rows()})
+    for arm, predictions in (("ab-a", str(empty)), ("ab-b", "gold")):
+        given = settings(tmp_path / arm, predictions=predictions, sandbox="local", repos_dir=FIXTURES / "repos")
+        run_shard(given, 0, 1)
+        aggregate([tmp_path / arm / "out"], store.folder / f"{arm}-report")
+    better = player(tmp_path / "better", store).play(ROOT / "ab" / "action.yml", {"fail-unless": "better"})
+    assert dict(better.steps)["ab"] == "success", better.logs.get("ab")
+    assert better.outputs["answer"] == "better"
+    swapped = player(tmp_path / "swapped", store).play(ROOT / "ab" / "action.yml", {
+        "a-prefix": "ab-b", "b-prefix": "ab-a", "fail-unless": "not-worse"})
+    assert dict(swapped.steps)["ab"] == "failure" and "B is worse than A" in swapped.logs["ab"]

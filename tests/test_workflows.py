@@ -678,7 +678,7 @@ def test_the_actions_python_exists_on_every_ubuntu_runner_image() -> None:
     required = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     lowest = tuple(int(n) for n in required.removeprefix(">=").split("."))
     pythons = [a for a in ACTIONS if "python-version" in yaml.safe_load(a.read_text())["inputs"]]
-    assert len(pythons) == 5  # the shard, plan and aggregate actions install ci-eval, and v1's pass it on
+    assert len(pythons) == 6  # the shard, plan, aggregate and ab actions install ci-eval, and v1's pass it on
     for action in pythons:
         version = yaml.safe_load(action.read_text())["inputs"]["python-version"]["default"]
         numbers = tuple(int(n) for n in version.split("."))
@@ -698,12 +698,15 @@ def readme_workflows(folder: Path) -> list[tuple[Path, dict[Any, Any]]]:
 
 
 def test_the_readmes_workflows_work_as_pasted(tmp_path: Path) -> None:
-    """Linted as workflows; the direct one aggregates after a failed shard; the pull-request one
-    fires on the `eval` label only, and its group is the job's, so a run that skips the job never
-    joins it."""
+    """Linted as workflows; the A/B one gives ab.yml only inputs it has; the direct one aggregates
+    after a failed shard; the pull-request one fires on the `eval` label only, and its group is the
+    job's, so a run that skips the job never joins it."""
     examples = readme_workflows(tmp_path)
-    assert len(examples) == 2
+    assert len(examples) == 3
     assert lint_clean(*(path for path, _ in examples)) == []
+    ab = next(w for _, w in examples if "ab" in w["jobs"])["jobs"]["ab"]  # two agents compared: usage.md
+    declared = yaml.safe_load((ROOT / ".github" / "workflows" / "ab.yml").read_text())[True]["workflow_call"]["inputs"]
+    assert ab["uses"].endswith("/.github/workflows/ab.yml@v2") and set(ab["with"]) <= set(declared)
     direct = next(w for _, w in examples if "aggregate" in w["jobs"])
     assert direct["concurrency"]["group"].startswith("eval-")  # push and schedule only: every run evaluates
     aggregate = direct["jobs"]["aggregate"]
