@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ci_eval.report.aggregate import aggregate
 from ci_eval.shard import run_shard
 from tests.openai_server import FIX, SUBMIT_REPLY, replies, serve
 from tests.test_agent import CALC_2, LOOK, agent_settings, trajectory
@@ -134,8 +135,12 @@ def test_an_unknown_agent_factory_is_one_line(tmp_path: Path) -> None:
         run_shard(agent_settings(tmp_path, server.url, agent="no_such_module:make"), 0, 1)
 
 
-def test_a_python_agent_from_a_factory_runs_on_the_seam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("sandbox", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_a_python_agent_from_a_factory_runs_on_the_seam(sandbox: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        request: pytest.FixtureRequest) -> None:
     """An agent of a dozen lines, written as a user would, in a module of its own."""
+    if sandbox == "docker":
+        request.getfixturevalue("docker_client")
     (tmp_path / "my_agent.py").write_text('''
 from ci_eval.attempt import Attempt, Options
 from ci_eval.contracts import ExitReason
@@ -153,7 +158,7 @@ def make(options: Options):
 ''')
     monkeypatch.syspath_prepend(str(tmp_path))
     with serve(replies(SUBMIT_REPLY)) as server:
-        result = run_shard(agent_settings(tmp_path, server.url, agent="my_agent:make"), 0, 1)
+        result = run_shard(agent_settings(tmp_path, server.url, agent="my_agent:make", sandbox=sandbox), 0, 1)
     record = result.records[(CALC_2, 0)]
     assert record.status == "resolved", record
     assert record.agent.steps == 1 and record.agent.prompt_tokens > 0
@@ -225,3 +230,6 @@ def test_mini_swe_agent_gets_the_verdicts_ci_evals_own_agent_gets(sandbox: str, 
     assert sum(r.agent.steps for r in mini.records.values()) == len(calls) == 2 * len(ids)
     assert sum(r.agent.prompt_tokens for r in mini.records.values()) == sum(tokens(c["messages"]) for c in calls)
     assert all("mswea_bash_command" in c["messages"][0]["content"] for c in calls)  # mini's own prompts
+    report = aggregate([tmp_path / "mini" / "out"], tmp_path / "mini-report").report
+    assert report.usage.prompt_tokens == sum(tokens(c["messages"]) for c in calls)
+    assert report.identity["agent"] == f"{MINI} {MINI_ADAPTER}"
