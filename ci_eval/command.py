@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -117,7 +118,7 @@ async def run(command: str, attempt: Attempt, scratch: Path, url: str, key: str,
         if not waited.done():
             attempt.ended = attempt.ended or ExitReason.TIME_LIMIT
             await end(process, waited)
-        await asyncio.gather(*kept)
+        await asyncio.wait(kept, timeout=GRACE)  # a process that left the group may hold a pipe open
     finally:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -169,6 +170,7 @@ def environment(attempt: Attempt, scratch: Path, url: str, key: str) -> dict[str
             "CI_EVAL_DEADLINE": f"{attempt.deadline:.0f}"}
 
 
+@functools.cache  # the same for every attempt of the process
 def confinement() -> list[str] | None:
     """bubblewrap's command line that confines the agent, or None where it cannot run."""
     if sys.platform != "linux" or not shutil.which("bwrap") or not shutil.which("setpriv"):
