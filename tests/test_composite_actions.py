@@ -4,7 +4,6 @@ a wrong input name, a step output read before its step or an `if:` that never ho
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.composite import Player
-from tests.conftest import INSTANCES, need, rows
+from tests.conftest import need, rows
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = {"CI_EVAL_SANDBOX": "local"}
@@ -67,36 +66,6 @@ def player(root: Path, store: Artifacts, **github: Any) -> Player:
     # The private venv is pip's work (scripts/install.sh); the steps after it use this ci-eval.
     return Player(temp, {**GITHUB, **github}, store.stand_ins(), env=LOCAL,
                   replaced={"install": {"bin": str(installed)}})
-
-
-def test_plan_shard_and_aggregate_actions_play_in_order(tmp_path: Path) -> None:
-    store = Artifacts(tmp_path / "artifacts")
-    planned = player(tmp_path / "plan", store).play(ROOT / "plan" / "action.yml", {
-        "settings": f"dataset = {json.dumps(str(INSTANCES))}", "shards": "2"})
-    assert ("plan", "success") in planned.steps, planned
-    matrix = json.loads(planned.outputs["matrix"])
-    assert len(matrix["include"]) == 2 and planned.outputs["plan-artifact"] == "ci-eval-plan"
-
-    as_file = tmp_path / "ci-eval.toml"
-    as_file.write_text('predictions = "gold"\n')
-    for entry in matrix["include"]:  # settings as a file in the workspace, then as TOML text
-        settings = str(as_file) if entry["index"] == 0 else 'predictions = "gold"'
-        shard = player(tmp_path / f"shard-{entry['index']}", store).play(ROOT / "action.yml", {
-            "shard-index": str(entry["index"]), "shard-count": "2", "plan-artifact": planned.outputs["plan-artifact"],
-            "base-url": "http://127.0.0.1:9/v1", "settings": settings, "free-disk": "false", "retention-days": "7"})
-        ran = dict(shard.steps)
-        assert ran["shard"] == "success", shard.logs.get("shard")
-        assert ran["Start Ollama"] == "skipped" and ran["Fetch this shard's earlier attempt, to resume it"] == "skipped"
-        assert shard.outputs["resolved"] == str(entry["size"]) and shard.outputs["infrastructure-failures"] == "0"
-        assert shard.outputs["artifact"] == f"ci-eval-shard-{entry['index']}-attempt-1"
-    assert store.saved == []  # a base URL: no Ollama, nothing to cache
-    shard_uploads = [u for u in store.uploads if "-shard-" in u["name"]]
-    assert len(shard_uploads) == 2 and {u["retention-days"] for u in shard_uploads} == {"7"}
-
-    report = player(tmp_path / "aggregate", store).play(ROOT / "aggregate" / "action.yml", {"fail-under": "0.5"})
-    ran = dict(report.steps)
-    assert ran["aggregate"] == "success", report.logs.get("aggregate")
-    assert report.outputs["verdict"] == "pass" and report.outputs["resolved"] == str(len(rows()))
 
 
 PUSH = {"event_name": "push", "event": {"repository": {"default_branch": "main"}}}
