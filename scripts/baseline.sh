@@ -26,10 +26,11 @@ fi
 used=()
 for run in $runs; do
   [ "${#used[@]}" -lt "$want" ] || break
-  found=$(gh api "repos/$REPO/actions/runs/$run/artifacts?name=$ARTIFACT" \
-    | jq -r '[.artifacts[] | select(.expired | not)] | length')
-  if [ "$found" -gt 0 ]; then
-    gh run download "$run" --repo "$REPO" --name "$ARTIFACT" --dir "$dir/run-$run"
+  id=$(bash "$(dirname "$0")/newest.sh" "$run")  # the newest attempt's report of that run
+  if [ -n "$id" ]; then
+    mkdir -p "$dir/run-$run"
+    gh api "repos/$REPO/actions/artifacts/$id/zip" > "$dir/run-$run.zip"
+    python3 -m zipfile -e "$dir/run-$run.zip" "$dir/run-$run/" && rm "$dir/run-$run.zip"
     used+=("$run")
   fi
 done

@@ -14,5 +14,7 @@ matrix=$("$EVAL_BIN" "${args[@]}")
 {
   echo "matrix=$matrix"
   echo "dir=$dir"
-  echo "artifact=${PREFIX:-ci-eval}-plan"
+  # One plan a run attempt: "Re-run all jobs" plans again and its shards take that plan, never an
+  # earlier attempt's; "Re-run failed jobs" keeps the plan job's output, attempt 1's name.
+  echo "artifact=${PREFIX:-ci-eval}-plan-attempt-${GITHUB_RUN_ATTEMPT:-1}"
 } >> "$GITHUB_OUTPUT"

@@ -61,7 +61,8 @@ def test_evaluate_runs_plan_shards_and_aggregate_under_act(tmp_path: Path, act_h
     outputs = run.outputs("aggregate")
     assert outputs["verdict"] == "pass" and outputs["resolved"] == str(len(rows())) and outputs["rate"] == "1.0"
     names = sorted(p.name for p in run.artifacts.iterdir())
-    assert names == sorted(["ci-eval-plan", "ci-eval-report", *(f"ci-eval-shard-{i}-attempt-1" for i in range(count))])
+    assert names == sorted(["ci-eval-plan-attempt-1", "ci-eval-report",
+                            *(f"ci-eval-shard-{i}-attempt-1" for i in range(count))])
     report = json.loads(unzipped(run.artifacts, "ci-eval-report", "report.json"))
     assert report["resolve_rate"]["resolved"] == len(rows()) and report["shards"]["of"] == count
     assert "6 of 6 resolved" in unzipped(run.artifacts, "ci-eval-report", "summary.md")

@@ -147,6 +147,19 @@ def test_the_plan_step_gives_a_shard_count_alone_when_both_are_set(tmp_path: Pat
     assert "--budget-minutes" in (tmp_path / "args").read_text().split()
 
 
+def test_each_run_attempt_names_its_own_plan(tmp_path: Path) -> None:
+    """"Re-run all jobs" plans again: its shards must take attempt 2's plan, never attempt 1's."""
+    stub = tmp_path / "ci-eval"
+    stub.write_text('#!/bin/sh\necho "{}"\n')
+    stub.chmod(0o755)
+    for attempt in ("1", "2"):
+        out = tmp_path / f"out-{attempt}"
+        env = {"PATH": os.environ["PATH"], "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(out),
+               "EVAL_BIN": str(stub), "SHARDS": "2", "GITHUB_RUN_ATTEMPT": attempt, "PREFIX": "ab-a"}
+        subprocess.run(["bash", str(ROOT / "scripts" / "plan.sh")], env=env, check=True, capture_output=True)
+        assert f"artifact=ab-a-plan-attempt-{attempt}" in out.read_text().splitlines()
+
+
 def test_the_ab_action_answers_from_two_evaluations_reports(tmp_path: Path) -> None:
     """Two evaluations' reports as their aggregate jobs upload them (A: empty patches, B: the gold
     ones, both planned from the demo set): the answer is an output, and fail-unless decides the step."""

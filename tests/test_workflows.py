@@ -247,7 +247,7 @@ def test_play_the_workflow_locally_with_a_rerun_shard(tmp_path: Path) -> None:
     matrix = json.loads(planner.outputs["plan"]["matrix"])
     assert [(e["index"], e["of"]) for e in matrix["include"]] == [(0, 3), (1, 3), (2, 3)]
     plan_artifact = planner.outputs["plan"]["artifact"]
-    assert plan_artifact == "ci-eval-plan"
+    assert plan_artifact == "ci-eval-plan-attempt-1"  # "Re-run all jobs" plans again: attempt 2's own plan
 
     def fetch_plan(runner: Runner) -> None:  # download-artifact of the plan, by name
         shutil.copytree(Path(planner.outputs["plan"]["dir"]), runner.temp / "ci-eval-plan")
@@ -331,6 +331,13 @@ if args[:2] == ["run", "download"]:
         log.write(json.dumps({"method": "DOWNLOAD", "path": args[2], "body": None, "fields": []}) + "\\n")
     sys.exit(0)
 assert args[0] == "api", args
+if args[1].endswith("/zip"):  # an artifact's archive, as the API sends it: bytes on stdout
+    answers = json.load(open(os.environ["FAKE_GH_ANSWERS"]))
+    artifact = args[1].split("/")[-2]
+    with open(os.environ.get("FAKE_GH_LOG", os.devnull), "a") as log:
+        log.write(json.dumps({"method": "ZIP", "path": artifact, "body": None, "fields": []}) + "\\n")
+    sys.stdout.buffer.write(open(answers[f"zip {artifact}"], "rb").read())
+    sys.exit(0)
 method = args[args.index("-X") + 1] if "-X" in args else "GET"
 path = next(a for a in args[1:] if "/" in a or a == "user")
 body = json.load(sys.stdin) if "--input" in args else None
@@ -391,6 +398,15 @@ def gold_report(tmp_path: Path) -> Path:
     return tmp_path / "gold-report" / "report.json"
 
 
+def zipped(path: Path, archive: Path, text: str | None = None) -> Path:
+    """An artifact's archive holding one report.json (`text` instead of the file, when given)."""
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("report.json", path.read_text() if text is None else text)
+    return archive
+
+
 def test_the_baseline_is_a_history_of_our_own_push_and_schedule_runs(tmp_path: Path) -> None:
     if shutil.which("jq") is None:
         need("jq", "CI_EVAL_REQUIRE_LINTERS", "it is not installed (apt-get install jq)")
@@ -405,17 +421,26 @@ def test_the_baseline_is_a_history_of_our_own_push_and_schedule_runs(tmp_path: P
         {"id": 10, "head_repository": me, "event": "push"},
         {"id": 5, "head_repository": me, "event": "push"},  # beyond baseline-runs
     ]}
-    report = gold_report(tmp_path)
-    live = {"artifacts": [{"expired": False}]}
+    report = zipped(gold_report(tmp_path), tmp_path / "report.zip")
+    stale = zipped(tmp_path / "stale" / "report.json", tmp_path / "stale.zip", "not a report")
+
+    def live(run: int) -> dict[str, Any]:  # run 50 re-ran its aggregate: the newer report has the smaller id
+        again = [{"id": 5000, "created_at": "2026-01-01T10:00:00Z", "expired": False}] if run == 50 else []
+        return {"artifacts": [*again, {"id": run, "created_at": "2026-01-01T11:00:00Z", "expired": False}]}
+
     answers: dict[str, Any] = {RUNS: runs, **{
-        f"repos/me/app/actions/runs/{run}/artifacts?name=ci-eval-report": live for run in (50, 45, 40, 30, 10, 5)},
-        "repos/me/app/actions/runs/15/artifacts?name=ci-eval-report": {"artifacts": [{"expired": True}]},
-        **{f"download {run} ci-eval-report": str(report) for run in (50, 45, 40, 30, 10, 5)}}
+        f"repos/me/app/actions/runs/{run}/artifacts?name=ci-eval-report&per_page=100": live(run)
+        for run in (50, 45, 40, 30, 10, 5)},
+        "repos/me/app/actions/runs/15/artifacts?name=ci-eval-report&per_page=100":
+            {"artifacts": [{"id": 15, "created_at": "2026-01-01T11:00:00Z", "expired": True}]},
+        **{f"zip {run}": str(report) for run in (50, 45, 40, 30, 10, 5)}, "zip 5000": str(stale)}
     done, runner = play_baseline(tmp_path / "found", answers, runs="3")
     assert done.returncode == 0, done.stdout + done.stderr
     outputs = runner.outputs["find"]
     assert outputs["run-ids"] == "50 40 10"
     assert sorted(p.name for p in Path(outputs["reports"]).iterdir()) == ["run-10", "run-40", "run-50"]
+    # each run's newest report by created_at (the re-run's), not its largest id
+    assert json.loads((Path(outputs["reports"]) / "run-50" / "report.json").read_text())["resolve_rate"]
 
     # The same history draws the plan action's sample, and judges the aggregate.
     planner = play_baseline(tmp_path / "plan", answers, runs="3", action=ROOT / "plan" / "action.yml")[1]
@@ -787,35 +812,44 @@ def test_callers_grant_what_the_reusable_workflow_asks(tmp_path: Path) -> None:
 
 
 def test_the_comment_action_posts_the_report_and_tells_a_fork_where_to_look(tmp_path: Path) -> None:
+    """The report read is the run's newest by created_at (a re-run's aggregate left a second one,
+    with the smaller id here), or the one named by artifact-id."""
     if shutil.which("jq") is None:
         need("jq", "CI_EVAL_REQUIRE_LINTERS", "it is not installed (apt-get install jq)")
     from tests.composite import Player
 
-    store = tmp_path / "artifacts" / "ci-eval-report"
-    store.mkdir(parents=True)
-    (store / "comment.md").write_text("## ✅ pass — ci-eval: 6 of 6 resolved\n")
+    for artifact, said in (("10", "## ✅ pass — ci-eval: 6 of 6 resolved\n"), ("11", "## stale: attempt 1\n")):
+        (tmp_path / "artifacts" / artifact).mkdir(parents=True)
+        (tmp_path / "artifacts" / artifact / "comment.md").write_text(said)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     executable(bin_dir / "gh", FAKE_GH)
     log, answers = tmp_path / "calls.jsonl", tmp_path / "answers.json"
-    answers.write_text(json.dumps({"repos/me/app/issues/7/comments?per_page=100": []}))
+    answers.write_text(json.dumps({
+        "repos/me/app/issues/7/comments?per_page=100": [],
+        "repos/me/app/actions/runs/9/artifacts?name=ci-eval-report&per_page=100": {"artifacts": [
+            {"id": 11, "created_at": "2026-01-01T10:00:00Z", "expired": False},
+            {"id": 10, "created_at": "2026-01-01T11:00:00Z", "expired": False}]}}))
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_GH_ANSWERS": str(answers), "FAKE_GH_LOG": str(log)}
 
     def download(given: dict[str, str]) -> dict[str, str]:
-        shutil.copytree(tmp_path / "artifacts" / given["name"], given["path"], dirs_exist_ok=True)
+        assert "name" not in given  # by id: a name would take the largest id
+        shutil.copytree(tmp_path / "artifacts" / given["artifact-ids"], given["path"], dirs_exist_ok=True)
         return {}
 
-    for n, fork in enumerate((False, True)):
+    for n, (fork, named) in enumerate(((False, ""), (True, ""), (False, "11"))):
         temp = tmp_path / f"temp-{n}"
         temp.mkdir()
         played = Player(temp, _pull_request("labeled", "eval", ("eval",), fork=fork) | {"run_id": "9", "token": "t"},
-                        {"actions/download-artifact": download}, env=env).play(ROOT / "comment" / "action.yml", {})
+                        {"actions/download-artifact": download}, env=env).play(ROOT / "comment" / "action.yml",
+                                                                               {"artifact-id": named})
         assert dict(played.steps)["comment"] == "success", played.logs
         if fork:
             assert "gets no comment" in played.logs["comment"] and "actions/runs/" in played.logs["comment"]
     posts = [json.loads(line) for line in log.read_text().splitlines() if json.loads(line)["method"] == "POST"]
-    assert [p["path"] for p in posts] == ["repos/me/app/issues/7/comments"]  # the fork's run posted nothing
+    assert [p["path"] for p in posts] == ["repos/me/app/issues/7/comments"] * 2  # the fork's run posted nothing
     assert posts[0]["body"]["body"] == "<!-- ci-eval:ci-eval -->\n## ✅ pass — ci-eval: 6 of 6 resolved"
+    assert posts[1]["body"]["body"] == "<!-- ci-eval:ci-eval -->\n## stale: attempt 1"  # as named
 
 
 def git(cwd: Path, *args: str) -> str:
