@@ -70,8 +70,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def artifact_proxy(upstream: str) -> Iterator[str]:
-    """The loopback proxy in front of act's artifact server; yields its URL."""
+def artifact_proxy(upstream: str, created: list[dict[str, Any]]) -> Iterator[str]:
+    """The loopback proxy in front of act's artifact server; yields its URL. Every artifact's
+    creation request (its name, its expiry) goes into `created`."""
     port = free_port()
     mine = f"http://127.0.0.1:{port}"
 
@@ -87,6 +88,7 @@ def artifact_proxy(upstream: str) -> Iterator[str]:
                      for k, v in urllib.parse.parse_qsl(url.query, keep_blank_values=True)]
             if body and url.path.endswith("/CreateArtifact"):
                 fields = json.loads(body)
+                created.append(dict(fields))
                 fields.pop("mime_type", None)
                 body = json.dumps(fields).encode()
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
@@ -125,6 +127,7 @@ class Run:
     log: str
     artifacts: Path  # one folder per artifact, each holding its zip
     gh_calls: str
+    created: list[dict[str, Any]]  # each artifact's CreateArtifact request, as upload-artifact sent it
 
     def job_ended(self, job: str) -> str:
         """'succeeded' or 'failed', as act's log says for the job (its name as act shows it)."""
@@ -168,7 +171,8 @@ def play(repo: Path, event: str, payload: dict[str, Any], home: Path, timeout: f
     port = free_port()
     local = [arg for pin, tree in pins().items() for arg in ("--local-repository", f"{pin}={tree}")]
     calls = home / "gh-calls.txt"
-    with artifact_proxy(f"http://127.0.0.1:{port}") as proxy:
+    created: list[dict[str, Any]] = []
+    with artifact_proxy(f"http://127.0.0.1:{port}", created) as proxy:
         env = {**os.environ, "HOME": str(home), "ACTIONS_RUNTIME_URL": proxy, "GH_CALLS": str(calls),
                "PATH": f"{stand_ins}{os.pathsep}{os.environ['PATH']}",
                "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))}
@@ -183,4 +187,4 @@ def play(repo: Path, event: str, payload: dict[str, Any], home: Path, timeout: f
              "--env", "GITHUB_WORKFLOW_REF=me/app/.github/workflows/eval.yml@refs/heads/main"],
             cwd=repo, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     return Run(done.returncode, done.stdout + done.stderr, artifacts / "1",
-               calls.read_text() if calls.exists() else "")
+               calls.read_text() if calls.exists() else "", created)

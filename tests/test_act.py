@@ -49,7 +49,8 @@ def test_evaluate_runs_plan_shards_and_aggregate_under_act(tmp_path: Path, act_h
     """With shards set, budget-minutes keeps its default: the plan step must pass --of alone
     (with both, ci-eval plan refuses and the first job fails, as it would on GitHub)."""
     repo = caller_repo(tmp_path / "app", (ROOT / ".github" / "workflows" / "evaluate.yml").read_text())
-    inputs = {"shards": shards, "settings": SETTINGS, "base-url": FAKE_SERVER}
+    inputs = {"shards": shards, "settings": SETTINGS, "base-url": FAKE_SERVER,
+              "shard-retention-days": "3" if shards else "", "report-retention-days": "90" if shards else ""}
     run = play(repo, "workflow_dispatch", {"inputs": inputs}, act_home)
     assert run.returncode == 0, run.log[-4000:]
     matrix = json.loads(run.outputs("plan")["matrix"])
@@ -66,6 +67,17 @@ def test_evaluate_runs_plan_shards_and_aggregate_under_act(tmp_path: Path, act_h
     report = json.loads(unzipped(run.artifacts, "ci-eval-report", "report.json"))
     assert report["resolve_rate"]["resolved"] == len(rows()) and report["shards"]["of"] == count
     assert "6 of 6 resolved" in unzipped(run.artifacts, "ci-eval-report", "summary.md")
+    expiry = {c["name"]: c.get("expires_at") for c in run.created}  # the retention each upload asked
+    if shards:  # a private repository keeps reports longer than shards, without its own setting
+        assert days_left(expiry["ci-eval-shard-0-attempt-1"]) == 3 and days_left(expiry["ci-eval-report"]) == 90
+    else:
+        assert expiry["ci-eval-report"] is None  # the repository's setting
+
+
+def days_left(expires: str) -> int:
+    from datetime import UTC, datetime
+
+    return round((datetime.fromisoformat(expires.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds() / 86400)
 
 
 def readme_pull_request_example() -> str:
