@@ -74,7 +74,8 @@ def test_evaluate_runs_plan_shards_and_aggregate_under_act(tmp_path: Path, act_h
         assert expiry["ci-eval-report"] is None  # the repository's setting
 
 
-def days_left(expires: str) -> int:
+def days_left(expires: str | None) -> int:
+    assert expires is not None, "no retention was asked for"
     from datetime import UTC, datetime
 
     return round((datetime.fromisoformat(expires.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds() / 86400)
