@@ -20,6 +20,11 @@ case "$on_inconclusive" in warn | fail) ;; *) echo "::error title=ci-eval::on-in
 args+=(--on-inconclusive "$on_inconclusive")
 status=0
 "$EVAL_BIN" "${args[@]}" || status=$?
+# A fork's pull request gets no comment (the comment job needs a write token it never has): say
+# here, in the job every run has, where its verdict is.
+if [ -n "${HEAD_REPO:-}" ] && [ "$HEAD_REPO" != "${REPO:-}" ]; then
+  echo "::notice title=ci-eval::a pull request from a fork gets no comment (its token is read-only): the verdict is in this run's job summary, ${GITHUB_SERVER_URL:-https://github.com}/${REPO:-}/actions/runs/${GITHUB_RUN_ID:-}"
+fi
 # 3: inconclusive for lack of data; 4: because the run lost verdicts (not significantly more than
 # its baseline: significantly more is a regression, exit 1, whatever on-inconclusive says).
 if { [ "$status" -eq 3 ] || [ "$status" -eq 4 ]; } && [ "$on_inconclusive" = "warn" ]; then

@@ -179,3 +179,18 @@ def test_the_ab_action_answers_from_two_evaluations_reports(tmp_path: Path) -> N
     swapped = player(tmp_path / "swapped", store).play(ROOT / "ab" / "action.yml", {
         "a-prefix": "ab-b", "b-prefix": "ab-a", "fail-unless": "not-worse"})
     assert dict(swapped.steps)["ab"] == "failure" and "B is worse than A" in swapped.logs["ab"]
+
+
+@pytest.mark.parametrize(("head", "notice"), [("mallory/app", True), ("me/app", False), ("", False)])
+def test_the_aggregate_step_tells_a_forks_pull_request_where_its_verdict_is(tmp_path: Path, head: str,
+                                                                            notice: bool) -> None:
+    """The comment job never runs for a fork (its token cannot write): the aggregate job says it."""
+    stub = tmp_path / "ci-eval"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "RUNNER_TEMP": str(tmp_path), "EVAL_BIN": str(stub), "REPO": "me/app",
+           "HEAD_REPO": head, "GITHUB_RUN_ID": "9"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "aggregate.sh")], env=env, capture_output=True, text=True,
+                          check=True)
+    said = "::notice title=ci-eval::a pull request from a fork gets no comment"
+    assert (said in done.stdout) == notice and ("/me/app/actions/runs/9" in done.stdout) == notice
