@@ -15,6 +15,13 @@ what=$1 tag=$2 repo=$3
 [[ $tag =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "::error::$tag is not a vX.Y.Z tag"; exit 1; }
 major=${tag%%.*}
 placeholder="org/ci-eval"
+release_subject="Release $tag: the references name $repo"
+# Publishing with a token that may start workflows moves the tag, and the moved tag starts this
+# workflow again: its commit is then the release commit itself, and nothing is left to do.
+if [ "$(git log -1 --format=%s "$tag^{commit}" 2>/dev/null || true)" = "$release_subject" ]; then
+  echo "$tag is already the release commit: nothing to do"
+  exit 0
+fi
 references() { grep -rnoE "uses: +[A-Za-z0-9_.-]+/(ci-eval|${repo#*/})(/[A-Za-z0-9_./-]+)?@[A-Za-z0-9_.-]+" "${@:-.github}" README.md docs; }
 name_repo() { [ "$repo" = "$placeholder" ] || references "$@" | cut -d: -f1 | sort -u | xargs -r sed -i -E "s#(uses: +)$placeholder([/@])#\1$repo\2#g"; }
 bot=(-c user.name="github-actions[bot]" -c user.email="41898282+github-actions[bot]@users.noreply.github.com")
@@ -33,7 +40,7 @@ case $what in
     git checkout --quiet --detach "$tag^{commit}"
     name_repo .github
     if ! git diff --quiet; then
-      git "${bot[@]}" commit --quiet -am "Release $tag: the references name $repo"
+      git "${bot[@]}" commit --quiet -am "$release_subject"
     fi
     sha=$(git rev-parse HEAD)
     refs=("$sha:refs/tags/$tag" "$sha:refs/tags/$major")

@@ -915,6 +915,12 @@ def test_a_release_names_its_repository_and_moves_both_tags_to_a_commit(tmp_path
     assert git(remote, "show", f"{v1}:aggregate/action.yml") == git(remote, "show", f"{v2}:aggregate/action.yml")
     git(tree, "checkout", "-q", "main")
     assert release("check", "v2.0.0", "acme/evals", remote=remote).returncode == 0  # and it checks again
+    # The moved tag starts the release workflow again, on the release commit: it ends at once
+    git(tree, "fetch", "-q", "-f", str(remote), "refs/tags/*:refs/tags/*")
+    again = release("publish", "v2.0.0", "acme/evals", remote=remote)
+    assert again.returncode == 0 and "already the release commit" in again.stdout
+    assert git(remote, "rev-parse", "v1") == v1 and git(remote, "rev-parse", "v2") == v2  # nothing moved
+    git(tree, "tag", "-f", "-a", "v2.0.0", "-m", "v2.0.0", "main")
 
     refusing = tmp_path / "refusing.git"
     git(tmp_path, "init", "-q", "--bare", str(refusing))
