@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     image_pattern: str | None = Field(None, description="A regular expression every instance's image must match "
                                       "[the official swebench/ namespace and the bundled demo's].",
                                       json_schema_extra=place("select", hashed=False))
+    # where the images come from: another build of the environments is another run
+    image_template: str | None = Field(
+        None, description="Each instance's image from another registry: a reference with {instance_id} "
+        "(e.g. ghcr.io/epoch-research/swe-bench.eval.x86_64.{instance_id}:latest); only its images may run.",
+        json_schema_extra=place("select"))
     # where the history lay: what it chose is in the plan
     sample_from: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Baseline reports (files or folders, repeatable): draw --sample-size "
@@ -230,8 +235,8 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json", include=HASHED)
         # The local model listens on a new port each run; the port is not part of what it is.
         data["base_url"] = "local" if self.local_model else redact_url(self.base_url)
-        # ci-eval's own agent is left out: runs made before the seams existed keep their hash
-        for name, default in (("agent", DEFAULT_AGENT), ("agent_command", None)):
+        # settings at their default that came later are left out: earlier runs keep their hash
+        for name, default in (("agent", DEFAULT_AGENT), ("agent_command", None), ("image_template", None)):
             if data[name] == default:
                 del data[name]
         if self.agent_config is not None:  # what the prompts say, not where the file lay

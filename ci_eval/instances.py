@@ -52,17 +52,41 @@ OFFICIAL_IMAGES = (r"(?:docker\.io/)?swebench/sweb\.eval\.[a-z0-9_]+\.[a-z0-9_.-
                    r"|ci-eval-fixtures/[a-z0-9_.-]+(?::[\w][\w.-]*)?")
 
 
-def allowed_images(instances: Sequence[Instance], pattern: str | None) -> None:
-    """Every instance's image matches `pattern` (the official namespace by default), or one line:
-    a dataset row picks the image its tests run in, so a row is not trusted to pick any."""
-    rule = re.compile(pattern or OFFICIAL_IMAGES)
+def allowed_images(instances: Sequence[Instance], pattern: str | None, template: str | None = None) -> None:
+    """Every instance's image matches `pattern`, else what `template` makes, else the official
+    namespace, or one line: a dataset row (or a plan file) picks the image its tests run in, so a
+    row is not trusted to pick any."""
+    rule = re.compile(pattern or (templated(template) if template else OFFICIAL_IMAGES))
     outside = [i for i in instances if not rule.fullmatch(i.image)]
     if outside:
         first = outside[0]
-        raise InputError(f"{len(outside)} instance(s) name an image outside "
-                         f"{'--image-pattern' if pattern else 'the official swebench/ namespace'} "
+        where = "--image-pattern" if pattern else "--image-template's registry" if template else \
+            "the official swebench/ namespace"
+        raise InputError(f"{len(outside)} instance(s) name an image outside {where} "
                          f"({first.instance_id}: {first.image[:80]!r}); pass --image-pattern REGEX to allow "
                          "the images of your own dataset")
+
+
+def with_image_template(instances: Sequence[Instance], template: str | None) -> list[Instance]:
+    """Each instance's image from another registry: `template` with {instance_id} filled in
+    (Epoch AI's re-layered images: ghcr.io/epoch-research/swe-bench.eval.x86_64.{instance_id}:latest)."""
+    if not template:
+        return list(instances)
+    return [i.model_copy(update={"image": image_for(template, i.instance_id)}) for i in instances]
+
+
+def image_for(template: str, instance_id: str) -> str:
+    image = template.replace("{instance_id}", instance_id.lower())
+    if not IMAGE_REFERENCE.fullmatch(image):
+        raise InputError(f"--image-template makes {image[:80]!r} for {instance_id}, which is not a Docker image "
+                         "reference (registry/name:tag, lower case)")
+    return image
+
+
+def templated(template: str) -> str:
+    """The images a template can make: its text, with an instance id where {instance_id} stands."""
+    head, _, tail = template.partition("{instance_id}")
+    return re.escape(head) + r"[a-z0-9_.-]+" + re.escape(tail)
 
 
 def classic_image(instance_id: str) -> str:

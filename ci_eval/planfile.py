@@ -13,7 +13,7 @@ from ci_eval.contracts import Plan, SampleDesign
 from ci_eval.dataset import load_instances
 from ci_eval.errors import InputError
 from ci_eval.history import frequencies, load_history
-from ci_eval.instances import Instance, allowed_images, fingerprint, select, subset
+from ci_eval.instances import Instance, allowed_images, fingerprint, select, subset, with_image_template
 from ci_eval.partition import (
     SHARD_SETUP_MINUTES,
     balance,
@@ -35,10 +35,12 @@ FITTING_BUDGET = 300  # minutes a shard is planned for when it must fit that lim
 def make_plan(settings: Settings, of: int | None, timings: Path | None = None,
               budget_minutes: float | None = None) -> Plan:
     """`of` shards, or with `budget_minutes` the fewest expected to end in time."""
-    dataset = load_instances(settings.dataset, settings.split, settings.revision)
+    # the images are part of the data: the fingerprint (like with like in a comparison) covers them
+    dataset = with_image_template(load_instances(settings.dataset, settings.split, settings.revision),
+                                  settings.image_template)
     chosen, design = choose(dataset, settings)
     gradable(chosen)  # here, in the plan job, not after every shard has installed Ollama and the model
-    allowed_images(chosen, settings.image_pattern)
+    allowed_images(chosen, settings.image_pattern, settings.image_template)
     most = min(len(chosen), MATRIX_LIMIT)
     slots = priced_slots(settings)
     step = machine.step_seconds(machine.named(settings.machine), slots)

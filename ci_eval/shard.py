@@ -83,7 +83,8 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
     family = {iid: inst.family for iid, inst in by_id.items()}
     planned = [by_id[iid] for iid in run_order(shard_ids(made.shards, index), made.costs, family)]
     gradable(planned)  # a plan file made by an older ci-eval may hold rows that cannot be graded
-    allowed_images(planned, settings.image_pattern)  # a plan file is an artifact: its rows are checked again
+    # a plan file is an artifact: its rows are checked again
+    allowed_images(planned, settings.image_pattern, settings.image_template)
     prompts = agent_config.PACKAGED if settings.agent_config is None else agent_config.load(settings.agent_config)
     folder = settings.output or shard_folder(index)
     writable(folder)

@@ -155,3 +155,27 @@ def test_a_rows_image_is_a_docker_reference_in_the_allowed_namespace(tmp_path: P
     assert plan("evil.example/x:latest", "--image-pattern", r"evil\.example/.*").exit_code == 0
     assert plan("swebench/sweb.eval.x86_64.django_1776_django-11099:latest").exit_code == 0
     assert plan("ci-eval-fixtures/calc:1.0").exit_code == 0  # the bundled demo's own
+
+
+def test_an_image_template_names_every_image_and_is_their_allow_list(tmp_path: Path) -> None:
+    from ci_eval.planfile import make_plan
+    from ci_eval.shard import run_shard
+    from tests.conftest import settings
+
+    template = "ghcr.io/epoch-research/swe-bench.eval.x86_64.{instance_id}:latest"
+    given = settings(tmp_path, image_template=template, predictions="gold", sandbox="local")
+    plan = make_plan(given, 1)
+    assert {i.image for i in plan.instances} == {
+        f"ghcr.io/epoch-research/swe-bench.eval.x86_64.{i.instance_id}:latest" for i in plan.instances}
+    assert given.config_hash() != settings(tmp_path, predictions="gold", sandbox="local").config_hash()
+    # other images, other data: a baseline made with the official images is set aside, not compared
+    assert plan.dataset_fingerprint != make_plan(settings(tmp_path), 1).dataset_fingerprint
+    assert "image_template" not in settings(tmp_path).hashed()  # unset: earlier runs keep their hash
+    forged = plan.model_copy(update={"instances": [plan.instances[0].model_copy(
+        update={"image": "ghcr.io/mallory/anything:latest"}), *plan.instances[1:]]})
+    path = tmp_path / "plan.json"
+    path.write_text(forged.model_dump_json())
+    with pytest.raises(InputError, match="outside --image-template's registry"):
+        run_shard(given, 0, plan_file=path)
+    with pytest.raises(InputError, match="not a Docker image reference"):
+        make_plan(settings(tmp_path, image_template="Not An Image/{instance_id}"), 1)

@@ -192,3 +192,25 @@ def test_prune_images_frees_each_image_after_its_last_use(docker_client: Any, tm
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(image)
     docker_client.images.get("ci-eval-fixtures/calc:1.0")  # another name for the same layers stays
+
+
+def test_an_image_template_pulls_each_instance_from_another_registry(docker_client: Any, registry: str,
+                                                                      tmp_path: Path) -> None:
+    """The dataset's rows name the official images; --image-template maps each instance to its
+    image in a registry of one's own (as Epoch AI's on ghcr.io), pulled from there, and only
+    that registry's images may run."""
+    row = rows()[1]
+    image = f"{registry}/mirror/sweb.eval.{row['instance_id']}:latest"
+    docker_client.images.get(row["image"]).tag(image)
+    for line in docker_client.images.push(image, stream=True, decode=True):
+        assert "error" not in line, line
+    docker_client.images.remove(image)
+    template = f"{registry}/mirror/sweb.eval.{{instance_id}}:latest"
+    try:
+        since = int(time.time()) - 1
+        done = run_shard(settings(tmp_path / "a", instance_ids=[row["instance_id"]], predictions="gold",
+                                  sandbox="docker", image_template=template), 0, 1)
+        assert [r.status for r in done.records.values()] == ["resolved"]
+        assert [e["id"] for e in pulls_since(docker_client, since)] == [image]
+    finally:
+        docker_client.images.remove(image)
