@@ -297,6 +297,11 @@ def compare_command(reports: tuple[Path, ...], output: Path | None, **flags: Any
     if len(reports) < 2:
         raise InputError("give the baseline report(s), then the report to judge: ci-eval compare BASE... NEW")
     (history, _), new = load_history(reports[:-1]), read_report(reports[-1])  # each set aside is logged
+    other = sorted({str(r.identity.get("config_hash")) for r in history} - {str(new.identity.get("config_hash"))})
+    if other:  # a pull request's change is one; say it, so that an unintended one is seen
+        click.echo(f"ci-eval: note: the baseline run(s) have config hash {', '.join(other)}, this run "
+                   f"{new.identity.get('config_hash')}: a setting of the run differs (the model, the agent, its "
+                   "prompts or limits, the dataset); the verdict says what that difference did", err=True)
     result = judge(history, new, _gate(flags))
     if output is not None:
         output.write_text(result.report.model_dump_json(indent=1) + "\n", encoding="utf-8")

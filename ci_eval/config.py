@@ -239,6 +239,9 @@ class Settings(BaseSettings):
         for name, default in (("agent", DEFAULT_AGENT), ("agent_command", None), ("image_template", None)):
             if data[name] == default:
                 del data[name]
+        dataset = Path(self.dataset)
+        if dataset.is_file():  # what the file holds, however it was named (relative, absolute, elsewhere)
+            data["dataset"] = "file:" + hashlib.sha256(dataset.read_bytes()).hexdigest()[:16]
         if self.agent_config is not None:  # what the prompts say, not where the file lay
             content = self.agent_config.read_bytes() if self.agent_config.is_file() else b""
             data["agent_config"] = hashlib.sha256(content).hexdigest()[:16]

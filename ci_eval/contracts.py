@@ -131,6 +131,10 @@ def same_run(a: Manifest, b: Manifest, where_a: object, where_b: object) -> None
     """The one check that two shards belong to one run: same identity, same plan."""
     for key in sorted(set(a.identity) | set(b.identity)):
         va, vb = a.identity.get(key), b.identity.get(key)
+        if va != vb and key == "config_hash":  # name the setting: a hash alone says nothing to act on
+            names = sorted(n for n in set(a.config) | set(b.config) if a.config.get(n) != b.config.get(n))
+            if names:
+                key, va, vb = f"setting {names[0]}", a.config.get(names[0]), b.config.get(names[0])
         if va != vb:
             raise InputError(f"shards are from different runs: {key} is {va!r} in {where_a} but {vb!r} in {where_b}; "
                              "aggregate the shards of one configuration at a time")

@@ -37,11 +37,12 @@ def record(iid: str, status: str, sample: int = 0, seconds: float = 10.0) -> Rec
 
 
 def shard(folder: Path, index: int, statuses: list[str], attempt: int = 1, identity: dict[str, Any] | None = None,
-          plan: list[list[str]] = PLAN, samples: int = 1, extra: list[Record] = ()) -> Path:  # type: ignore[assignment]
+          plan: list[list[str]] = PLAN, samples: int = 1, extra: list[Record] = (),  # type: ignore[assignment]
+          config: dict[str, Any] | None = None) -> Path:
     folder.mkdir(parents=True)
     manifest = {"schema": 1, "identity": identity or IDENTITY, "shard": {"index": index, "of": len(plan),
                 "run_attempt": attempt}, "planned": plan[index], "plan": plan, "samples": samples,
-                "written_at": now()}
+                "written_at": now(), "config": config or {}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     records = [record(iid, status, s) for iid, status in zip(plan[index], statuses, strict=False)
                for s in range(samples)]
@@ -146,6 +147,16 @@ def test_mismatched_identity_is_refused(tmp_path: Path) -> None:
         aggregate([root], tmp_path / "r")
 
 
+
+def test_shards_of_two_configurations_are_refused_naming_the_setting(tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    per_artifact(root, 0, STATUSES, config={"step_limit": 40, "model": "m"})
+    per_artifact(root, 1, STATUSES, identity={**IDENTITY, "config_hash": "other"},
+                 config={"step_limit": 60, "model": "m"})
+    with pytest.raises(InputError, match=r"setting step_limit is 40 in .* but 60 in"):
+        aggregate([root], tmp_path / "r")
+
+
 @pytest.mark.parametrize("layout", ["per-artifact", "merged"])
 def test_rerun_keeps_newest_attempt_of_rerun_shard_only(tmp_path: Path, layout: str) -> None:
     root = tmp_path / "artifacts"
@@ -219,6 +230,12 @@ def test_cli_exit_codes_and_compare(tmp_path: Path) -> None:
     # baseline run judged them, so they cannot decide it: a pass
     assert shown.returncode == 0 and "66.7% → 66.7% on the 9 instances both sides judged" in shown.stdout
     assert "verdict: pass" in shown.stdout
+    assert "baseline run(s) have config hash" not in shown.stderr  # one configuration: nothing to note
+    report = json.loads((tmp_path / "ra" / "report.json").read_text())
+    report["identity"]["config_hash"] = "0123456789abcdef"
+    (tmp_path / "other.json").write_text(json.dumps(report))
+    noted = cli("compare", str(tmp_path / "other.json"), str(tmp_path / "ra" / "report.json"))
+    assert noted.returncode == 0 and "baseline run(s) have config hash 0123456789abcdef" in noted.stderr
 
 
 def test_wilson_interval_and_pass_at_k_match_their_textbook_values() -> None:

@@ -89,8 +89,10 @@ def test_an_attempt_cut_by_the_clock_is_neither_a_pass_nor_a_regression(tmp_path
 
 
 def test_a_shard_past_its_deadline_keeps_what_finished_and_resumes_the_rest(tmp_path: Path) -> None:
-    """One instance's model hangs past --deadline-minutes: the others finish and are kept, the hung
-    one is stopped and recorded as not attempted, the shard exits 1; the next run does only it."""
+    """One instance's model hangs past --deadline-minutes: what finished before the deadline is
+    kept, the hung one and any the deadline stopped are recorded as not attempted, the shard exits
+    1; the next run does only those. How many of the others finish in 18 s is the machine's speed:
+    the test holds for any number of them."""
     stuck = next(r for r in rows() if r["instance_id"] == CALC_2)["problem_statement"]
     release = threading.Event()
 
@@ -106,23 +108,27 @@ def test_a_shard_past_its_deadline_keeps_what_finished_and_resumes_the_rest(tmp_
                "--base-url", server.url, "--model", "scripted", "--workers", "2",
                "--deadline-minutes", "0.3"]
         began = time.monotonic()
-        first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         took = time.monotonic() - began
         release.set()  # the server answers again: the re-run (same server, same identity) resumes
         lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-        again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert first.returncode == 1 and "1 instance(s) not done: --deadline-minutes passed" in first.stderr, first.stderr
-    assert took < 0.3 * 60 + 30  # it stopped at the deadline, not at the hung request's end
+        again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     by_id = {line["instance_id"]: line for line in lines}
-    assert len(lines) == 6 and by_id[CALC_2]["status"] == "not_attempted"
-    assert by_id[CALC_2]["error"]["kind"] == "deadline"
-    assert all(line["status"] == "empty_patch" for iid, line in by_id.items() if iid != CALC_2)
+    stopped = sorted(iid for iid, line in by_id.items() if line["status"] == "not_attempted")
+    assert len(lines) == 6 and CALC_2 in stopped
+    assert all(by_id[iid]["error"]["kind"] == "deadline" for iid in stopped)
+    assert all(line["status"] == "empty_patch" for iid, line in by_id.items() if iid not in stopped)
+    assert first.returncode == 1, first.stderr
+    assert f"{len(stopped)} instance(s) not done: --deadline-minutes passed" in first.stderr, first.stderr
+    assert took < 100  # it stopped at the deadline, not at the hung request's end (120 s)
 
     assert again.returncode == 0, again.stderr
-    assert "6 instances, 1 to run" in again.stderr
+    assert f"6 instances, {len(stopped)} to run" in again.stderr
     lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len(lines) == 7 and lines[-1]["instance_id"] == CALC_2 and lines[-1]["status"] == "empty_patch"
-    assert lines[-1]["attempt"] == 1  # a deadline does not use up an attempt
+    resumed = lines[6:]
+    assert sorted(line["instance_id"] for line in resumed) == stopped
+    # a deadline uses up no attempt
+    assert all(line["status"] == "empty_patch" and line["attempt"] == 1 for line in resumed)
 
 
 def a_server_that_dies(server: Any, after: int, for_seconds: float) -> Any:

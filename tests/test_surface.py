@@ -179,3 +179,13 @@ def test_settings_that_name_no_file_and_are_no_toml_are_one_line(tmp_path: Path)
     text = settings("workers = 1\nseed = 2")
     assert Path(text.stdout.strip()).read_text() == "workers = 1\nseed = 2\n"
     assert settings("  \n").stdout == ""  # nothing given: no --config
+
+
+def test_one_dataset_file_named_two_ways_is_one_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative or absolute, a local dataset is what it holds: one config hash."""
+    from ci_eval.config import load_settings
+
+    monkeypatch.chdir(ROOT)
+    relative = "tests/fixtures/instances.jsonl"
+    hashes = {load_settings({"dataset": name}).config_hash() for name in (relative, str(ROOT / relative))}
+    assert len(hashes) == 1
