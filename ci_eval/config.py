@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -272,6 +273,12 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
     try:
         return FromFile(**given)
     except ValidationError as exc:
+        unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden" and e["loc"]]
+        if unknown:  # a typo: name the file and the setting it resembles
+            like = difflib.get_close_matches(unknown[0], list(Settings.model_fields), n=1)
+            raise InputError(f"{config_file or 'settings'}: unknown setting {unknown[0]!r}"
+                             + (f" (did you mean {like[0]!r}?)" if like else "")
+                             + "; ci-eval shard --help lists them") from None
         where, what = first_error(exc)
         raise InputError(f"bad setting {where!r}: {what}") from None
 

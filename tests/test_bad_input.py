@@ -80,6 +80,10 @@ def test_bad_settings_and_an_unwritable_output(tmp_path: Path) -> None:
     result = run("shard", "--index", "0", "--of", "1", "--dataset", str(INSTANCES), "--predictions", "gold",
                  "--sandbox", "local", "--output", str(blocker / "out"))
     one_line_error(result, "cannot write to --output")
+    typo = tmp_path / "ci-eval.toml"
+    typo.write_text("step_limt = 20\n")
+    one_line_error(shard(tmp_path, "--dataset", str(INSTANCES), "--config", str(typo)),
+                   f"{typo}: unknown setting 'step_limt' (did you mean 'step_limit'?)")
 
 
 @pytest.mark.parametrize("patch", [7, {"diff": "x"}, ["a"], "lone \ud800 surrogate"])
