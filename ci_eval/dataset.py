@@ -4,6 +4,7 @@ validated into an Instance, one clear line for a row or a file that is not right
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,9 @@ def read_json(path: Path) -> Any:
 
 
 def _read_hub(name: str, split: str, revision: str | None) -> list[Any]:
+    offline = not hub_reachable()
+    if offline:  # its cache only: the Hub's client would spend ~25 s on retries before failing
+        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets comes with swebench
@@ -97,9 +101,26 @@ def _read_hub(name: str, split: str, revision: str | None) -> list[Any]:
     try:
         return list(datasets.load_dataset(name, split=split, revision=revision))
     except Exception as exc:
+        why = f"{HUB} is not reachable from here (or HF_HUB_OFFLINE is set) and the dataset is not in the local " \
+            "cache" if offline else one_line(exc)
         raise InputError(
             f"cannot load dataset {name!r} split {split!r}{f' revision {revision!r}' if revision else ''} "
-            f"from the Hub ({one_line(exc)}); "
-            "check the name and network, or pass --dataset FILE.jsonl"
+            f"from the Hub ({why}); check the name and network, or pass --dataset FILE.jsonl"
         ) from None
+
+
+HUB = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hub answers at all (any status), in one quick try."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    import requests
+
+    try:
+        requests.head(HUB, timeout=timeout)
+    except requests.RequestException:
+        return False
+    return True
 

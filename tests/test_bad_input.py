@@ -143,3 +143,17 @@ def test_sigint_while_the_model_server_is_checked_exits_130(tmp_path: Path) -> N
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "resume" in err
+
+
+def test_an_unreachable_hub_is_one_line_at_once_not_after_the_clients_retries(tmp_path: Path) -> None:
+    """Offline, the Hub's client retries for ~25 s before it fails: a quick probe says it first."""
+    import os
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once closed
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    done = subprocess.run([sys.executable, "-m", "ci_eval", "plan", "--of", "1", "--dataset", "someone/some-set"],
+                          env={**env, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")},
+                          capture_output=True, text=True, timeout=120, check=False)
+    one_line_error(done, f"http://127.0.0.1:{port} is not reachable from here", "pass --dataset FILE.jsonl")
