@@ -28,9 +28,8 @@ from ci_eval.model import Message, Model, Reply, Usage
 from ci_eval.sandbox import WORKDIR, Backend, Output, OutputCap, Sandbox
 from ci_eval.solver import Job, Solution, Solver
 
-# A patch is read whole or not at all: one cut in the middle would be graded as another patch.
-PATCH_CAP = OutputCap(keep=16 * 1024 * 1024, flood=16 * 1024 * 1024)
-FILE_CAP = OutputCap(keep=16 * 1024 * 1024, flood=16 * 1024 * 1024)
+# A patch or a file is read whole or not at all: one cut in the middle would be another patch.
+WHOLE = OutputCap(keep=16 * 1024 * 1024, flood=16 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -129,9 +128,11 @@ class Attempt:
 
     async def read_file(self, path: str) -> str:
         """A file of the sandbox, whole (up to 16 MiB), relative to the repository's root."""
-        out = await self.sandbox.execute(f"cat -- {shlex.quote(path)}", self.limits.command_timeout, FILE_CAP)
+        out = await self.sandbox.execute(f"cat -- {shlex.quote(path)}", self.limits.command_timeout, WHOLE)
         if out.returncode != 0:
             raise FileNotFoundError(f"{path}: {out.output.strip()[:200]}")
+        if out.flooded or out.dropped:
+            raise ValueError(f"{path} is larger than 16 MiB: read it in parts with execute()")
         return out.output
 
     async def write_file(self, path: str, content: str) -> None:
@@ -212,9 +213,9 @@ def load_factory(name: str) -> Factory:
 
 async def diff(sandbox: Sandbox, base_commit: str) -> str | None:
     """Everything the agent changed, new files included, against the base commit; None when
-    it is larger than PATCH_CAP."""
+    it is larger than WHOLE allows."""
     out = await sandbox.execute(f"git add -A && git -c core.fileMode=false diff --cached {base_commit}", 120,
-                                PATCH_CAP)
+                                WHOLE)
     if out.flooded or out.dropped:
         return None
     return out.output if out.returncode == 0 else ""
