@@ -38,6 +38,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -121,8 +122,7 @@ async def run(command: str, attempt: Attempt, scratch: Path, url: str, key: str,
         await asyncio.wait(kept, timeout=GRACE)  # a process that left the group may hold a pipe open
     finally:
         if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             await process.wait()
         for task in kept:
             task.cancel()
@@ -135,11 +135,21 @@ async def run(command: str, attempt: Attempt, scratch: Path, url: str, key: str,
 async def end(process: asyncio.subprocess.Process, waited: asyncio.Task[int]) -> None:
     """SIGTERM to the whole group, then SIGKILL after GRACE."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
+        signal_group(process.pid, sig)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(waited), GRACE)
             return
+
+
+def signal_group(group: int, sig: signal.Signals) -> None:
+    """A signal to the agent's whole group; through sudo when the group leader is sudo's (root's)."""
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        subprocess.run(["sudo", "-n", "kill", "-s", sig.name.removeprefix("SIG"), "--", f"-{group}"],
+                       capture_output=True, check=False)
 
 
 async def keep(stream: asyncio.StreamReader, path: Path) -> None:
@@ -195,8 +205,6 @@ def as_caller() -> list[str]:
 
 
 def _sudo_works() -> bool:
-    import subprocess
-
     return subprocess.run(["sudo", "-n", "true"], capture_output=True, check=False).returncode == 0
 
 
