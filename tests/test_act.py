@@ -109,3 +109,44 @@ def test_the_readmes_pull_request_example_evaluates_a_labelled_pull_request_and_
     assert "runs?branch=main" in run.gh_calls  # the baseline history was looked for on the base branch
     posted = run.gh_calls.split("-X POST repos/me/app/issues/7/comments --input -\n", 1)[1]
     assert "6 of 6 resolved" in json.JSONDecoder().raw_decode(posted)[0]["body"]
+
+
+AB_CALLER = """name: ab
+on: workflow_dispatch
+permissions: {}
+jobs:
+  ab:
+    permissions:
+      contents: read
+      actions: read
+    uses: org/ci-eval/.github/workflows/ab.yml@v2
+    with:
+      settings-a: |
+        dataset = "fixtures/instances.jsonl"
+        predictions = "fixtures/empty-patches.jsonl"
+        sandbox = "local"
+        repos_dir = "fixtures/repos"
+      settings-b: |
+        dataset = "fixtures/instances.jsonl"
+        predictions = "gold"
+        sandbox = "local"
+        repos_dir = "fixtures/repos"
+      shards: "1"
+      base-url: http://127.0.0.1:9/v1
+      fail-unless: better
+"""
+
+
+def test_two_evaluations_compared_paired_under_act(tmp_path: Path, act_home: Path) -> None:
+    """ab.yml as a caller uses it: two evaluations of one sample at once (their artifacts apart
+    by prefix), then the ab action's answer. A's patches are empty, B's the gold ones."""
+    repo = caller_repo(tmp_path / "app", AB_CALLER)
+    (repo / "fixtures" / "empty-patches.jsonl").write_text("".join(
+        json.dumps({"instance_id": r["instance_id"], "model_name_or_path": "empty", "model_patch": ""}) + "\n"
+        for r in rows()))
+    run = play(repo, "workflow_dispatch", {"inputs": {}}, act_home)
+    assert run.returncode == 0, run.log[-4000:]
+    assert run.job_ended("is B better than A?") == "succeeded"
+    assert run.outputs("is B better than A?")["answer"] == "better"
+    names = {p.name for p in run.artifacts.iterdir()}
+    assert {"ab-a-report", "ab-b-report", "ab-a-plan-attempt-1", "ab-b-plan-attempt-1"} <= names
