@@ -47,11 +47,12 @@ class AgentLimits:
 
 @dataclass(frozen=True)
 class Options:
-    """What a factory gets, once per shard: the limits and the prompts of `--agent-config`, and
-    the shell command of `--agent-command` (for the command seam)."""
+    """What a factory gets, once per shard: the limits and the prompts of `--agent-config`, the
+    model's name on the server, and the shell command of `--agent-command` (for the command seam)."""
 
     limits: AgentLimits
     prompts: AgentConfig
+    model: str = ""
     command: str | None = None
 
 

@@ -53,7 +53,7 @@ from ci_eval.attempt import Agent, Attempt, LimitReached, Options
 from ci_eval.contracts import ExitReason
 from ci_eval.errors import InfraError, InputError
 from ci_eval.github import in_actions
-from ci_eval.model import Message
+from ci_eval.model import Message, Reply
 from ci_eval.sandbox import isolation
 
 log = logging.getLogger(__name__)
@@ -89,19 +89,20 @@ def command_agent(options: Options) -> Agent:
 
     async def agent(attempt: Attempt) -> ExitReason:
         with tempfile.TemporaryDirectory(prefix="ci-eval-agent-") as scratch:
-            async with endpoint(attempt) as (url, key, ended):
-                return await run(command, attempt, Path(scratch), url, key, ended)
+            async with endpoint(attempt, options.model) as (url, key, ended):
+                return await run(command, attempt, Path(scratch), url, key, ended, options.model)
 
     return agent
 
 
-async def run(command: str, attempt: Attempt, scratch: Path, url: str, key: str, ended: asyncio.Event) -> ExitReason:
+async def run(command: str, attempt: Attempt, scratch: Path, url: str, key: str, ended: asyncio.Event,
+              model: str) -> ExitReason:
     """The command, to its end, the deadline's or a limit's."""
     argv = ["sh", "-c", command]
     if (confined := confinement()) is not None:
         argv = [*confined, "--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--", *as_caller(), *argv]
     process = await asyncio.create_subprocess_exec(
-        *argv, cwd=scratch, env=environment(attempt, scratch, url, key), start_new_session=True,
+        *argv, cwd=scratch, env=environment(attempt, scratch, url, key, model), start_new_session=True,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
     logs = attempt.logs
@@ -166,7 +167,7 @@ async def keep(stream: asyncio.StreamReader, path: Path) -> None:
             out.write(f"\n[ci-eval: {dropped} more bytes not kept]\n".encode())
 
 
-def environment(attempt: Attempt, scratch: Path, url: str, key: str) -> dict[str, str]:
+def environment(attempt: Attempt, scratch: Path, url: str, key: str, model: str) -> dict[str, str]:
     """All the command gets: no variable of ci-eval's own, so no key and no CI token."""
     task = scratch / "task.json"
     task.write_text(json.dumps(asdict(attempt.task), indent=1), encoding="utf-8")
@@ -176,7 +177,7 @@ def environment(attempt: Attempt, scratch: Path, url: str, key: str) -> dict[str
     return {**{k: os.environ[k] for k in _PASSED_ON if k in os.environ}, "HOME": str(scratch), "TMPDIR": str(scratch),
             "CI_EVAL_CALLER_DIR": os.getcwd(),
             "CI_EVAL_TASK": str(task), "CI_EVAL_EXEC": str(client), "OPENAI_BASE_URL": f"{url}/v1",
-            "OPENAI_API_KEY": key, "CI_EVAL_MODEL": getattr(attempt.model, "name", "model"),
+            "OPENAI_API_KEY": key, "CI_EVAL_MODEL": model,
             "CI_EVAL_DEADLINE": f"{attempt.deadline:.0f}"}
 
 
@@ -209,7 +210,7 @@ def _sudo_works() -> bool:
 
 
 @contextlib.asynccontextmanager
-async def endpoint(attempt: Attempt) -> AsyncIterator[tuple[str, str, asyncio.Event]]:
+async def endpoint(attempt: Attempt, model: str) -> AsyncIterator[tuple[str, str, asyncio.Event]]:
     """The attempt's own server on loopback: the model (counted) and the sandbox (as steps)."""
     key = secrets.token_urlsafe(24)
     ended = asyncio.Event()
@@ -221,8 +222,7 @@ async def endpoint(attempt: Attempt) -> AsyncIterator[tuple[str, str, asyncio.Ev
     async def models(request: web.Request) -> web.Response:
         if not allowed(request):
             return refused(401, "wrong key", "invalid_api_key")
-        name = getattr(attempt.model, "name", "model")
-        return web.json_response({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "ci-eval"}]})
+        return web.json_response({"object": "list", "data": [{"id": model, "object": "model", "owned_by": "ci-eval"}]})
 
     async def chat(request: web.Request) -> web.Response:
         if not allowed(request):
@@ -241,7 +241,7 @@ async def endpoint(attempt: Attempt) -> AsyncIterator[tuple[str, str, asyncio.Ev
         except InfraError as exc:
             return refused(502, str(exc), "model_error")
         record(attempt, messages, reply.content)
-        return web.json_response(completion(attempt, reply))
+        return web.json_response(completion(attempt, reply, model))
 
     async def execute(request: web.Request) -> web.Response:
         if not allowed(request):
@@ -282,14 +282,14 @@ def record(attempt: Attempt, messages: list[Message], reply: str) -> None:
         attempt.say(message)
 
 
-def completion(attempt: Attempt, reply: Any) -> dict[str, Any]:
+def completion(attempt: Attempt, reply: Reply, model: str) -> dict[str, Any]:
     """An OpenAI chat completion of the reply, with the usage the real server reported."""
     usage: dict[str, Any] = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                              "total_tokens": reply.prompt_tokens + reply.completion_tokens}
     if reply.cached_tokens is not None:
         usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
     return {"id": f"ci-eval-{attempt.usage.calls}", "object": "chat.completion", "created": 0,
-            "model": getattr(attempt.model, "name", "model"), "usage": usage,
+            "model": model, "usage": usage,
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": reply.content}}]}
 

@@ -181,7 +181,8 @@ def agent_for(settings: Settings, prompts: AgentConfig) -> Agent:
     if settings.agent_command is not None and settings.agent != DEFAULT_AGENT:
         raise InputError("give agent or agent_command, not both: a command is run by the command seam")
     name = COMMAND_AGENT if settings.agent_command is not None else settings.agent
-    return attempt.load_factory(name)(Options(agent_limits(settings), prompts, settings.agent_command))
+    return attempt.load_factory(name)(Options(agent_limits(settings), prompts, settings.model,
+                                              settings.agent_command))
 
 
 def _run_shard(settings: Settings, prompts: AgentConfig, made: Plan, index: int, planned: Sequence[Instance],

@@ -15,19 +15,12 @@ from ci_eval.report.aggregate import aggregate
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, rows, settings
 from tests.openai_server import serve
-from tests.test_agent_seams import BASH_AGENT
+from tests.test_agent_seams import BASH_AGENT, gold_or_a_look
 
 
-def gold_for_the_bash_agent(messages: list[dict[str, str]]) -> str:
-    opening = "\n".join(m["content"] for m in messages[:2])
-    row = next(r for r in rows() if r["problem_statement"] in opening)
-    if any(m["role"] == "assistant" for m in messages):
-        command = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
-    elif messages[0]["content"].startswith("Fix the issue in the repository."):  # the bash agent's prompt
-        command = f"git apply <<'CI_EVAL_EOF'\n{row['patch']}CI_EVAL_EOF"
-    else:
-        command = "ls"
-    return f"Next.\n```bash\n{command}\n```"
+def to_the_bash_agent(messages: list[dict[str, str]], row: dict[str, Any]) -> bool:
+    """The gold patches go to the bash agent (its prompt), a look at the files to ci-eval's."""
+    return messages[0]["content"].startswith("Fix the issue in the repository.")
 
 
 def run_arm(tmp_path: Path, name: str, url: str, plan: Path, **agent: Any) -> Path:
@@ -41,7 +34,7 @@ def run_arm(tmp_path: Path, name: str, url: str, plan: Path, **agent: Any) -> Pa
 def test_b_against_a_on_one_plan_answers_better_worse_or_no_difference(tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
     plan.write_text(make_plan(settings(tmp_path), 1).model_dump_json())
-    with serve(gold_for_the_bash_agent) as server:
+    with serve(gold_or_a_look(to_the_bash_agent)) as server:
         a = run_arm(tmp_path, "a", server.url, plan)
         b = run_arm(tmp_path, "b", server.url, plan, agent_command=BASH_AGENT)
         again = run_arm(tmp_path, "a-again", server.url, plan)
@@ -58,7 +51,7 @@ def test_b_against_a_on_one_plan_answers_better_worse_or_no_difference(tmp_path:
 
 
 def test_two_runs_of_different_instances_are_one_line(tmp_path: Path) -> None:
-    with serve(gold_for_the_bash_agent) as server:
+    with serve(gold_or_a_look(to_the_bash_agent)) as server:
         plan_all, plan_one = tmp_path / "all.json", tmp_path / "one.json"
         plan_all.write_text(make_plan(settings(tmp_path), 1).model_dump_json())
         plan_one.write_text(make_plan(settings(tmp_path, instance_ids=[rows()[0]["instance_id"]]), 1)

@@ -5,10 +5,10 @@ Docker."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ import pytest
 
 from ci_eval.report.aggregate import aggregate
 from ci_eval.shard import run_shard
-from tests.openai_server import FIX, SUBMIT_REPLY, replies, serve
+from tests.conftest import need, rows, settings
+from tests.openai_server import FIX, SUBMIT_REPLY, Script, replies, serve, tokens
 from tests.test_agent import CALC_2, LOOK, agent_settings, trajectory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,20 +33,13 @@ def test_a_bash_agent_resolves_through_the_command_seam_counted_as_the_server_co
     assert "return hi" in record.patch and record.agent.exit_reason == "submitted"
     calls = [r for r in server.requests if "messages" in r]
     assert record.agent.steps == len(calls) == 3
-    counted = [json.loads(json.dumps(r)) for r in calls]
-    assert record.agent.prompt_tokens == sum(tokens_of(r) for r in counted)
+    assert record.agent.prompt_tokens == sum(tokens(r["messages"]) for r in calls)
     run = trajectory(result.folder)
     assert [s["command"].split()[0] for s in run["steps"]] == ["cat", "python3", "echo"]
     assert run["agent_returncode"] == 0 and run["usage"]["calls"] == 3
     assert [m["role"] for m in run["messages"]] == ["system", "user", "assistant", "user", "assistant", "user",
                                                     "assistant"]
     assert "def clamp" in run["messages"][3]["content"]  # what CI_EVAL_EXEC printed, the agent passed on
-
-
-def tokens_of(request: dict[str, Any]) -> int:
-    from tests.openai_server import tokens
-
-    return tokens(request["messages"])
 
 
 def test_a_call_past_the_token_budget_is_refused_and_the_attempt_ends_token_budget(tmp_path: Path) -> None:
@@ -179,26 +173,28 @@ MINI = Path(os.environ.get("CI_EVAL_MINI_SWE_AGENT",
 MINI_ADAPTER = ROOT / "examples" / "agents" / "mini_swe_agent.py"
 
 
-def gold_or_a_look(messages: list[dict[str, str]]) -> str:
-    """The same scripted commands for any agent, in the block its prompt asks for: for every
-    other demo instance its gold patch, for the rest a look at the files; then the submission."""
-    block = "mswea_bash_command" if "mswea_bash_command" in messages[0]["content"] else "bash"
-    opening = "\n".join(m["content"] for m in messages[:2])
-    ids = sorted(r["instance_id"] for r in rows())
-    row = next(r for r in rows() if r["problem_statement"] in opening)
-    if any(m["role"] == "assistant" for m in messages):
-        command = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
-    elif ids.index(row["instance_id"]) % 2 == 0:
-        command = f"git apply <<'CI_EVAL_EOF'\n{row['patch']}CI_EVAL_EOF"
-    else:
-        command = "ls"
-    return f"THOUGHT: the next step.\n\n```{block}\n{command}\n```"
+def gold_or_a_look(gold: Callable[[list[dict[str, str]], dict[str, Any]], bool]) -> Script:
+    """The same scripted commands for any agent, in the block its prompt asks for: the gold patch
+    where `gold(messages, row)` says, else a look at the files; then the submission."""
+
+    def reply(messages: list[dict[str, str]]) -> str:
+        block = "mswea_bash_command" if "mswea_bash_command" in messages[0]["content"] else "bash"
+        opening = "\n".join(m["content"] for m in messages[:2])
+        row = next(r for r in rows() if r["problem_statement"] in opening)
+        if any(m["role"] == "assistant" for m in messages):
+            command = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
+        elif gold(messages, row):
+            command = f"git apply <<'CI_EVAL_EOF'\n{row['patch']}CI_EVAL_EOF"
+        else:
+            command = "ls"
+        return f"THOUGHT: the next step.\n\n```{block}\n{command}\n```"
+
+    return reply
 
 
-def rows() -> list[dict[str, Any]]:
-    from tests.conftest import rows as fixture_rows
-
-    return fixture_rows()
+def every_other(messages: list[dict[str, str]], row: dict[str, Any]) -> bool:
+    """Every other demo instance, by id: both verdicts occur."""
+    return sorted(r["instance_id"] for r in rows()).index(row["instance_id"]) % 2 == 0
 
 
 @pytest.mark.parametrize("sandbox", ["local", pytest.param("docker", marks=pytest.mark.docker)])
@@ -207,16 +203,13 @@ def test_mini_swe_agent_gets_the_verdicts_ci_evals_own_agent_gets(sandbox: str, 
     """mini-swe-agent 2.x, no line of it changed, through the command seam on the demo set: the
     same verdicts as ci-eval's own agent given the same commands, its calls and tokens as the
     server counted them."""
-    from tests.conftest import need, settings
-    from tests.openai_server import tokens
-
     if not MINI.exists():
         need("mini-swe-agent", "CI_EVAL_REQUIRE_AGENTS", f"no Python with it at {MINI} (.ci/run makes one)")
     if sandbox == "docker":
         request.getfixturevalue("docker_client")
     base = {"model": "scripted", "sandbox": sandbox, "repos_dir": ROOT / "tests" / "fixtures" / "repos",
             "eval_timeout": 300}
-    with serve(gold_or_a_look) as server:
+    with serve(gold_or_a_look(every_other)) as server:
         ours = run_shard(settings(tmp_path / "ours", base_url=server.url, **base), 0, 1)
         before = len(server.requests)
         mini = run_shard(settings(tmp_path / "mini", base_url=server.url, **base,
