@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ci_eval.contracts import Record
+from ci_eval.contracts.shard import Record
 from ci_eval.report.aggregate import aggregate
-from ci_eval.results import now
+from ci_eval.shard_folder import now
 
 STATUSES = ["resolved", "unresolved", "unresolved", "empty_patch", "patch_failed", "resolved", "error", "timeout"]
 

@@ -43,11 +43,13 @@ from typing import Any
 from click.testing import CliRunner
 
 from ci_eval.cli import main
-from ci_eval.contracts import Record, Report, SampleDesign
+from ci_eval.contracts.plan import SampleDesign
+from ci_eval.contracts.report import Report
+from ci_eval.contracts.shard import Record
 from ci_eval.report.build import build_report
 from ci_eval.report.merge import Merged
 from ci_eval.report.stats import wilson
-from ci_eval.results import now
+from ci_eval.shard_folder import now
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "instances.jsonl"
 REPOS = {"django/django": 231, "sympy/sympy": 75, "sphinx-doc/sphinx": 44, "matplotlib/matplotlib": 34,

@@ -7,7 +7,8 @@ import re
 
 from ci_eval.agent_config import AgentConfig
 from ci_eval.attempt import Agent, AgentLimits, Attempt, Options, cut_middle
-from ci_eval.contracts import AgentStats, ErrorKind, ExitReason, Step
+from ci_eval.contracts.shard import AgentStats, Step
+from ci_eval.contracts.status import ErrorKind, ExitReason
 from ci_eval.errors import InfraError
 from ci_eval.model import Message, Reply
 

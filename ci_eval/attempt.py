@@ -22,7 +22,8 @@ from pathlib import Path
 
 from ci_eval import __version__, progress
 from ci_eval.agent_config import AgentConfig
-from ci_eval.contracts import ExitReason, Step, Trajectory
+from ci_eval.contracts.shard import Step, Trajectory
+from ci_eval.contracts.status import ExitReason
 from ci_eval.errors import InputError
 from ci_eval.model import Message, Model, Reply, Usage
 from ci_eval.sandbox import WORKDIR, Backend, Output, OutputCap, Sandbox

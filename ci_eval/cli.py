@@ -17,7 +17,7 @@ from pydantic.fields import FieldInfo
 
 from ci_eval import __version__
 from ci_eval.config import Settings, load_settings
-from ci_eval.contracts import Status
+from ci_eval.contracts.status import Status
 from ci_eval.errors import InputError
 from ci_eval.github import in_actions, write_outputs, write_summary
 from ci_eval.untrusted import loggable
@@ -223,7 +223,7 @@ def _gate(flags: dict[str, Any]) -> Any:
     """The gate flags, taken out of `flags`, as the rules they set (one field per flag)."""
     from dataclasses import fields
 
-    from ci_eval.report.aggregate import Gate
+    from ci_eval.report.verdict import Gate
 
     return Gate(**{f.name: flags.pop(f.name) for f in fields(Gate)})
 
@@ -290,9 +290,8 @@ def export_command(paths: tuple[Path, ...], output: Path, sample: int, model_nam
 def compare_command(reports: tuple[Path, ...], output: Path | None, **flags: Any) -> None:
     """Judge the last report.json against the ones before it (files or folders: a baseline history),
     with the gate of `aggregate`: the same verdict and exit codes (0 pass, 1 regression, 3 and 4 inconclusive)."""
-    from ci_eval.contracts import read_report
-    from ci_eval.history import load_history
-    from ci_eval.report.aggregate import judge
+    from ci_eval.history import load_history, read_report
+    from ci_eval.report.aggregate import judged
 
     if len(reports) < 2:
         raise InputError("give the baseline report(s), then the report to judge: ci-eval compare BASE... NEW")
@@ -302,7 +301,7 @@ def compare_command(reports: tuple[Path, ...], output: Path | None, **flags: Any
         click.echo(f"ci-eval: note: the baseline run(s) have config hash {', '.join(other)}, this run "
                    f"{new.identity.get('config_hash')}: a setting of the run differs (the model, the agent, its "
                    "prompts or limits, the dataset); the verdict says what that difference did", err=True)
-    result = judge(history, new, _gate(flags))
+    result = judged(history, new, _gate(flags))
     if output is not None:
         output.write_text(result.report.model_dump_json(indent=1) + "\n", encoding="utf-8")
     click.echo(result.comment, err=True)
@@ -320,8 +319,8 @@ def ab_command(a: Path, b: Path, alpha: float, output: Path | None) -> None:
     """Is B better than A? Two runs on the same instances (report.json files or their folders),
     judged by the paired gate of a pull request's verdict. Exit 0 better, 1 worse, 3 no
     difference shown, 2 bad input."""
-    from ci_eval.contracts import read_report
-    from ci_eval.layout import REPORT
+    from ci_eval.contracts.report import REPORT
+    from ci_eval.history import read_report
     from ci_eval.report.ab import ab
 
     def report(path: Path) -> Any:

@@ -50,7 +50,7 @@ from typing import Any
 from aiohttp import web
 
 from ci_eval.attempt import Agent, Attempt, LimitReached, Options
-from ci_eval.contracts import ExitReason
+from ci_eval.contracts.status import ExitReason
 from ci_eval.errors import InfraError, InputError
 from ci_eval.github import in_actions
 from ci_eval.model import Message, Reply

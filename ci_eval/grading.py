@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_eval.contracts import STATUS_OF, ErrorInfo, ErrorKind, Outcome, Status, Tests
+from ci_eval.contracts.shard import Outcome, Tests
+from ci_eval.contracts.status import STATUS_OF, ErrorInfo, ErrorKind, Status
 from ci_eval.instances import Instance
-from ci_eval.layout import APPLY_LOG, PATCH, TEST_LOG
 from ci_eval.sandbox import SCRATCH, Backend, Sandbox
 from ci_eval.sandbox.output import EVAL
+from ci_eval.shard_folder import APPLY_LOG, PATCH, TEST_LOG
 
 PATCH_PATH = f"{SCRATCH}/patch.diff"
 EVAL_PATH = f"{SCRATCH}/eval.sh"

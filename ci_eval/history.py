@@ -8,9 +8,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from ci_eval.contracts import Report, Status, read_report
+from ci_eval.contracts.report import REPORT, Report
+from ci_eval.contracts.status import Status
+from ci_eval.document import read_document
 from ci_eval.errors import InputError
-from ci_eval.layout import REPORT
 
 log = logging.getLogger("ci_eval")
 
@@ -72,3 +73,7 @@ def frequencies(reports: Sequence[Report]) -> dict[str, Tries]:
             was = total.get(iid, (0, 0))
             total[iid] = Tries(was[0] + resolved, was[1] + tries)
     return total
+
+
+def read_report(path: Path) -> Report:
+    return read_document(path, Report, "a ci-eval report", "give the report.json of a ci-eval run")

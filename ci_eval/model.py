@@ -10,7 +10,8 @@ from typing import Any, Protocol
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
-from ci_eval.contracts import ErrorKind, ModelCall, ModelUsage
+from ci_eval.contracts.shard import ModelCall, ModelUsage
+from ci_eval.contracts.status import ErrorKind
 from ci_eval.errors import InfraError, InputError, one_line
 from ci_eval.redact import redact_url
 

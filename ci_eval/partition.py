@@ -16,7 +16,7 @@ from ci_eval.errors import InputError, one_line
 from ci_eval.instances import Instance
 
 if TYPE_CHECKING:
-    from ci_eval.contracts import Report
+    from ci_eval.contracts.report import Report
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def _read_timings(path: Path) -> tuple[dict[str, float], float | None]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if "schema_version" in data:  # a ci-eval report.json, read through its contract: its measured times
-            from ci_eval.contracts import Report
+            from ci_eval.contracts.report import Report
 
             report = Report.model_validate(data)
             data = {iid: entry.time for iid, entry in report.instances.items() if entry.time > 0}

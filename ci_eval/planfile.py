@@ -9,8 +9,9 @@ from pathlib import Path
 
 from ci_eval import machine
 from ci_eval.config import Settings
-from ci_eval.contracts import Plan, SampleDesign
+from ci_eval.contracts.plan import Plan, SampleDesign
 from ci_eval.dataset import load_instances
+from ci_eval.document import read_document
 from ci_eval.errors import InputError
 from ci_eval.history import frequencies, load_history
 from ci_eval.instances import Instance, allowed_images, fingerprint, select, subset, with_image_template
@@ -122,3 +123,7 @@ def choose(dataset: list[Instance], settings: Settings) -> tuple[list[Instance],
 def write_plan(path: Path, made: Plan) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(made.model_dump_json() + "\n", encoding="utf-8")
+
+
+def read_plan(path: Path) -> Plan:
+    return read_document(path, Plan, "a ci-eval plan", "make it with ci-eval plan --output")

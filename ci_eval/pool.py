@@ -16,15 +16,15 @@ from typing import Literal, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ci_eval.contracts import STATUS_OF, AgentStats, ErrorInfo, ErrorKind, ExitReason, Record, Status, Tests, Timings
+from ci_eval.contracts.shard import AgentStats, Record, Tests, Timings
+from ci_eval.contracts.status import STATUS_OF, ErrorInfo, ErrorKind, ExitReason, Status
 from ci_eval.errors import InfraError
 from ci_eval.gaming import suspicious
 from ci_eval.grading import Graded, grade
 from ci_eval.instances import Instance
-from ci_eval.layout import TRACEBACK, log_dir
 from ci_eval.progress import CURRENT, Display, Running, phase
-from ci_eval.results import ResultStore, now
 from ci_eval.sandbox import Backend
+from ci_eval.shard_folder import TRACEBACK, ResultStore, log_dir, now
 from ci_eval.solver import Job, Solver
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from typing import Protocol, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ci_eval.contracts import Record
+from ci_eval.contracts.shard import Record
 
 HEARTBEAT_SECONDS = 180.0
 

@@ -16,7 +16,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 
-from ci_eval.contracts import SampleDesign, Stratum
+from ci_eval.contracts.plan import SampleDesign, Stratum
 from ci_eval.history import Tries
 from ci_eval.instances import Instance
 

@@ -22,19 +22,29 @@ from ci_eval import __version__, agent_config, attempt, llama_server, prediction
 from ci_eval.agent_config import AgentConfig
 from ci_eval.attempt import Agent, AgentLimits, Options
 from ci_eval.config import DEFAULT_AGENT, Settings, digest
-from ci_eval.contracts import Manifest, Plan, Record, Status, read_plan
+from ci_eval.contracts.plan import Plan
+from ci_eval.contracts.shard import Manifest, Record
+from ci_eval.contracts.status import Status
 from ci_eval.errors import InputError, first_error
 from ci_eval.github import in_actions, run_attempt
 from ci_eval.instances import Instance, allowed_images
-from ci_eval.layout import LOCAL_MODEL_LOG, TRAJECTORY, WRITE_PROBE, shard_folder
 from ci_eval.model import RETRIES, OpenAIModel, describe_server
 from ci_eval.partition import run_order, shard_ids
-from ci_eval.planfile import gradable, make_plan
+from ci_eval.planfile import gradable, make_plan, read_plan
 from ci_eval.pool import Clocks, ModelGate, Pool, pending_jobs, until_signal
 from ci_eval.progress import display, heartbeat
-from ci_eval.results import ResultStore, now, only_writer, write_manifest
 from ci_eval.sandbox import Backend
 from ci_eval.sandbox.choose import choose_backend
+from ci_eval.shard_folder import (
+    LOCAL_MODEL_LOG,
+    TRAJECTORY,
+    WRITE_PROBE,
+    ResultStore,
+    default_folder,
+    now,
+    only_writer,
+    write_manifest,
+)
 from ci_eval.solver import Job, Solver
 
 log = logging.getLogger(__name__)
@@ -86,7 +96,7 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
     # a plan file is an artifact: its rows are checked again
     allowed_images(planned, settings.image_pattern, settings.image_template)
     prompts = agent_config.PACKAGED if settings.agent_config is None else agent_config.load(settings.agent_config)
-    folder = settings.output or shard_folder(index)
+    folder = settings.output or default_folder(index)
     writable(folder)
     with only_writer(folder), served(settings, folder) as url:
         backend = choose_backend(settings.sandbox, planned, owner_of(folder), repos_dir=settings.repos_dir,

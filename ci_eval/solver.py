@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci_eval.contracts import AgentStats
+from ci_eval.contracts.shard import AgentStats
 from ci_eval.instances import Instance
 from ci_eval.sandbox import Backend
 

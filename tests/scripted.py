@@ -16,7 +16,7 @@ from ci_eval.agent import bash_agent
 from ci_eval.agent_config import PACKAGED, AgentConfig
 from ci_eval.attempt import AgentLimits, Attempt, Options, Task
 from ci_eval.config import load_settings
-from ci_eval.contracts import Trajectory
+from ci_eval.contracts.shard import Trajectory
 from ci_eval.dataset import load_instances
 from ci_eval.errors import InfraError
 from ci_eval.instances import Instance, select

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 import ci_eval
-from ci_eval.contracts import Record, Status
+from ci_eval.contracts.shard import Record
+from ci_eval.contracts.status import Status
 from ci_eval.gaming import suspicious
-from ci_eval.report.aggregate import Gate, aggregate
+from ci_eval.report.aggregate import aggregate
+from ci_eval.report.verdict import Gate
 from ci_eval.sandbox import isolation
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, INSTANCES, need, resolved, rows, settings, write_predictions
@@ -209,7 +211,7 @@ def test_a_full_disk_is_one_line_and_the_journal_reads(tmp_path: Path) -> None:
         assert done.returncode == 1, done.stderr
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith("ci-eval: error: no space left on the device") and "Traceback" not in done.stderr
-        from ci_eval.results import scan_records
+        from ci_eval.shard_folder import scan_records
 
         records, unreadable = scan_records(disk / "out" / "results.jsonl")
         assert unreadable == [] and 1 <= len(records) < 6  # it stopped part way, and every line reads

@@ -17,11 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 from ci_eval.cli import main
-from ci_eval.contracts import Record, Status, read_report
+from ci_eval.contracts.shard import Record
+from ci_eval.contracts.status import Status
 from ci_eval.errors import InputError
 from ci_eval.grading import MARKERS, marked, sectioned
+from ci_eval.history import read_report
 from ci_eval.instances import Instance
-from ci_eval.report.aggregate import Gate, aggregate
+from ci_eval.report.aggregate import aggregate
+from ci_eval.report.verdict import Gate
 from ci_eval.sandbox.local import SNAPSHOT_ENV, LocalBackend
 from ci_eval.shard import run_shard
 from tests.conftest import FIXTURES, need, rows, settings, write_predictions
@@ -224,7 +227,7 @@ def test_a_stratum_name_reaches_neither_markdown_nor_the_log_raw(tmp_path: Path)
 
 
 def test_untrusted_text_is_formatted_only_through_an_escape() -> None:
-    from ci_eval.contracts import Stratum
+    from ci_eval.contracts.plan import Stratum
 
     name = Stratum(name="**bold** <b>", population=1, chosen=[]).name
     assert f"{name:md}" == r"\*\*bold\*\* &lt;b&gt;" and f"{name:log}" == "**bold** <b>"

@@ -20,13 +20,13 @@ from ci_eval.agent import ELIDED, Context, TokenCounter, bash_agent, compact, re
 from ci_eval.agent_config import PACKAGED
 from ci_eval.attempt import Options, cut_middle, solver
 from ci_eval.cli import main
-from ci_eval.contracts import ModelCall
+from ci_eval.contracts.shard import ModelCall
 from ci_eval.model import Usage
 from ci_eval.pool import Clocks, Pool
 from ci_eval.progress import PlainLog, heartbeat
-from ci_eval.results import ResultStore
 from ci_eval.sandbox.local import LocalBackend
 from ci_eval.shard import run_shard
+from ci_eval.shard_folder import ResultStore
 from ci_eval.solver import Job
 from tests.conftest import FIXTURES, INSTANCES, ours, resolved, settings
 from tests.openai_server import FIX, SUBMIT_REPLY, replies, serve, shared_tokens, tokens
@@ -395,7 +395,7 @@ def test_the_manifest_the_store_and_the_trajectory_name_the_one_resolved_run(tmp
     """resolve() makes one Settings: the agent config's step limit in the manifest's config, its
     hash on every result line and in the trajectory, with the version that wrote it."""
     from ci_eval import __version__
-    from ci_eval.contracts import read_manifest, read_trajectory
+    from ci_eval.shard_folder import read_manifest, read_trajectory
 
     config = tmp_path / "agent.toml"
     config.write_text("[limits]\nstep_limit = 3\n")

@@ -137,7 +137,7 @@ def test_a_python_agent_from_a_factory_runs_on_the_seam(sandbox: str, tmp_path: 
         request.getfixturevalue("docker_client")
     (tmp_path / "my_agent.py").write_text('''
 from ci_eval.attempt import Attempt, Options
-from ci_eval.contracts import ExitReason
+from ci_eval.contracts.status import ExitReason
 
 def make(options: Options):
     async def agent(attempt: Attempt) -> ExitReason:

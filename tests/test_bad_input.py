@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ci_eval.errors import InputError
-from ci_eval.layout import log_dir, within
+from ci_eval.shard_folder import log_dir, within
 from tests.conftest import INSTANCES, rows
 from tests.test_cli import one_line_error, run
 

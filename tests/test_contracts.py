@@ -11,17 +11,19 @@ import pytest
 from click.testing import CliRunner
 
 from ci_eval.cli import main
-from ci_eval.contracts import SCHEMAS, read_manifest, read_report, schemas
 from ci_eval.errors import InputError
+from ci_eval.history import read_report
 from ci_eval.report.aggregate import aggregate
+from ci_eval.schemas import SCHEMAS, schemas
 from ci_eval.shard import run_shard
+from ci_eval.shard_folder import read_manifest
 from tests.conftest import FIXTURES, INSTANCES, settings
 
 
 def test_the_committed_schemas_are_the_models() -> None:
     for name, schema in schemas().items():
         committed = json.loads((SCHEMAS / name).read_text())
-        assert committed == schema, f"schemas/{name} is stale: run python -m ci_eval.contracts"
+        assert committed == schema, f"schemas/{name} is stale: run python -m ci_eval.schemas"
 
 
 def test_real_shard_output_and_its_report_follow_the_schemas(tmp_path: Path) -> None:
@@ -64,7 +66,7 @@ def test_versions_are_read_by_their_one_name(tmp_path: Path) -> None:
 
 
 def test_every_way_an_attempt_ends_has_one_status() -> None:
-    from ci_eval.contracts import STATUS_OF, ErrorKind, Status
+    from ci_eval.contracts.status import STATUS_OF, ErrorKind, Status
 
     assert set(STATUS_OF) == set(ErrorKind)  # a new kind without a status fails here
     # the patch's doing: its tests hang, or the memory limit kills them (a verdict, never a hiding place)

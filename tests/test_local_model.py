@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ci_eval.contracts import Status
+from ci_eval.contracts.status import Status
 from ci_eval.shard import run_shard
 from tests.conftest import need, ours, settings
 

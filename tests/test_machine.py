@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from ci_eval.cli import main
 from ci_eval.config import load_settings
-from ci_eval.contracts import read_report
+from ci_eval.history import read_report
 from ci_eval.machine import MODEL_GB, Machine, here, named, step_seconds, workers_for
 from ci_eval.partition import INSTANCE_OVERHEAD, costs_for, measured_step
 from tests.conftest import INSTANCES, rows

@@ -210,8 +210,8 @@ def test_a_plan_past_githubs_job_limit_says_so_and_what_fits(tmp_path: Path) -> 
 def test_a_shards_results_come_family_by_family(tmp_path: Path) -> None:
     """A real shard (gold patches, local sandbox, one worker): with a prior that would interleave
     the two fixture families costliest first, the instances run one family after the other."""
-    from ci_eval.results import read_records
     from ci_eval.shard import run_shard
+    from ci_eval.shard_folder import read_records
     from tests.conftest import settings
 
     interleaved = ["calc-1", "textkit-4", "calc-2", "textkit-5", "calc-3", "textkit-6"]

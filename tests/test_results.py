@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 
 from ci_eval.config import load_settings
-from ci_eval.contracts import Record
+from ci_eval.contracts.shard import Record
 from ci_eval.dataset import load_instances
 from ci_eval.errors import InputError
 from ci_eval.pool import pending_jobs
 from ci_eval.redact import redact_url
-from ci_eval.results import ResultStore, now, read_records, write_manifest
+from ci_eval.shard_folder import ResultStore, now, read_records, write_manifest
 from tests.conftest import INSTANCES
 
 
@@ -46,7 +46,7 @@ def test_resume_skips_finished_and_retries_infra_failures() -> None:
 
 
 def test_manifest_refuses_another_configuration(tmp_path: Path) -> None:
-    from ci_eval.contracts import Manifest
+    from ci_eval.contracts.shard import Manifest
 
     def manifest(config_hash: str) -> Manifest:
         return Manifest.model_validate({"identity": {"config_hash": config_hash}, "planned": ["x"], "plan": [["x"]],

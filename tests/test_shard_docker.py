@@ -15,8 +15,8 @@ from typing import Any
 import docker.errors
 import pytest
 
-from ci_eval.results import read_records
 from ci_eval.shard import run_shard
+from ci_eval.shard_folder import read_records
 from tests.conftest import need, ours, rows, settings, write_predictions
 
 pytestmark = pytest.mark.docker

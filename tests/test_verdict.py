@@ -12,12 +12,12 @@ from click.testing import CliRunner
 
 from ci_eval.cli import main
 from ci_eval.config import Settings
-from ci_eval.contracts import read_report
-from ci_eval.history import Tries
+from ci_eval.history import Tries, read_report
 from ci_eval.instances import Instance
 from ci_eval.planfile import choose
-from ci_eval.report.aggregate import Gate, aggregate
+from ci_eval.report.aggregate import aggregate
 from ci_eval.report.stats import Paired, Power, RunTest, Spread, overdispersion, spent, stratified
+from ci_eval.report.verdict import Gate
 from ci_eval.sample import EVER, NEVER, allocate, informative
 from tests.test_aggregate import IDENTITY, shard
 
@@ -251,12 +251,12 @@ def test_every_status_says_why_and_links_its_logs(tmp_path: Path, monkeypatch: p
 
 
 def test_the_comment_states_what_inconclusive_does_to_the_check(tmp_path: Path) -> None:
-    from ci_eval.report.aggregate import judge
+    from ci_eval.report.aggregate import judged
 
     history = [read_report(run(tmp_path, f"base-{k}", set(IDS[:15]))) for k in range(3)]
     holes = read_report(run(tmp_path, "holes", set(IDS[1:15]), error=frozenset(IDS[10:12])))
-    warned = judge(history, holes, Gate())
-    failed = judge(history, holes, Gate(on_inconclusive="fail"))
+    warned = judged(history, holes, Gate())
+    failed = judged(history, holes, Gate(on_inconclusive="fail"))
     assert warned.verdict.word == failed.verdict.word == "inconclusive"
     assert warned.summary.splitlines()[0].startswith("## ⚠️ inconclusive")
     assert "is a warning here, not a failure (on-inconclusive: warn)" in warned.summary

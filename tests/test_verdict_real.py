@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from ci_eval.cli import main
-from ci_eval.contracts import Report, read_report
+from ci_eval.contracts.report import Report
+from ci_eval.history import read_report
 from ci_eval.report.aggregate import aggregate
 from ci_eval.report.stats import spent
 from tests.test_aggregate import IDENTITY, shard

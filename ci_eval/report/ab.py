@@ -1,7 +1,7 @@
 """Two agents, or one agent with two settings, on one sample: is B better than A?
 
 The answer is a pull request's paired gate with A as the one baseline run and B as the run
-judged (`aggregate.judge`): B is `better` when B's resolves are significantly more than A's on
+judged (`verdict.judge`): B is `better` when B's resolves are significantly more than A's on
 the instances both judged (one-sided, at alpha), `worse` when the gate calls a regression, and
 otherwise no difference shown, with what the comparison could have detected. Each direction is
 tested as a pull request's first run is (at 0.8 alpha): a claim either way is a false alarm at
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ci_eval.contracts import Report
+from ci_eval.contracts.report import Report
 from ci_eval.errors import InputError
-from ci_eval.report.aggregate import Aggregated, Gate, judge
+from ci_eval.report.aggregate import Aggregated, judged
 from ci_eval.report.markdown import code
+from ci_eval.report.verdict import Gate
 
 EXIT_CODES = {"better": 0, "worse": 1, "no difference shown": 3}
 
@@ -54,7 +55,7 @@ def ab(a: Report, b: Report, alpha: float = 0.05) -> Answer:
     if set(a.instances) != set(b.instances):
         raise InputError("A and B ran on different instances: run both from one plan (ci-eval plan --output, then "
                          "ci-eval shard --plan for each)")
-    judged = judge([a], b, Gate(alpha=alpha))
-    v = judged.verdict
+    result = judged([a], b, Gate(alpha=alpha))
+    v = result.verdict
     word = "worse" if v.regression else "better" if v.better else "no difference shown"
-    return Answer(word, a, judged)
+    return Answer(word, a, result)

@@ -1,44 +1,44 @@
-"""`ci-eval aggregate`: shard folders in; report.json, junit.xml, summary.md and a verdict out."""
+"""`ci-eval aggregate`, wired: shard folders read, merged, built into a report, judged against the
+baselines, and written as report.json, junit.xml, summary.md and comment.md. Each step is its own
+module; this one only joins them and writes the files."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from ci_eval.contracts import Comparison, Report, Verdict
+from ci_eval.contracts.report import REPORT, Comparison, Report, Verdict
 from ci_eval.history import load_history
-from ci_eval.layout import COMMENT, JUNIT, REPORT, SUMMARY
 from ci_eval.report.build import build_report
-from ci_eval.report.compare import ALPHA, compare, verdict
 from ci_eval.report.junit import to_junit
-from ci_eval.report.markdown import Shown, to_comment, to_markdown
-from ci_eval.report.merge import find_shards, merge
+from ci_eval.report.markdown import SummaryOptions, to_comment, to_markdown
+from ci_eval.report.merge import merge
+from ci_eval.report.verdict import Gate, judge
+from ci_eval.shard_folder import find_shards
+
+JUNIT = "junit.xml"
+SUMMARY = "summary.md"
+COMMENT = "comment.md"  # the pull-request comment, for the comment action
 
 
 @dataclass(frozen=True)
-class Gate:
-    """The rules a run is judged by, the same for `aggregate` and `compare`."""
-
-    alpha: float = ALPHA
-    fail_under: float | None = None
-    max_new_failures: int | None = None
-    max_detectable_drop: float | None = None
-    fail_on_suspicious: bool = False
-    baseline_missing: bool = False
-    on_inconclusive: Literal["warn", "fail"] = "warn"
-    push: int = 1  # which run of its pull request this is: each spends less of alpha
-
-
-@dataclass
 class Aggregated:
+    """A judged report with its two Markdown faces, and where its files went."""
+
     report: Report
-    comparison: Comparison | None
-    verdict: Verdict
     summary: str
     comment: str
-    folder: Path = Path()  # where its files went (none for `compare`)
+    folder: Path = Path()
+
+    @property
+    def comparison(self) -> Comparison | None:
+        return self.report.comparison
+
+    @property
+    def verdict(self) -> Verdict:
+        assert self.report.verdict is not None  # judged
+        return self.report.verdict
 
     def outputs(self) -> dict[str, object]:
         """The headline figures and the verdict, named as every ci-eval action names its outputs."""
@@ -55,16 +55,12 @@ class Aggregated:
         }
 
 
-def judge(history: Sequence[Report], report: Report, gate: Gate, logs_url: str = "") -> Aggregated:
-    """The comparison, the verdict and the summary of one report against a history: what both
-    `aggregate` and `compare` give."""
-    comparison = compare(history, report, gate.alpha, gate.push) if history else None
-    judged = verdict(report, comparison, fail_under=gate.fail_under, max_new_failures=gate.max_new_failures,
-                     baseline_missing=gate.baseline_missing, fail_on_suspicious=gate.fail_on_suspicious,
-                     max_detectable_drop=gate.max_detectable_drop)
-    report = report.model_copy(update={"comparison": comparison, "verdict": judged})
-    shown = Shown(logs_url=logs_url, on_inconclusive=gate.on_inconclusive)
-    return Aggregated(report, comparison, judged, to_markdown(report, shown), to_comment(report, shown))
+def judged(history: Sequence[Report], report: Report, gate: Gate, logs_url: str = "") -> Aggregated:
+    """The report judged against the history, with its summary and its comment: what `aggregate`,
+    `compare` and `ab` give."""
+    report = judge(history, report, gate)
+    options = SummaryOptions(logs_url=logs_url, on_inconclusive=gate.on_inconclusive)
+    return Aggregated(report, to_markdown(report, options), to_comment(report, options))
 
 
 def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, baselines: Sequence[Path] = (),
@@ -72,10 +68,10 @@ def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, 
     history, aside = load_history(baselines)
     report = build_report(merge(find_shards(paths), allow_partial))
     report = report.model_copy(update={"warnings": [*report.warnings, *aside]})
-    result = replace(judge(history, report, gate or Gate(), logs_url), folder=out)
+    result = judged(history, report, gate or Gate(), logs_url)
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT).write_text(result.report.model_dump_json(indent=1) + "\n")
     (out / JUNIT).write_text(to_junit(result.report))
     (out / SUMMARY).write_text(result.summary)
     (out / COMMENT).write_text(result.comment)
-    return result
+    return Aggregated(result.report, result.summary, result.comment, out)

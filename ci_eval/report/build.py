@@ -1,31 +1,24 @@
 """report.json: what a merged run amounts to, in one versioned document, built from the typed
-records (contracts.Report and its parts)."""
+records (contracts.report.Report and its parts): pure, from the merge alone."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from pathlib import Path
 
-from ci_eval.contracts import (
-    INFRA_FAILURES,
-    MODEL_FAILURES,
-    NO_VERDICT,
+from ci_eval.contracts.report import (
     InfraFailures,
     InstanceResult,
-    Record,
     RepoResult,
     Report,
     ResolveRate,
     ShardsSeen,
-    Status,
     Totals,
     UsageTotals,
 )
-from ci_eval.layout import APPLY_LOG, LOGS, TEST_LOG, read_inside
+from ci_eval.contracts.shard import Record
+from ci_eval.contracts.status import INFRA_FAILURES, MODEL_FAILURES, NO_VERDICT, Status
 from ci_eval.report.merge import Merged
 from ci_eval.report.stats import pass_at_k, wilson
-
-LOG_TAIL_LINES, LOG_TAIL_BYTES = 30, 4096  # of a failing instance's log, into the report and JUnit
 
 
 def repo_from_id(instance_id: str) -> str:
@@ -125,22 +118,9 @@ def _instance(iid: str, merged: Merged, damaged: bool) -> InstanceResult:
         exit_reason=first.agent.exit_reason,  # None when the patch came from predictions
         steps=first.agent.steps,
         tokens=first.agent.prompt_tokens + first.agent.completion_tokens,
-        log_tail="" if first.status == Status.RESOLVED else _log_tail(merged.folders.get(iid), iid),
+        log_tail="" if first.status == Status.RESOLVED else merged.log_tails.get(iid, ""),
         suspicious=first.suspicious,
     )
-
-
-def _log_tail(folder: Path | None, iid: str) -> str:
-    """The end of what says why it failed: the test log, else the patch-apply log (regular files
-    inside the shard folder only: an artifact's link to a host file is not followed)."""
-    if folder is None:
-        return ""
-    logs = folder / LOGS / iid / "sample-0"
-    for name in (TEST_LOG, APPLY_LOG):
-        data = read_inside(folder, logs / name, tail=LOG_TAIL_BYTES)
-        if data is not None:
-            return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:])
-    return ""
 
 
 def _rate(k: int, n: int) -> float:

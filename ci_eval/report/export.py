@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ci_eval.errors import InputError
-from ci_eval.report.merge import find_shards, merge
+from ci_eval.report.merge import merge
+from ci_eval.shard_folder import find_shards
 
 
 def export(paths: Sequence[Path], out: Path, *, sample: int = 0, model_name: str | None = None) -> int:

@@ -7,7 +7,8 @@ from xml.etree import ElementTree
 
 from junit_xml import TestCase, TestSuite
 
-from ci_eval.contracts import MODEL_FAILURES, NO_VERDICT, InstanceResult, Report, Status
+from ci_eval.contracts.report import InstanceResult, Report
+from ci_eval.contracts.status import MODEL_FAILURES, NO_VERDICT, Status
 
 _SHOWN_TESTS = 20
 # Terminal colour codes first (a server's error text carries them), then every character XML 1.0

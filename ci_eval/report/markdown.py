@@ -1,13 +1,14 @@
 """The Markdown job summary and pull-request comment: the answer in the first line, then what
 changed and why, then the breakdowns; never over GitHub's limits. Every string that came from an
-artifact is shown through `text` or `code`: one line, no control characters, no Markdown or HTML
+artifact is options through `text` or `code`: one line, no control characters, no Markdown or HTML
 of its own, no mention."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ci_eval.contracts import Comparison, InstanceResult, Report, Status, Verdict
+from ci_eval.contracts.report import Comparison, InstanceResult, Report, Verdict
+from ci_eval.contracts.status import Status
 from ci_eval.untrusted import loggable, markdown_text
 
 SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses step summaries above 1 MiB
@@ -22,31 +23,31 @@ CAUSES = {"lost_verdicts": "the run lost verdicts", "lack_of_data": "lack of dat
 
 
 @dataclass(frozen=True)
-class Shown:
+class SummaryOptions:
     """What the summary says beyond the report: where the logs are, and what inconclusive does."""
 
     logs_url: str = ""
     on_inconclusive: str = "warn"
 
 
-def to_markdown(report: Report, shown: Shown = Shown(), limit: int = SUMMARY_LIMIT) -> str:
+def to_markdown(report: Report, options: SummaryOptions = SummaryOptions(), limit: int = SUMMARY_LIMIT) -> str:
     c = report.comparison
-    parts = [answer(report), context(report), verdict_section(report.verdict, shown)]
+    parts = [answer(report), context(report), verdict_section(report.verdict, options)]
     if report.warnings:
         parts.append("".join(f"> [!WARNING]\n> {text(w, 500)}\n\n" for w in report.warnings))
     if c is not None:
-        parts += [changes_section(report, c, shown), chart(c), apart_section(report, c)]
-    parts += [suspicious_section(report), status_section(report), details_section(report, shown),
+        parts += [changes_section(report, c, options), chart(c), apart_section(report, c)]
+    parts += [suspicious_section(report), status_section(report), details_section(report, options),
               repo_section(report), model_time_section(report), slowest_section(report), glossary()]
     return truncate("\n".join(p for p in parts if p), limit)
 
 
-def to_comment(report: Report, shown: Shown = Shown()) -> str:
+def to_comment(report: Report, options: SummaryOptions = SummaryOptions()) -> str:
     """The pull-request comment: the answer, the verdict's reasons, what changed; the rest is in the summary."""
     c = report.comparison
-    parts = [answer(report), context(report), verdict_section(report.verdict, shown)]
+    parts = [answer(report), context(report), verdict_section(report.verdict, options)]
     if c is not None:
-        parts += [changes_section(report, c, shown), chart(c)]
+        parts += [changes_section(report, c, options), chart(c)]
     parts.append(glossary())
     body = "\n".join(p for p in parts if p)
     if len(body) <= COMMENT_LIMIT:
@@ -116,7 +117,7 @@ def context(report: Report) -> str:
     return "\n".join(lines)
 
 
-def verdict_section(verdict: Verdict | None, shown: Shown) -> str:
+def verdict_section(verdict: Verdict | None, options: SummaryOptions) -> str:
     if verdict is None:
         return ""
     # The reasons are ci-eval's own sentences (numbers and flags), never artifact text.
@@ -127,12 +128,12 @@ def verdict_section(verdict: Verdict | None, shown: Shown) -> str:
         lines.append("\nA run that loses significantly more verdicts than its baseline fails this check, whatever "
                      "on-inconclusive says.")
     if verdict.word == "inconclusive":
-        lines.append("\nInconclusive " + ("**fails** this check (on-inconclusive: fail)." if shown.on_inconclusive
+        lines.append("\nInconclusive " + ("**fails** this check (on-inconclusive: fail)." if options.on_inconclusive
                                           == "fail" else "is a warning here, not a failure (on-inconclusive: warn)."))
     return "\n".join(lines) + "\n"
 
 
-def changes_section(report: Report, c: Comparison, shown: Shown) -> str:
+def changes_section(report: Report, c: Comparison, options: SummaryOptions) -> str:
     f = c.full_set
     rows = [f"| resolve rate on the {c.compared} compared instances | {c.base_rate:.1%} | {c.new_rate:.1%} | "
             f"{points(c.delta)} points |"]
@@ -160,7 +161,7 @@ def changes_section(report: Report, c: Comparison, shown: Shown) -> str:
         if ids:
             out += [f"#### {title} ({len(ids)})", "", "| instance | baseline | now | why | logs |",
                     "| --- | ---: | --- | --- | --- |",
-                    *(_change_row(iid, report.instances[iid], c, shown) for iid in ids[:_LISTED]), ""]
+                    *(_change_row(iid, report.instances[iid], c, options) for iid in ids[:_LISTED]), ""]
             if len(ids) > _LISTED:
                 out += [f"_… and {len(ids) - _LISTED} more in report.json._", ""]
     if not c.newly_failing and not c.newly_resolved:
@@ -168,15 +169,15 @@ def changes_section(report: Report, c: Comparison, shown: Shown) -> str:
     return "\n".join(out)
 
 
-def _change_row(iid: str, e: InstanceResult, c: Comparison, shown: Shown) -> str:
+def _change_row(iid: str, e: InstanceResult, c: Comparison, options: SummaryOptions) -> str:
     t = c.frequencies[iid]
     return (f"| {code(iid)} | resolved in {t.resolved:g} of {t.tries} run(s) | {e.status} | {why(e)} | "
-            f"{_logs(iid, shown)} |")
+            f"{_logs(iid, options)} |")
 
 
-def _logs(iid: str, shown: Shown) -> str:
+def _logs(iid: str, options: SummaryOptions) -> str:
     where = code(f"logs/{iid}/sample-0/")
-    return f"[artifact]({shown.logs_url}) {where}" if shown.logs_url else where
+    return f"[artifact]({options.logs_url}) {where}" if options.logs_url else where
 
 
 def chart(c: Comparison) -> str:
@@ -203,8 +204,8 @@ def apart_section(report: Report, c: Comparison) -> str:
     for title, ids in (("no verdict in this run", c.no_verdict_new), ("no verdict in the baseline", c.no_verdict_base),
                        ("planned by one side only", c.only_in_one)):
         if ids:
-            shown = ", ".join(code(i) for i in ids[:_LISTED]) + (" …" if len(ids) > _LISTED else "")
-            lines += [f"<details><summary>Not compared, {title}: {len(ids)}</summary>", "", shown, "", "</details>",
+            options = ", ".join(code(i) for i in ids[:_LISTED]) + (" …" if len(ids) > _LISTED else "")
+            lines += [f"<details><summary>Not compared, {title}: {len(ids)}</summary>", "", options, "", "</details>",
                       ""]
     return "\n".join(lines)
 
@@ -252,7 +253,7 @@ def why(e: InstanceResult) -> str:
     return reason
 
 
-def details_section(report: Report, shown: Shown) -> str:
+def details_section(report: Report, options: SummaryOptions) -> str:
     """Every instance that did not resolve, folded: why, how the agent's attempt ended, what it
     cost; infrastructure apart from the model's failures."""
     groups: dict[str, list[str]] = {"Model failures": [], "Too slow (no verdict)": [], "Without a verdict": []}
@@ -261,7 +262,7 @@ def details_section(report: Report, shown: Shown) -> str:
         if e.status == Status.RESOLVED:
             continue
         agent = f"{code(e.exit_reason)} after {e.steps} steps, {e.tokens:,} tokens" if e.exit_reason else ""
-        row = f"| {code(iid)} | {e.status} | {why(e)} | {agent} | {e.time:.0f} s | {_logs(iid, shown)} |"
+        row = f"| {code(iid)} | {e.status} | {why(e)} | {agent} | {e.time:.0f} s | {_logs(iid, options)} |"
         group = "Too slow (no verdict)" if e.status == Status.TOO_SLOW else "Without a verdict" if iid in unknown \
             else "Model failures"
         groups[group].append(row)

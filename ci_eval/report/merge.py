@@ -1,36 +1,15 @@
-"""Merge shard folders, however download-artifact laid them out, into one set of results."""
+"""Merge the shard runs of one run, however download-artifact laid them out, into one set of
+results: pure, from what `shard_folder.find_shards` read."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ci_eval.contracts import Manifest, Record, SampleDesign, UnreadableLine, read_manifest, same_run
+from ci_eval.contracts.plan import SampleDesign
+from ci_eval.contracts.shard import Manifest, Record, UnreadableLine
 from ci_eval.errors import InputError
-from ci_eval.github import in_actions, run_attempt
-from ci_eval.layout import MANIFEST, RESULTS, unlinked
-from ci_eval.results import scan_records
-
-
-@dataclass
-class ShardRun:
-    folder: Path
-    manifest: Manifest
-    records: dict[tuple[str, int], Record]
-    unreadable: list[UnreadableLine] = field(default_factory=list)
-    refused: str = ""  # why this folder is not taken as the shard it claims to be
-    artifact: Path | None = None  # the artifact's folder (the first below the root), when named as one
-
-    @property
-    def index(self) -> int:
-        return self.manifest.shard.index
-
-    @property
-    def run_attempt(self) -> int:
-        return self.manifest.shard.run_attempt
+from ci_eval.shard_folder import ShardRun
 
 
 @dataclass
@@ -43,7 +22,7 @@ class Merged:
     records: dict[tuple[str, int], Record]
     warnings: list[str] = field(default_factory=list)
     unreadable: list[UnreadableLine] = field(default_factory=list)
-    folders: dict[str, Path] = field(default_factory=dict)  # instance id -> the shard folder holding its logs
+    log_tails: dict[str, str] = field(default_factory=dict)  # instance id -> the end of its failing log
     sample: SampleDesign | None = None  # how the plan drew its instances
     environment: dict[str, str | None] = field(default_factory=dict)  # what the first shard's server said
 
@@ -54,59 +33,6 @@ class Merged:
     @property
     def planned(self) -> list[str]:
         return [iid for ids in self.plan for iid in ids]
-
-
-# What paths.sh and the shard action name a shard's folder and artifact.
-NAMED = re.compile(r"(?:.+-)?shard-(\d+)-attempt-(\d+)")
-
-
-def find_shards(paths: Iterable[Path]) -> list[ShardRun]:
-    """Every shard folder below the paths: one folder per artifact, or all merged into one."""
-    runs = []
-    for root in paths:
-        if not root.exists():
-            raise InputError(f"{root} does not exist")
-        for manifest in sorted(root.rglob(MANIFEST)):
-            if not unlinked(root, manifest):
-                continue
-            data = read_manifest(manifest)
-            records, unreadable = scan_records(manifest.parent / RESULTS)
-            # a line stamped by another run (its folder reused) is not this shard's result
-            own = data.identity.get("config_hash")
-            records = [r for r in records if r.run is None or r.run == own]
-            parts = manifest.parent.relative_to(root).parts
-            artifact = root / parts[0] if parts and NAMED.fullmatch(parts[0]) else None
-            runs.append(ShardRun(manifest.parent, data, {r.key: r for r in records}, unreadable,
-                                 _refusal(root, manifest.parent, data), artifact))
-    return _one_per_artifact(runs)
-
-
-def _refusal(root: Path, folder: Path, manifest: Manifest) -> str:
-    """Why a folder is not the shard its manifest claims: the artifact's or the folder's name
-    names another shard or attempt, or the attempt is later than this workflow run's."""
-    shard = manifest.shard
-    for name in {*folder.relative_to(root).parts, folder.name}:
-        match = NAMED.fullmatch(name)
-        if match and (int(match[1]), int(match[2])) != (shard.index, shard.run_attempt):
-            return f"{folder} holds the manifest of shard {shard.index} attempt {shard.run_attempt}, but lies in {name}"
-    if in_actions() and shard.run_attempt > run_attempt():
-        return (f"{folder} claims attempt {shard.run_attempt} of shard {shard.index}; this run is at attempt "
-                f"{run_attempt()}")
-    return ""
-
-
-def _one_per_artifact(runs: list[ShardRun]) -> list[ShardRun]:
-    """An artifact holds one shard: a second manifest in it is not taken (the first, by path, is)."""
-    seen: dict[Path, ShardRun] = {}
-    for run in sorted(runs, key=lambda r: (len(r.folder.parts), str(r.folder))):  # the shallowest first
-        artifact = run.artifact
-        if artifact is None or run.refused:
-            continue
-        if artifact in seen:
-            run.refused = f"{run.folder} is a second shard folder in the artifact {artifact.name}"
-        else:
-            seen[artifact] = run
-    return runs
 
 
 def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
@@ -137,7 +63,7 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
         warnings.append(f"shard(s) {names} of {len(plan)} missing: their instances count as not attempted")
 
     records: dict[tuple[str, int], Record] = {}
-    folders: dict[str, Path] = {}
+    log_tails: dict[str, str] = {}
     seen_in: dict[str, list[int]] = {}
     for index, run in sorted(newest.items()):
         own = set(plan[index])
@@ -147,7 +73,8 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
                 seen_in[record.instance_id].append(index)
             if record.instance_id in own:
                 records[key] = record
-                folders[record.instance_id] = run.folder
+                if record.instance_id in run.log_tails:
+                    log_tails[record.instance_id] = run.log_tails[record.instance_id]
     for iid, shards in sorted(seen_in.items()):
         if len(shards) > 1:
             warnings.append(f"duplicate instance {iid} in shards {', '.join(map(str, shards))}: "
@@ -155,5 +82,23 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
     unreadable = [u for _, run in sorted(newest.items()) for u in run.unreadable]
     warnings += [f"could not read {u}" for u in unreadable]
     samples = first.manifest.samples
-    return Merged(first.manifest.identity, plan, samples, newest, missing, records, warnings, unreadable, folders,
+    return Merged(first.manifest.identity, plan, samples, newest, missing, records, warnings, unreadable, log_tails,
                   first.manifest.sample, first.manifest.environment)
+
+
+def same_run(a: Manifest, b: Manifest, where_a: object, where_b: object) -> None:
+    """The one check that two shards belong to one run: same identity, same plan."""
+    for key in sorted(set(a.identity) | set(b.identity)):
+        va, vb = a.identity.get(key), b.identity.get(key)
+        if va != vb and key == "config_hash":  # name the setting: a hash alone says nothing to act on
+            names = sorted(n for n in set(a.config) | set(b.config) if a.config.get(n) != b.config.get(n))
+            if names:
+                key, va, vb = f"setting {names[0]}", a.config.get(names[0]), b.config.get(names[0])
+        if va != vb:
+            raise InputError(f"shards are from different runs: {key} is {va!r} in {where_a} but {vb!r} in {where_b}; "
+                             "aggregate the shards of one configuration at a time")
+    if a.plan != b.plan:
+        raise InputError(f"shards {where_a} and {where_b} were planned differently (another --of or instance set)")
+    if a.sample != b.sample:  # the design weighs the verdict: no shard may bring its own
+        raise InputError(f"shards {where_a} and {where_b} carry different sample designs; "
+                         "aggregate the shards of one plan at a time")

@@ -20,7 +20,7 @@ from docker.models.containers import Container
 from docker.utils import parse_repository_tag
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ci_eval.contracts import ErrorKind
+from ci_eval.contracts.status import ErrorKind
 from ci_eval.errors import InfraError, InputError, one_line
 from ci_eval.instances import Instance
 from ci_eval.sandbox import WORKDIR, Output, OutputCap

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
-from ci_eval.contracts import ErrorKind
+from ci_eval.contracts.status import ErrorKind
 from ci_eval.errors import InfraError, InputError
 from ci_eval.instances import Instance
 from ci_eval.sandbox import SCRATCH, WORKDIR, Output, OutputCap, isolation
