@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 
 from ci_eval.agent_config import AgentConfig
-from ci_eval.attempt import Agent, AgentLimits, Attempt, Options, cut_middle
-from ci_eval.contracts.shard import AgentStats, Step
+from ci_eval.attempt import Agent, Attempt, Options, cut_middle
+from ci_eval.contracts.shard import Step
 from ci_eval.contracts.status import ErrorKind, ExitReason
 from ci_eval.errors import InfraError
-from ci_eval.model import Message, Reply
+from ci_eval.model import Message
 
 SUBMIT = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 BASH_BLOCK = re.compile(r"```bash[ \t]*\n(.*?)```", re.DOTALL)
@@ -183,70 +183,81 @@ def bash_agent(options: Options) -> Agent:
     """ci-eval's own agent, as any agent is made (`agent = "ci_eval.agent:bash_agent"`)."""
 
     async def agent(attempt: Attempt) -> ExitReason:
-        return await solve(attempt, options.prompts)
+        return await BashAgent(attempt, options.agent_config).run()
 
     return agent
 
 
-async def solve(attempt: Attempt, config: AgentConfig) -> ExitReason:
-    """The loop, to a submission or a limit: one command per reply, its output the next message."""
-    limits = attempt.limits
-    messages: list[Message] = [
-        {"role": "system", "content": config.render("system")},
-        {"role": "user", "content": config.render("instance", problem_statement=attempt.task.problem_statement)},
-    ]
-    for message in messages:
-        attempt.say(message)
-    context = Context(messages, limits.context_window - limits.max_tokens, TokenCounter())
-    in_a_row = 0
-    try:
-        while not (reason := attempt.limit_hit()):
-            reply = await query(attempt, context)
-            say(attempt, context, {"role": "assistant", "content": reply.content})
-            commands = BASH_BLOCK.findall(reply.content)
-            if len(commands) != 1:
-                attempt.run.stats.format_errors += 1
-                in_a_row += 1
-                if in_a_row >= MAX_FORMAT_ERRORS:
-                    return ExitReason.FORMAT_ERRORS
-                say(attempt, context, {"role": "user", "content": config.render("format_error", found=len(commands))})
-                continue
-            in_a_row = 0
-            out, step = await attempt.execute(commands[0].strip())
-            if submitted(out.output):
-                return ExitReason.SUBMITTED
-            say(attempt, context, {"role": "user", "content": observation(config, step, limits)})
-        return reason
-    finally:
-        tally(attempt.run.stats, context)
+class BashAgent:
+    """One attempt of the bash-only agent, holding its own state (the conversation as sent, the
+    format errors in a row), as mini-swe-agent's DefaultAgent does: run → step → query → execute."""
 
+    def __init__(self, attempt: Attempt, agent_config: AgentConfig) -> None:
+        self.attempt, self.agent_config, self.limits = attempt, agent_config, attempt.limits
+        self.context = Context([], self.limits.context_window - self.limits.max_tokens, TokenCounter())
+        self.format_errors_in_a_row = 0
 
-async def query(attempt: Attempt, context: Context) -> Reply:
-    """One model call; the server's count of its prompt teaches the context's bound."""
-    request = context.request()
-    reply = await attempt.complete(request)
-    context.counter.observe(request, reply.prompt_tokens, reply.content, reply.completion_tokens)
-    return reply
+    async def run(self) -> ExitReason:
+        """The loop, to a submission or a limit: one command per reply, its output the next message."""
+        self.say({"role": "system", "content": self.agent_config.render("system")})
+        self.say({"role": "user", "content": self.agent_config.render(
+            "instance", problem_statement=self.attempt.task.problem_statement)})
+        try:
+            while not (reason := self.attempt.limit_hit()):
+                if ended := await self.step():
+                    return ended
+            return reason
+        finally:
+            self.tally()
+
+    async def step(self) -> ExitReason | None:
+        """One reply and, when it holds exactly one command, that command run (None: go on)."""
+        commands = BASH_BLOCK.findall(await self.query())
+        if len(commands) != 1:
+            return self.format_error(len(commands))
+        self.format_errors_in_a_row = 0
+        return await self.execute(commands[0].strip())
+
+    async def query(self) -> str:
+        """One model call; the server's count of its prompt teaches the context's bound."""
+        request = self.context.request()
+        reply = await self.attempt.complete(request)
+        self.context.counter.observe(request, reply.prompt_tokens, reply.content, reply.completion_tokens)
+        self.say({"role": "assistant", "content": reply.content})
+        return reply.content
+
+    async def execute(self, command: str) -> ExitReason | None:
+        out, step = await self.attempt.execute(command)
+        if submitted(out.output):
+            return ExitReason.SUBMITTED
+        self.say({"role": "user", "content": self.observation(step)})
+        return None
+
+    def format_error(self, found: int) -> ExitReason | None:
+        self.attempt.run.stats.format_errors += 1
+        self.format_errors_in_a_row += 1
+        if self.format_errors_in_a_row >= MAX_FORMAT_ERRORS:
+            return ExitReason.FORMAT_ERRORS
+        self.say({"role": "user", "content": self.agent_config.render("format_error", found=found)})
+        return None
+
+    def observation(self, step: Step) -> str:
+        """What the model is told of the command it ran."""
+        if step.timed_out:
+            return self.agent_config.render("timeout", seconds=f"{self.limits.command_timeout:g}", output=step.output)
+        return self.agent_config.render("observation", returncode=step.returncode, output=step.output)
+
+    def say(self, message: Message) -> None:
+        """A message joins the conversation: whole in the trajectory, appended to the context."""
+        self.attempt.say(message)
+        self.context.append(message)
+
+    def tally(self) -> None:
+        """The conversation's compactions and prompt reuse, into the attempt's stats."""
+        stats = self.attempt.run.stats
+        stats.compactions = self.context.compactions
+        stats.sent_chars, stats.repeated_chars = self.context.sent_chars, self.context.repeated_chars
 
 
 def submitted(output: str) -> bool:
     return output.lstrip().startswith(SUBMIT)
-
-
-def observation(config: AgentConfig, step: Step, limits: AgentLimits) -> str:
-    """What the model is told of the command it ran."""
-    if step.timed_out:
-        return config.render("timeout", seconds=f"{limits.command_timeout:g}", output=step.output)
-    return config.render("observation", returncode=step.returncode, output=step.output)
-
-
-def tally(stats: AgentStats, context: Context) -> None:
-    """The conversation's compactions and prompt reuse, into the attempt's stats."""
-    stats.compactions = context.compactions
-    stats.sent_chars, stats.repeated_chars = context.sent_chars, context.repeated_chars
-
-
-def say(attempt: Attempt, context: Context, message: Message) -> None:
-    """A message joins the conversation: whole in the trajectory, appended to the context."""
-    attempt.say(message)
-    context.append(message)

@@ -53,7 +53,7 @@ def packaged(name: str) -> str:
     return resources.files("ci_eval.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8")
 
 
-def load(path: Path) -> AgentConfig:
+def read_agent_config(path: Path) -> AgentConfig:
     """`[prompts]` name = template and `[limits]` name = number; anything else is a one-line error."""
     data = _read(path)
     unknown = sorted(set(data) - {"prompts", "limits"})

@@ -52,7 +52,7 @@ class Options:
     model's name on the server, and the shell command of `--agent-command` (for the command seam)."""
 
     limits: AgentLimits
-    prompts: AgentConfig
+    agent_config: AgentConfig
     model: str = ""
     command: str | None = None
 

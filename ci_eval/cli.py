@@ -133,13 +133,13 @@ def plan_command(of: int | None, budget_minutes: float | None, plan_file: Path |
     settings = _settings(config_file, **flags)
     if (of is None) == (budget_minutes is None):
         raise InputError("give either --of N or --budget-minutes M")
-    made = make_plan(settings, of, timings, budget_minutes)
+    plan = make_plan(settings, of, timings, budget_minutes)
     if budget_minutes is not None:
-        click.echo(f"ci-eval: {made.of} shard(s) for {budget_minutes:g} minutes, {priced_slots(settings)} instance(s) "
+        click.echo(f"ci-eval: {plan.of} shard(s) for {budget_minutes:g} minutes, {priced_slots(settings)} instance(s) "
                    "at once each", err=True)
     if plan_file is not None:
-        write_plan(plan_file, made)
-    click.echo(json.dumps(matrix(made.shards)))
+        write_plan(plan_file, plan)
+    click.echo(json.dumps(matrix(plan.shards)))
 
 
 @main.command("shard")

@@ -215,19 +215,12 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
-    def agent_time_limit(self) -> float:
-        """The agent's safety net, sized from the step limit unless set."""
-        return self.agent_timeout or self.step_limit * STEP_ALLOWANCE
-
     def slots(self) -> int:
         """Model requests in flight at most: the slots, but never more than the workers that make them."""
         return min(self.model_slots or self.workers, self.workers)
 
-    def agent_token_budget(self) -> int:
-        return self.token_budget or self.step_limit * self.context_window
-
     def instance_time_limit(self) -> float:
-        solving = self.agent_time_limit() if self.predictions is None else 0.0
+        solving = (self.agent_timeout or 0.0) if self.predictions is None else 0.0  # resolve() fills it
         return self.instance_timeout or solving + self.eval_timeout + SETUP_SECONDS
 
     def hashed(self) -> dict[str, Any]:
@@ -240,6 +233,8 @@ class Settings(BaseSettings):
         for name, default in (("agent", DEFAULT_AGENT), ("agent_command", None), ("image_template", None)):
             if data[name] == default:
                 del data[name]
+        if data["token_budget"] == self.step_limit * self.context_window:  # as resolve() derives it: as unset
+            data["token_budget"] = None
         dataset = Path(self.dataset)
         if dataset.is_file():  # what the file holds, however it was named (relative, absolute, elsewhere)
             data["dataset"] = "file:" + hashlib.sha256(dataset.read_bytes()).hexdigest()[:16]

@@ -120,9 +120,9 @@ def choose(dataset: list[Instance], settings: Settings) -> tuple[list[Instance],
     return chosen, at_random(chosen, len(pool), seed)
 
 
-def write_plan(path: Path, made: Plan) -> None:
+def write_plan(path: Path, plan: Plan) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(made.model_dump_json() + "\n", encoding="utf-8")
+    path.write_text(plan.model_dump_json() + "\n", encoding="utf-8")
 
 
 def read_plan(path: Path) -> Plan:

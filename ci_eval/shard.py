@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ci_eval import __version__, agent_config, attempt, llama_server, predictions
-from ci_eval.agent_config import AgentConfig
+from ci_eval import __version__, attempt, llama_server, predictions
+from ci_eval.agent_config import PACKAGED, AgentConfig, read_agent_config
 from ci_eval.attempt import Agent, AgentLimits, Options
-from ci_eval.config import DEFAULT_AGENT, Settings, digest
+from ci_eval.config import DEFAULT_AGENT, STEP_ALLOWANCE, Settings, digest
 from ci_eval.contracts.plan import Plan
 from ci_eval.contracts.shard import Manifest, Record
 from ci_eval.contracts.status import Status
@@ -88,22 +88,22 @@ def run_shard(settings: Settings, index: int, of: int | None = None, timings: Pa
               plan_file: Path | None = None) -> ShardResult:
     """Plan (or read the plan job's plan), then run shard `index` of it, family by family."""
     began = time.monotonic()  # --deadline-minutes counts from here
-    made = _the_plan(settings, of, timings, plan_file)
-    by_id = {inst.instance_id: inst for inst in made.instances}
+    plan = _the_plan(settings, of, timings, plan_file)
+    by_id = {inst.instance_id: inst for inst in plan.instances}
     family = {iid: inst.family for iid, inst in by_id.items()}
-    planned = [by_id[iid] for iid in run_order(shard_ids(made.shards, index), made.costs, family)]
+    planned = [by_id[iid] for iid in run_order(shard_ids(plan.shards, index), plan.costs, family)]
     gradable(planned)  # a plan file made by an older ci-eval may hold rows that cannot be graded
     # a plan file is an artifact: its rows are checked again
     allowed_images(planned, settings.image_pattern, settings.image_template)
-    prompts = agent_config.PACKAGED if settings.agent_config is None else agent_config.load(settings.agent_config)
+    agent_config = PACKAGED if settings.agent_config is None else read_agent_config(settings.agent_config)
     folder = settings.output or default_folder(index)
     writable(folder)
     with only_writer(folder), served(settings, folder) as url:
         backend = choose_backend(settings.sandbox, planned, owner_of(folder), repos_dir=settings.repos_dir,
-                                 dataset=made.dataset, memory_limit=settings.memory_limit,
+                                 dataset=plan.dataset, memory_limit=settings.memory_limit,
                                  pids_limit=settings.pids_limit)
-        resolved = resolve(settings, made, prompts, url, backend)
-        return _run_shard(resolved, prompts, made, index, planned, folder, backend, began)
+        resolved = resolve(settings, plan, agent_config, url, backend)
+        return _run_shard(resolved, agent_config, plan, index, planned, folder, backend, began)
 
 
 def _the_plan(settings: Settings, of: int | None, timings: Path | None, plan_file: Path | None) -> Plan:
@@ -111,22 +111,23 @@ def _the_plan(settings: Settings, of: int | None, timings: Path | None, plan_fil
         if of is None:
             raise InputError("give --of N (or --plan FILE from ci-eval plan --output)")
         return make_plan(settings, of, timings)
-    made = read_plan(plan_file)
-    if of is not None and of != made.of:
-        raise InputError(f"--of {of} but {plan_file} has {made.of} shards; leave --of out with --plan")
-    return made
+    plan = read_plan(plan_file)
+    if of is not None and of != plan.of:
+        raise InputError(f"--of {of} but {plan_file} has {plan.of} shards; leave --of out with --plan")
+    return plan
 
 
-def resolve(settings: Settings, made: Plan, prompts: AgentConfig, served_url: str | None,
+def resolve(settings: Settings, plan: Plan, agent_config: AgentConfig, served_url: str | None,
             backend: Backend) -> Settings:
     """The one Settings a shard runs with, validated: the manifest, the store and every part take
     it. Over what was given: the plan's data (its identity says what was graded, whatever the
     settings say), the agent config's limits under the flags and variables (which win), the
-    local model's address when ci-eval serves it, and one worker in a local sandbox that cannot
+    local model's address when ci-eval serves it, the limits derived from the step limit where
+    none is set, and one worker in a local sandbox that cannot
     isolate (refused outright where there is a secret to read)."""
     given = settings.model_fields_set
-    update: dict[str, Any] = {"dataset": made.dataset, "split": made.split, "revision": made.revision}
-    update |= {k: v for k, v in prompts.limits.model_dump(exclude_none=True).items() if k not in given}
+    update: dict[str, Any] = {"dataset": plan.dataset, "split": plan.split, "revision": plan.revision}
+    update |= {k: v for k, v in agent_config.limits.model_dump(exclude_none=True).items() if k not in given}
     if served_url is not None:
         # Gemma's chat format drops system messages: the system prompt goes into the first user turn.
         update |= {"base_url": served_url, "model": llama_server.MODEL_ALIAS, "fold_system_prompt": True}
@@ -138,8 +139,13 @@ def resolve(settings: Settings, made: Plan, prompts: AgentConfig, served_url: st
             log.warning("the local sandbox cannot isolate agents here (it needs Linux, root and bubblewrap): one "
                         "instance at a time, since they would share /tmp")
             update["workers"] = 1
+    merged = {**settings.model_dump(), **update}
+    if merged["token_budget"] is None:  # never before the step limit
+        merged["token_budget"] = merged["step_limit"] * merged["context_window"]
+    if merged["agent_timeout"] is None:  # a safety net, sized from the step limit
+        merged["agent_timeout"] = merged["step_limit"] * STEP_ALLOWANCE
     try:
-        return Settings.model_validate({**settings.model_dump(), **update})
+        return Settings.model_validate(merged)
     except ValidationError as exc:
         where, what = first_error(exc)
         raise InputError(f"bad setting {where!r}: {what}") from None
@@ -163,8 +169,9 @@ def model_for(settings: Settings, retries: int = RETRIES) -> OpenAIModel:
 
 
 def agent_limits(settings: Settings) -> AgentLimits:
-    return AgentLimits(step_limit=settings.step_limit, token_budget=settings.agent_token_budget(),
-                       agent_timeout=settings.agent_time_limit(), command_timeout=settings.command_timeout,
+    assert settings.token_budget is not None and settings.agent_timeout is not None, "resolve() fills them"
+    return AgentLimits(step_limit=settings.step_limit, token_budget=settings.token_budget,
+                       agent_timeout=settings.agent_timeout, command_timeout=settings.command_timeout,
                        context_window=settings.context_window, max_tokens=settings.max_tokens,
                        observation_chars=settings.observation_chars)
 
@@ -175,42 +182,42 @@ def clocks(settings: Settings, began: float) -> Clocks:
     return Clocks(settings.instance_time_limit(), settings.eval_timeout, deadline)
 
 
-def solver_for(settings: Settings, prompts: AgentConfig, planned: Sequence[Instance],
+def solver_for(settings: Settings, agent_config: AgentConfig, planned: Sequence[Instance],
                model: OpenAIModel | None, config_hash: str) -> Solver:
     """`predictions` when --predictions is given, else the agent (which needs the model)."""
     if settings.predictions is not None:
         return predictions.solver(predictions.load_predictions(settings.predictions, planned))
     assert model is not None, "the agent needs a model"
-    return attempt.solver(agent_for(settings, prompts), agent_limits(settings), model, seed=settings.seed,
+    return attempt.solver(agent_for(settings, agent_config), agent_limits(settings), model, seed=settings.seed,
                           network=settings.agent_network == "bridge", config_hash=config_hash, trajectory=TRAJECTORY)
 
 
-def agent_for(settings: Settings, prompts: AgentConfig) -> Agent:
+def agent_for(settings: Settings, agent_config: AgentConfig) -> Agent:
     """The agent the settings name, made once for the shard: the command seam's when a command is
     given, else the factory `agent` names (ci-eval's own by default)."""
     if settings.agent_command is not None and settings.agent != DEFAULT_AGENT:
         raise InputError("give agent or agent_command, not both: a command is run by the command seam")
     name = COMMAND_AGENT if settings.agent_command is not None else settings.agent
-    return attempt.load_factory(name)(Options(agent_limits(settings), prompts, settings.model,
+    return attempt.load_factory(name)(Options(agent_limits(settings), agent_config, settings.model,
                                               settings.agent_command))
 
 
-def _run_shard(settings: Settings, prompts: AgentConfig, made: Plan, index: int, planned: Sequence[Instance],
+def _run_shard(settings: Settings, agent_config: AgentConfig, plan: Plan, index: int, planned: Sequence[Instance],
                folder: Path, backend: Backend, began: float) -> ShardResult:
     config = settings.hashed()  # once: it reads the agent config's file
     run = digest(config)
     model = model_for(settings) if settings.predictions is None else None
-    solve = solver_for(settings, prompts, planned, model, run)  # bad predictions are one line before any work
+    solve = solver_for(settings, agent_config, planned, model, run)  # bad predictions are one line before any work
     environment = {} if settings.predictions is not None else \
         describe_server(settings.base_url, settings.model, settings.api_key.get_secret_value())
-    write_manifest(folder, manifest(settings, made, index, backend.name, config, environment))
+    write_manifest(folder, manifest(settings, plan, index, backend.name, config, environment))
     store = ResultStore(folder, run)
     done, set_aside = store.resume()
     if set_aside:
         log.info(f"set aside {set_aside} result line(s) of another run in {folder}: their instances run again")
     jobs = pending_jobs(planned, settings.samples, done, settings.max_attempts)
     total = len(planned) * settings.samples
-    log.info(f"shard {index}/{made.of}: {len(planned)} instances, {len(jobs)} to run, "
+    log.info(f"shard {index}/{plan.of}: {len(planned)} instances, {len(jobs)} to run, "
              f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
     gate = ModelGate(None if model is None else lambda: model.wait_until_up(settings.model_down_minutes))
     show = display(total, total - len(jobs))
@@ -239,7 +246,7 @@ async def _run(pool: Pool, jobs: Sequence[Job], model: OpenAIModel | None) -> No
             await model.close()
 
 
-def manifest(settings: Settings, made: Plan, index: int, sandbox: str, config: dict[str, Any],
+def manifest(settings: Settings, plan: Plan, index: int, sandbox: str, config: dict[str, Any],
              environment: dict[str, str | None] | None = None) -> Manifest:
     """The shard's identity (`config`: what `settings.hashed()` returned); the whole plan rides
     along so that aggregation can name the instances of a shard whose artifact never arrived."""
@@ -251,7 +258,7 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str, config: d
             "dataset": settings.dataset,
             "split": settings.split,
             "revision": settings.revision,
-            "dataset_fingerprint": made.dataset_fingerprint,
+            "dataset_fingerprint": plan.dataset_fingerprint,
             "config_hash": digest(config),
             # what the agent could reach: a run with the network is not comparable with one without
             "agent_network": settings.agent_network if settings.predictions is None else None,
@@ -259,12 +266,12 @@ def manifest(settings: Settings, made: Plan, index: int, sandbox: str, config: d
             "agent": settings.agent_command or (settings.agent if settings.agent != DEFAULT_AGENT else None),
         },
         "config": config,
-        "shard": {"index": index, "of": made.of, "run_attempt": run_attempt()},
+        "shard": {"index": index, "of": plan.of, "run_attempt": run_attempt()},
         "sandbox": sandbox,
         "samples": settings.samples,
-        "planned": made.shards[index],
-        "plan": made.shards,
-        "sample": made.sample,
+        "planned": plan.shards[index],
+        "plan": plan.shards,
+        "sample": plan.sample,
         "environment": environment or {},
         "written_at": now(),
     })

@@ -78,7 +78,7 @@ def write_predictions(path: Path, patches: dict[str, str]) -> Path:
     return path
 
 
-def resolved(given: Settings, backend: Any = None, prompts: Any = None, url: str | None = None) -> Settings:
+def resolved(given: Settings, backend: Any = None, agent_config: Any = None, url: str | None = None) -> Settings:
     """The Settings a shard of `given` would run with (shard.resolve), on the fixtures: planned
     as one shard, in an isolating local sandbox unless `backend` says otherwise."""
     from ci_eval.agent_config import PACKAGED
@@ -87,4 +87,4 @@ def resolved(given: Settings, backend: Any = None, prompts: Any = None, url: str
     from ci_eval.shard import resolve
 
     backend = backend or LocalBackend(FIXTURES / "repos", isolated=True)
-    return resolve(given, make_plan(given, 1), prompts or PACKAGED, url, backend)
+    return resolve(given, make_plan(given, 1), agent_config or PACKAGED, url, backend)

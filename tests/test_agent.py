@@ -384,9 +384,9 @@ def test_an_agent_configs_limits_are_settings_under_the_flags(tmp_path: Path) ->
     config = tmp_path / "agent.toml"
     config.write_text("[limits]\nagent_timeout = 60\nstep_limit = 5\n")
     given = settings(tmp_path, agent_config=config, step_limit=7)
-    prompts = agent_config.load(config)
-    merged = resolved(given, prompts=prompts)
-    assert (merged.agent_timeout, merged.step_limit, prompts.limits.step_limit) == (60, 7, 5)
+    loaded = agent_config.read_agent_config(config)
+    merged = resolved(given, agent_config=loaded)
+    assert (merged.agent_timeout, merged.step_limit, loaded.limits.step_limit) == (60, 7, 5)
     assert agent_limits(merged).agent_timeout == 60 and merged.instance_time_limit() == 60 + 1800 + 900
     assert merged.hashed()["step_limit"] == 7
 
