@@ -74,7 +74,7 @@ def run_options(func: F) -> F:
     return _options(func, ("run",), [], [])
 
 
-def friendly(func: F) -> F:
+def one_line_errors(func: F) -> F:
     """Turn InputError into one line on stderr and exit 2."""
 
     @functools.wraps(func)
@@ -123,7 +123,7 @@ def log_to_stderr() -> None:
 @click.option("--output", "plan_file", type=click.Path(path_type=Path),
               help="Also write the plan (instances, costs, shards) for `ci-eval shard --plan`.")
 @settings_options
-@friendly
+@one_line_errors
 def plan_command(of: int | None, budget_minutes: float | None, plan_file: Path | None,
                  config_file: Path | None, timings: Path | None, **flags: Any) -> None:
     """Print the GitHub Actions matrix for N shards."""
@@ -149,7 +149,7 @@ def plan_command(of: int | None, budget_minutes: float | None, plan_file: Path |
               help="Run from the plan job's plan (ci-eval plan --output): no dataset load, no re-planning.")
 @settings_options
 @run_options
-@friendly
+@one_line_errors
 def shard_command(index: int, of: int | None, plan_file: Path | None, config_file: Path | None,
                   timings: Path | None, **flags: Any) -> None:
     """Run one shard: solve (or take predictions for) each instance, grade it, record it."""
@@ -228,7 +228,7 @@ def _gate(flags: dict[str, Any]) -> Any:
     return Gate(**{f.name: flags.pop(f.name) for f in fields(Gate)})
 
 
-def _said(result: Any) -> None:
+def _print_verdict(result: Any) -> None:
     """The answer's line and the verdict, on stdout; the exit code says the verdict."""
     from ci_eval.report.markdown import answer
 
@@ -247,7 +247,7 @@ def _said(result: Any) -> None:
 @click.option("--baseline", "baselines", multiple=True, type=click.Path(path_type=Path),
               help="A baseline report.json, or a folder of them (repeatable): the base branch's recent runs.")
 @gate_options
-@friendly
+@one_line_errors
 def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool, baselines: tuple[Path, ...],
                       **flags: Any) -> None:
     """Merge shard artifacts into a report, JUnit XML and a job summary, judged against the baselines.
@@ -263,7 +263,7 @@ def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool
     write_outputs(result.outputs())
     for warning in result.report.warnings:
         click.echo(f"ci-eval: warning: {loggable(warning)}", err=True)
-    _said(result)
+    _print_verdict(result)
 
 
 @main.command("export")
@@ -272,7 +272,7 @@ def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool
               help="The predictions file to write.")
 @click.option("--sample", type=click.IntRange(0), default=0, show_default=True, help="Which sample's patches.")
 @click.option("--model-name", help="model_name_or_path to write [the run's model].")
-@friendly
+@one_line_errors
 def export_command(paths: tuple[Path, ...], output: Path, sample: int, model_name: str | None) -> None:
     """Write a run's patches as the official predictions file (swebench run_evaluation, sb-cli)."""
     from ci_eval.report.export import export
@@ -286,7 +286,7 @@ def export_command(paths: tuple[Path, ...], output: Path, sample: int, model_nam
 @click.option("--output", type=click.Path(path_type=Path),
               help="Write the judged report (the comparison and the verdict in it) to this file.")
 @gate_options
-@friendly
+@one_line_errors
 def compare_command(reports: tuple[Path, ...], output: Path | None, **flags: Any) -> None:
     """Judge the last report.json against the ones before it (files or folders: a baseline history),
     with the gate of `aggregate`: the same verdict and exit codes (0 pass, 1 regression, 3 and 4 inconclusive)."""
@@ -305,7 +305,7 @@ def compare_command(reports: tuple[Path, ...], output: Path | None, **flags: Any
     if output is not None:
         output.write_text(result.report.model_dump_json(indent=1) + "\n", encoding="utf-8")
     click.echo(result.comment, err=True)
-    _said(result)
+    _print_verdict(result)
 
 
 @main.command("ab")
@@ -314,7 +314,7 @@ def compare_command(reports: tuple[Path, ...], output: Path | None, **flags: Any
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
               help="False-alarm rate of each direction's test.")
 @click.option("--output", type=click.Path(path_type=Path), help="Write the answer's summary (Markdown) to this file.")
-@friendly
+@one_line_errors
 def ab_command(a: Path, b: Path, alpha: float, output: Path | None) -> None:
     """Is B better than A? Two runs on the same instances (report.json files or their folders),
     judged by the paired gate of a pull request's verdict. Exit 0 better, 1 worse, 3 no

@@ -33,8 +33,8 @@ STEP_ALLOWANCE = 180.0
 SETUP_SECONDS = 900.0
 
 
-def place(section: str = "run", hashed: bool = True) -> dict[str, Any]:
-    """A field's place: the commands whose flag it is (select, pace: plan and shard; run: shard;
+def role(section: str = "run", hashed: bool = True) -> dict[str, Any]:
+    """A field's role: the commands whose flag it is (select, pace: plan and shard; run: shard;
     none: no flag), and whether it is part of the run's identity, hashed into config_hash. Those
     that only change how fast or where a run goes are not, so shards run with different worker
     counts still merge; nor are the time limits: an attempt they cut gets no verdict (too_slow,
@@ -42,7 +42,7 @@ def place(section: str = "run", hashed: bool = True) -> dict[str, Any]:
     return {"section": section, "hashed": hashed}
 
 
-UNHASHED = place(hashed=False)
+UNHASHED = role(hashed=False)
 
 
 class Settings(BaseSettings):
@@ -52,32 +52,32 @@ class Settings(BaseSettings):
     # What to evaluate. Each field's description is its --flag's help (cli.py builds the flags
     # from these fields); the section says which commands take it.
     dataset: str = Field(DEFAULT_DATASET, description="Hub dataset name or a .json/.jsonl/.parquet file.",
-                         json_schema_extra=place("select"))
-    split: str = Field("test", description="Dataset split (Hub datasets).", json_schema_extra=place("select"))
+                         json_schema_extra=role("select"))
+    split: str = Field("test", description="Dataset split (Hub datasets).", json_schema_extra=role("select"))
     revision: str | None = Field(None, description="Hub dataset revision (commit, tag or branch) to pin.",
-                                 json_schema_extra=place("select"))
+                                 json_schema_extra=role("select"))
     instance_ids: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Only these instances (repeatable).",
-        json_schema_extra=place("select", hashed=False))
+        json_schema_extra=role("select", hashed=False))
     filter: str | None = Field(None, description="Only instances whose id matches this regular expression.",
-                               json_schema_extra=place("select"))
+                               json_schema_extra=role("select"))
     sample_size: int | None = Field(None, ge=1, description="A random subset of this many instances.",
-                                    json_schema_extra=place("select"))
+                                    json_schema_extra=role("select"))
     sample_seed: int = Field(0, description="The seed that draws --sample-size.",
-                             json_schema_extra=place("select"))
+                             json_schema_extra=role("select"))
     # which datasets may run, not what a run measures
     image_pattern: str | None = Field(None, description="A regular expression every instance's image must match "
                                       "[the official swebench/ namespace and the bundled demo's].",
-                                      json_schema_extra=place("select", hashed=False))
+                                      json_schema_extra=role("select", hashed=False))
     # where the images come from: another build of the environments is another run
     image_template: str | None = Field(
         None, description="Each instance's image from another registry: a reference with {instance_id} "
         "(e.g. ghcr.io/epoch-research/swe-bench.eval.x86_64.{instance_id}:latest); only its images may run.",
-        json_schema_extra=place("select"))
+        json_schema_extra=role("select"))
     # where the history lay: what it chose is in the plan
     sample_from: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Baseline reports (files or folders, repeatable): draw --sample-size "
-        "where their outcomes vary, stratified, instead of at random.", json_schema_extra=place("select", hashed=False))
+        "where their outcomes vary, stratified, instead of at random.", json_schema_extra=role("select", hashed=False))
     predictions: str | None = Field(None, description="'gold' or an official predictions .json/.jsonl file.")
     samples: int = Field(1, ge=1, description="Independent attempts per instance.")
 
@@ -87,14 +87,14 @@ class Settings(BaseSettings):
     # "pace": the shard's and the plan's (--budget-minutes prices a shard by them).
     workers: int = Field(MOST_WORKERS, ge=1, le=64, description="Concurrent instances [from the machine: "
                          "2 where its memory and cores hold them, else 1].",
-                         json_schema_extra=place("pace", hashed=False))
+                         json_schema_extra=role("pace", hashed=False))
     machine: str | None = Field(None, description="Size the workers and price the steps for this machine "
                                 "instead of the one ci-eval runs on: CORESxGB, e.g. 2x7 for a private repository's "
-                                "runner [this machine].", json_schema_extra=place("pace", hashed=False))
+                                "runner [this machine].", json_schema_extra=role("pace", hashed=False))
     # Unset: one slot per worker. On 2 cores two llama.cpp slots ended the same requests
     # 1.45x sooner than one slot on both (benchmarks/model_slots.py).
     model_slots: int | None = Field(None, ge=1, le=64, description="Concurrent model requests [the workers].",
-                                    json_schema_extra=place("pace", hashed=False))
+                                    json_schema_extra=role("pace", hashed=False))
     deadline_minutes: float | None = Field(
         None, gt=0, description="Past this many minutes from the start, no instance starts and running ones stop "
         "(not attempted, resumable).", json_schema_extra=UNHASHED)
@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     model: str = Field("granite4:tiny-h", description="Model name on the server.")
     base_url: str = Field("http://localhost:11434/v1", description="OpenAI-compatible server.")
     api_key: SecretStr = Field(SecretStr(""), description="From CI_EVAL_API_KEY only: never a flag, never written.",
-                               json_schema_extra=place("none", hashed=False))
+                               json_schema_extra=role("none", hashed=False))
     temperature: float = Field(0.0, description="Sampling temperature.")
     max_tokens: int = Field(1024, description="Tokens per model reply.")
     seed: int = Field(0, description="Model seed; sample k uses seed + k.")
@@ -215,12 +215,19 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
+    def with_derived_limits(self) -> Settings:
+        """A copy with the limits left unset sized from the step limit: a token budget never spent
+        before the step limit, and the agent's wall clock as a safety net. resolve() calls it, after
+        the agent config's limits, so that every part reads one value."""
+        return self.model_copy(update={"token_budget": self.token_budget or self.step_limit * self.context_window,
+                                       "agent_timeout": self.agent_timeout or self.step_limit * STEP_ALLOWANCE})
+
     def slots(self) -> int:
         """Model requests in flight at most: the slots, but never more than the workers that make them."""
         return min(self.model_slots or self.workers, self.workers)
 
     def instance_time_limit(self) -> float:
-        solving = (self.agent_timeout or 0.0) if self.predictions is None else 0.0  # resolve() fills it
+        solving = self.with_derived_limits().agent_timeout or 0.0 if self.predictions is None else 0.0
         return self.instance_timeout or solving + self.eval_timeout + SETUP_SECONDS
 
     def hashed(self) -> dict[str, Any]:
@@ -233,7 +240,7 @@ class Settings(BaseSettings):
         for name, default in (("agent", DEFAULT_AGENT), ("agent_command", None), ("image_template", None)):
             if data[name] == default:
                 del data[name]
-        if data["token_budget"] == self.step_limit * self.context_window:  # as resolve() derives it: as unset
+        if data["token_budget"] == self.step_limit * self.context_window:  # derived: hashed as unset, as before
             data["token_budget"] = None
         dataset = Path(self.dataset)
         if dataset.is_file():  # what the file holds, however it was named (relative, absolute, elsewhere)

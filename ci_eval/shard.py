@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ci_eval import __version__, attempt, llama_server, predictions
 from ci_eval.agent_config import PACKAGED, AgentConfig, read_agent_config
 from ci_eval.attempt import Agent, AgentLimits, Options
-from ci_eval.config import DEFAULT_AGENT, STEP_ALLOWANCE, Settings, digest
+from ci_eval.config import DEFAULT_AGENT, Settings, digest
 from ci_eval.contracts.plan import Plan
 from ci_eval.contracts.shard import Manifest, Record
 from ci_eval.contracts.status import Status
@@ -139,13 +139,8 @@ def resolve(settings: Settings, plan: Plan, agent_config: AgentConfig, served_ur
             log.warning("the local sandbox cannot isolate agents here (it needs Linux, root and bubblewrap): one "
                         "instance at a time, since they would share /tmp")
             update["workers"] = 1
-    merged = {**settings.model_dump(), **update}
-    if merged["token_budget"] is None:  # never before the step limit
-        merged["token_budget"] = merged["step_limit"] * merged["context_window"]
-    if merged["agent_timeout"] is None:  # a safety net, sized from the step limit
-        merged["agent_timeout"] = merged["step_limit"] * STEP_ALLOWANCE
     try:
-        return Settings.model_validate(merged)
+        return Settings.model_validate({**settings.model_dump(), **update}).with_derived_limits()
     except ValidationError as exc:
         where, what = first_error(exc)
         raise InputError(f"bad setting {where!r}: {what}") from None
@@ -169,7 +164,7 @@ def model_for(settings: Settings, retries: int = RETRIES) -> OpenAIModel:
 
 
 def agent_limits(settings: Settings) -> AgentLimits:
-    assert settings.token_budget is not None and settings.agent_timeout is not None, "resolve() fills them"
+    assert settings.token_budget is not None and settings.agent_timeout is not None, "resolve() derives them"
     return AgentLimits(step_limit=settings.step_limit, token_budget=settings.token_budget,
                        agent_timeout=settings.agent_timeout, command_timeout=settings.command_timeout,
                        context_window=settings.context_window, max_tokens=settings.max_tokens,
@@ -205,13 +200,13 @@ def agent_for(settings: Settings, agent_config: AgentConfig) -> Agent:
 def _run_shard(settings: Settings, agent_config: AgentConfig, plan: Plan, index: int, planned: Sequence[Instance],
                folder: Path, backend: Backend, began: float) -> ShardResult:
     config = settings.hashed()  # once: it reads the agent config's file
-    run = digest(config)
+    config_hash = digest(config)
     model = model_for(settings) if settings.predictions is None else None
-    solve = solver_for(settings, agent_config, planned, model, run)  # bad predictions are one line before any work
+    solve = solver_for(settings, agent_config, planned, model, config_hash)  # bad predictions: one line, first
     environment = {} if settings.predictions is not None else \
         describe_server(settings.base_url, settings.model, settings.api_key.get_secret_value())
     write_manifest(folder, manifest(settings, plan, index, backend.name, config, environment))
-    store = ResultStore(folder, run)
+    store = ResultStore(folder, config_hash)
     done, set_aside = store.resume()
     if set_aside:
         log.info(f"set aside {set_aside} result line(s) of another run in {folder}: their instances run again")

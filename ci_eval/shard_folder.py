@@ -130,10 +130,10 @@ class ResultStore:
     torn last line; opening the store cuts it off so that appends start on a clean line.
     """
 
-    def __init__(self, folder: Path, run: str | None = None) -> None:
+    def __init__(self, folder: Path, config_hash: str | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / RESULTS
-        self.run = run  # every record is stamped with it; a resume keeps only records with it
+        self.config_hash = config_hash  # every record is stamped with it; a resume keeps only records with it
         self._repair()
         self._file = self.path.open("a", encoding="utf-8")
 
@@ -144,12 +144,12 @@ class ResultStore:
         """This run's newest record per job, and how many lines another run wrote (another
         configuration, or before records were stamped), from one read of the file."""
         records = read_records(self.path)
-        mine = [r for r in records if self.run is None or r.run == self.run]
+        mine = [r for r in records if self.config_hash is None or r.run == self.config_hash]
         return {r.key: r for r in mine}, len(records) - len(mine)
 
     def append(self, record: Record) -> None:
-        if self.run is not None:
-            record = record.model_copy(update={"run": self.run})
+        if self.config_hash is not None:
+            record = record.model_copy(update={"run": self.config_hash})
         self._file.write(record.model_dump_json() + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())

@@ -68,7 +68,7 @@ def dense(messages: list[Message]) -> int:
 
 def limits(**overrides: Any) -> AgentLimits:
     """The agent's limits as the wiring makes them from the default settings, but for `overrides`."""
-    return dataclasses.replace(agent_limits(load_settings({})), **overrides)
+    return dataclasses.replace(agent_limits(load_settings({}).with_derived_limits()), **overrides)
 
 
 def fixture(instance_id: str) -> Instance:
