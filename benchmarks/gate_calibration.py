@@ -46,9 +46,8 @@ from ci_eval.cli import main
 from ci_eval.contracts.plan import SampleDesign
 from ci_eval.contracts.report import Report
 from ci_eval.contracts.shard import Record
-from ci_eval.report.build import build_report
+from ci_eval.report.build import build_report, wilson
 from ci_eval.report.merge import Merged
-from ci_eval.report.stats import wilson
 from ci_eval.shard_folder import now
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "instances.jsonl"

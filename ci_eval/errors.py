@@ -13,7 +13,7 @@ class InfraError(Exception):
     """The machinery failed (Docker, the model server), not the model: retried, then `error`."""
 
     def __init__(self, message: str, kind: str = "infra", transient: bool = True) -> None:
-        # kind: a contracts.ErrorKind (a str here, so that this bottom module imports nothing of ours)
+        # kind: a contracts.status.ErrorKind (a str here, so that this bottom module imports nothing of ours)
         super().__init__(message)
         self.kind = kind
         self.transient = transient

@@ -1,5 +1,5 @@
 """Making the plan once, for the plan job: load the dataset, choose the instances, price them,
-split them into shards (its file's shape is `contracts.Plan`)."""
+split them into shards (its file's shape is `contracts.plan.Plan`)."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ from ci_eval.contracts.shard import Record
 from ci_eval.contracts.status import Status
 from ci_eval.errors import InputError
 from ci_eval.report.aggregate import aggregate
+from ci_eval.report.build import pass_at_k, wilson
 from ci_eval.report.markdown import truncate
-from ci_eval.report.stats import pass_at_k, wilson
 from ci_eval.report.verdict import Gate
 from ci_eval.shard_folder import now
 from tests.conftest import FIXTURES

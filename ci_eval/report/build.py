@@ -3,6 +3,7 @@ records (contracts.report.Report and its parts): pure, from the merge alone."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 
 from ci_eval.contracts.report import (
@@ -18,7 +19,26 @@ from ci_eval.contracts.report import (
 from ci_eval.contracts.shard import Record
 from ci_eval.contracts.status import INFRA_FAILURES, MODEL_FAILURES, NO_VERDICT, Status
 from ci_eval.report.merge import Merged
-from ci_eval.report.stats import pass_at_k, wilson
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a proportion (95% by default); sound at 0 and n, unlike Wald."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
 def repo_from_id(instance_id: str) -> str:

@@ -1,5 +1,5 @@
-"""The statistics a report needs: an interval, pass@k, the regression gate and its power, and the
-stratified estimate of a full-set change."""
+"""The statistics of a comparison: the regression gate and its power, and the stratified estimate
+of a full-set change (a report's own interval and pass@k are `build.py`'s)."""
 
 from __future__ import annotations
 
@@ -9,27 +9,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-
-
-def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval for a proportion (95% by default); sound at 0 and n, unlike Wald."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """The unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k)."""
-    if k > n:
-        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
 
 # --- The regression gate: runs as exchangeable units -------------------------------------------
 #
