@@ -164,8 +164,7 @@ def model_for(settings: Settings, retries: int = RETRIES) -> OpenAIModel:
 
 
 def agent_limits(settings: Settings) -> AgentLimits:
-    settings = settings.with_derived_limits()  # resolve() did it already; a caller without it gets the same
-    assert settings.token_budget is not None and settings.agent_timeout is not None
+    assert settings.token_budget is not None and settings.agent_timeout is not None, "resolve() derives them"
     return AgentLimits(step_limit=settings.step_limit, token_budget=settings.token_budget,
                        agent_timeout=settings.agent_timeout, command_timeout=settings.command_timeout,
                        context_window=settings.context_window, max_tokens=settings.max_tokens,

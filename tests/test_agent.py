@@ -108,7 +108,7 @@ def test_server_gone_mid_run_is_an_infra_error(tmp_path: Path) -> None:
     from ci_eval.shard import model_for, solver_for
     from ci_eval.solver import Job
 
-    cfg = agent_settings(tmp_path, f"http://127.0.0.1:{closed_port()}/v1")
+    cfg = resolved(agent_settings(tmp_path, f"http://127.0.0.1:{closed_port()}/v1"))
     instance = select(load_instances(str(INSTANCES)), [CALC_2])[0]
 
     async def attempt() -> Any:

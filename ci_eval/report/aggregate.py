@@ -5,7 +5,7 @@ module; this one only joins them and writes the files."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ci_eval.contracts.report import REPORT, Comparison, Report, Verdict
@@ -74,4 +74,4 @@ def aggregate(paths: Sequence[Path], out: Path, *, allow_partial: bool = False, 
     (out / JUNIT).write_text(to_junit(result.report))
     (out / SUMMARY).write_text(result.summary)
     (out / COMMENT).write_text(result.comment)
-    return Aggregated(result.report, result.summary, result.comment, out)
+    return replace(result, folder=out)

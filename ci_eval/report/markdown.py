@@ -1,6 +1,6 @@
 """The Markdown job summary and pull-request comment: the answer in the first line, then what
 changed and why, then the breakdowns; never over GitHub's limits. Every string that came from an
-artifact is options through `text` or `code`: one line, no control characters, no Markdown or HTML
+artifact is shown through `text` or `code`: one line, no control characters, no Markdown or HTML
 of its own, no mention."""
 
 from __future__ import annotations
@@ -204,8 +204,8 @@ def apart_section(report: Report, c: Comparison) -> str:
     for title, ids in (("no verdict in this run", c.no_verdict_new), ("no verdict in the baseline", c.no_verdict_base),
                        ("planned by one side only", c.only_in_one)):
         if ids:
-            options = ", ".join(code(i) for i in ids[:_LISTED]) + (" …" if len(ids) > _LISTED else "")
-            lines += [f"<details><summary>Not compared, {title}: {len(ids)}</summary>", "", options, "", "</details>",
+            listed = ", ".join(code(i) for i in ids[:_LISTED]) + (" …" if len(ids) > _LISTED else "")
+            lines += [f"<details><summary>Not compared, {title}: {len(ids)}</summary>", "", listed, "", "</details>",
                       ""]
     return "\n".join(lines)
 
