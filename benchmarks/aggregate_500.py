@@ -29,7 +29,7 @@ def make_shards(root: Path, instances: int, shards: int) -> None:
         folder = root / f"ci-eval-shard-{index}-attempt-1" / f"shard-{index}-attempt-1"
         folder.mkdir(parents=True)
         manifest = {"identity": identity, "shard": {"index": index, "of": shards, "attempt": 1},
-                    "planned": planned, "plan": plan, "samples": 1, "written_at": now()}
+                    "planned": planned, "plan": plan, "epochs": 1, "written_at": now()}
         (folder / "manifest.json").write_text(json.dumps(manifest))
         lines = []
         for n, iid in enumerate(planned):

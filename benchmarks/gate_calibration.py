@@ -11,8 +11,8 @@ power from the judged report (`compare --output`). The worlds:
   world (3% of instances nearly always resolved, 8% sometimes, the rest never); `five runs,
   Beta mix`: the same in the Beta mix of the worlds below (most instances resolved rarely, not never);
 - `one run, Beta mix` / `one run, Beta(0.5, 9.5)`: a project's first days, one baseline run;
-- `samples 4, temperature 0`: 3 baseline runs and the pull request with --samples 4 whose
-  samples repeat each other;
+- `epochs 4, temperature 0`: 3 baseline runs and the pull request with --epochs 4 whose
+  epochs repeat each other;
 - `shared effects`: each run adds a repository effect (SD 1.0) and a run effect (SD 0.4) on the logit;
 - `server change, recorded` / `unrecorded`: the last 2 of 5 baseline runs and the pull request on
   a new server whose model resolves 0.75 as often; its version in the reports, or not;
@@ -103,8 +103,8 @@ class World:
     name: str
     baseline_runs: int = 5
     draw: Callable[[random.Random, list[str]], Probabilities] = beta_mix
-    samples: int = 1
-    repeat_samples: bool = False  # temperature 0: a run's samples repeat its first
+    epochs: int = 1
+    repeat_epochs: bool = False  # temperature 0: a run's epochs repeat its first
     repo_sd: float = 0.0
     run_sd: float = 0.0
     server_change: bool = False
@@ -132,18 +132,18 @@ def report_of(rng: random.Random, world: World, p: Probabilities, ids: list[str]
     records = {}
     for iid in ids:
         first = None
-        for s in range(world.samples):
-            won = first if world.repeat_samples and first is not None else rng.random() < p[iid]
+        for s in range(world.epochs):
+            won = first if world.repeat_epochs and first is not None else rng.random() < p[iid]
             first = won if first is None else first
             status = "resolved" if won else "unresolved"
             if won and drop and rng.random() < drop:  # the drop: a resolve lost
                 status = "too_slow" if world.hidden and rng.random() < 0.5 else "unresolved"
             records[(iid, s)] = Record.model_validate({
-                "instance_id": iid, "repo": iid.rsplit("-", 1)[0].replace("__", "/"), "sample": s, "status": status,
+                "instance_id": iid, "repo": iid.rsplit("-", 1)[0].replace("__", "/"), "epoch": s, "status": status,
                 "started_at": stamp, "finished_at": stamp})
     identity = {"model": "weak", "dataset": "simulated", "split": "test", "config_hash": "sim",
                 "dataset_fingerprint": "sim"}
-    report = build_report(Merged(identity, [ids], world.samples, {}, [], records))
+    report = build_report(Merged(identity, [ids], world.epochs, {}, [], records))
     return report.model_copy(update={"environment": environment if world.recorded else {},
                                      "sample": None if design is None else SampleDesign.model_validate(design)})
 
@@ -228,7 +228,7 @@ WORLDS = [
     World("five runs, Beta mix"),
     World("one run, Beta mix", baseline_runs=1),
     World("one run, Beta(0.5, 9.5)", baseline_runs=1, draw=beta_half),
-    World("samples 4, temperature 0", baseline_runs=3, samples=4, repeat_samples=True),
+    World("epochs 4, temperature 0", baseline_runs=3, epochs=4, repeat_epochs=True),
     World("shared effects", repo_sd=1.0, run_sd=0.4),
     World("server change, recorded", server_change=True, power=False),
     World("server change, unrecorded", server_change=True, recorded=False, power=False),

@@ -234,7 +234,7 @@ class BashAgent:
         return None
 
     def format_error(self, found: int) -> ExitReason | None:
-        self.attempt.run.stats.format_errors += 1
+        self.attempt.trajectory.stats.format_errors += 1
         self.format_errors_in_a_row += 1
         if self.format_errors_in_a_row >= MAX_FORMAT_ERRORS:
             return ExitReason.FORMAT_ERRORS
@@ -254,7 +254,7 @@ class BashAgent:
 
     def tally(self) -> None:
         """The conversation's compactions and prompt reuse, into the attempt's stats."""
-        stats = self.attempt.run.stats
+        stats = self.attempt.trajectory.stats
         stats.compactions = self.context.compactions
         stats.sent_chars, stats.repeated_chars = self.context.sent_chars, self.context.repeated_chars
 

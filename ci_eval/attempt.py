@@ -27,6 +27,7 @@ from ci_eval.contracts.status import ExitReason
 from ci_eval.errors import InputError
 from ci_eval.model import Message, Model, Reply, Usage
 from ci_eval.sandbox import WORKDIR, Backend, Output, OutputCap, Sandbox
+from ci_eval.shard_folder import TRAJECTORY
 from ci_eval.solver import Job, Solution, Solver
 
 # A patch or a file is read whole or not at all: one cut in the middle would be another patch.
@@ -66,7 +67,7 @@ class Task:
     base_commit: str
     problem_statement: str
     workdir: str  # the repository's root inside the sandbox, where commands start
-    seed: int  # the model's seed for this attempt (the run's seed + the sample)
+    seed: int  # the model's seed for this attempt (the run's seed + the epoch)
 
 
 class LimitReached(Exception):
@@ -84,20 +85,21 @@ Factory = Callable[[Options], Agent]
 class Attempt:
     """One attempt at one instance: its sandbox, its model calls and its trajectory."""
 
-    def __init__(self, task: Task, sandbox: Sandbox, model: Model, limits: AgentLimits, run: Trajectory) -> None:
-        self.task, self.sandbox, self.model, self.limits, self.run = task, sandbox, model, limits, run
-        self.usage = run.usage = Usage()
+    def __init__(self, task: Task, sandbox: Sandbox, model: Model, limits: AgentLimits, trajectory: Trajectory,
+                 logs: Path) -> None:
+        self.task, self.sandbox, self.model, self.limits = task, sandbox, model, limits
+        self.trajectory, self.logs = trajectory, logs  # logs: the attempt's folder, for what the agent keeps
+        self.usage = trajectory.usage = Usage()
         self.started = time.monotonic()
         self.deadline = time.time() + limits.agent_timeout  # epoch seconds, for agents in other processes
         self.ended: ExitReason | None = None  # a limit that refused a call
-        self.logs = Path(".")  # the instance's log folder, for what the agent keeps (set by `play`)
         self._model_seconds = 0.0  # of the last call, for the step it proposed
 
     def limit_hit(self) -> ExitReason | None:
         """The limit the attempt has reached, if any: the next model call would be refused."""
         if self.ended is not None:
             return self.ended
-        if self.run.stats.steps >= self.limits.step_limit:
+        if self.trajectory.stats.steps >= self.limits.step_limit:
             return ExitReason.STEP_LIMIT
         if self.usage.prompt_tokens + self.usage.completion_tokens >= self.limits.token_budget:
             return ExitReason.TOKEN_BUDGET
@@ -113,19 +115,19 @@ class Attempt:
             raise LimitReached(reason, refusal(reason, self.limits))
         reply = await self.model.complete(messages, self.task.seed)
         self.usage.add(reply)
-        self.run.stats.steps += 1
+        self.trajectory.stats.steps += 1
         self._model_seconds = reply.seconds
-        progress.stepped(self.run.stats.steps)
+        progress.stepped(self.trajectory.stats.steps)
         return reply
 
     async def execute(self, command: str) -> tuple[Output, Step]:
         """Run a command at the repository's root with the agent's time-out and output bound; it
         is a step of the trajectory, with what the agent is shown of its output."""
         out = await self.sandbox.execute(command, self.limits.command_timeout)
-        step = Step(step=self.run.stats.steps, command=command, returncode=out.returncode, timed_out=out.timed_out,
-                    seconds=round(out.seconds, 3), model_seconds=round(self._model_seconds, 3),
+        step = Step(step=self.trajectory.stats.steps, command=command, returncode=out.returncode,
+                    timed_out=out.timed_out, seconds=round(out.seconds, 3), model_seconds=round(self._model_seconds, 3),
                     output=cut_middle(out.output, self.limits.observation_chars))
-        self.run.steps.append(step)
+        self.trajectory.steps.append(step)
         return out, step
 
     async def read_file(self, path: str) -> str:
@@ -143,29 +145,28 @@ class Attempt:
 
     def say(self, message: Message) -> None:
         """A message of the conversation, kept whole in the trajectory."""
-        self.run.messages.append(dict(message))
+        self.trajectory.messages.append(dict(message))
 
-    async def play(self, agent: Agent, path: Path) -> Trajectory:
-        """Run the agent to its end; the patch when it submitted; the trajectory written to
-        `path` whatever happens."""
-        run = self.run
-        self.logs = path.parent
+    async def play(self, agent: Agent) -> Trajectory:
+        """Run the agent to its end; the patch when it submitted; the trajectory written into the
+        attempt's logs whatever happens."""
+        trajectory = self.trajectory
         try:
             try:
                 reason = await agent(self)
             except LimitReached as stop:
                 reason = stop.reason
-            run.stats.exit_reason = self.ended or reason
-            if run.stats.exit_reason == ExitReason.SUBMITTED:
+            trajectory.stats.exit_reason = self.ended or reason
+            if trajectory.stats.exit_reason == ExitReason.SUBMITTED:
                 patch = await diff(self.sandbox, self.task.base_commit)
                 if patch is None:
-                    run.stats.exit_reason = ExitReason.PATCH_TOO_LARGE
-                run.patch = patch or ""
+                    trajectory.stats.exit_reason = ExitReason.PATCH_TOO_LARGE
+                trajectory.patch = patch or ""
         finally:
-            run.stats.exit_reason = run.stats.exit_reason or ExitReason.INTERRUPTED
-            tally(run, self.usage)
-            save(path, run)
-        return run
+            trajectory.stats.exit_reason = trajectory.stats.exit_reason or ExitReason.INTERRUPTED
+            tally(trajectory, self.usage)
+            save(self.logs / TRAJECTORY, trajectory)
+        return trajectory
 
 
 def refusal(reason: ExitReason, limits: AgentLimits) -> str:
@@ -179,20 +180,19 @@ def refusal(reason: ExitReason, limits: AgentLimits) -> str:
 def task_of(job: Job, seed: int) -> Task:
     inst = job.instance
     return Task(instance_id=inst.instance_id, repo=inst.repo, base_commit=inst.base_commit,
-                problem_statement=inst.problem_statement, workdir=WORKDIR, seed=seed + job.sample)
+                problem_statement=inst.problem_statement, workdir=WORKDIR, seed=seed + job.epoch)
 
 
-def solver(agent: Agent, limits: AgentLimits, model: Model, *, seed: int, network: bool, config_hash: str,
-           trajectory: str) -> Solver:
+def solver(agent: Agent, limits: AgentLimits, model: Model, *, seed: int, network: bool, config_hash: str) -> Solver:
     """The agent in a sandbox of its own per job (grading later starts a fresh one), off the
-    network unless `network`; sample k uses seed + k; each trajectory stamped with the run's hash."""
+    network unless `network`; epoch k uses seed + k; each trajectory stamped with the run's hash."""
 
     async def with_agent(job: Job, backend: Backend, logs: Path) -> Solution:
-        run = Trajectory(ci_eval_version=__version__, config_hash=config_hash, instance_id=job.instance.instance_id,
-                         sample=job.sample, attempt=job.attempt)
+        trajectory = Trajectory(ci_eval_version=__version__, config_hash=config_hash,
+                                instance_id=job.instance.instance_id, epoch=job.epoch, attempt=job.attempt)
         async with backend.create(job.instance, network=network) as sandbox:
-            await Attempt(task_of(job, seed), sandbox, model, limits, run).play(agent, logs / trajectory)
-        return Solution(run.patch, run.stats)
+            await Attempt(task_of(job, seed), sandbox, model, limits, trajectory, logs).play(agent)
+        return Solution(trajectory.patch, trajectory.stats)
 
     return with_agent
 
@@ -223,17 +223,17 @@ async def diff(sandbox: Sandbox, base_commit: str) -> str | None:
     return out.output if out.returncode == 0 else ""
 
 
-def tally(run: Trajectory, usage: Usage) -> None:
+def tally(trajectory: Trajectory, usage: Usage) -> None:
     """The attempt's model costs, into its stats."""
-    stats = run.stats
+    stats = trajectory.stats
     stats.prompt_tokens, stats.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     stats.cached_tokens, stats.model_seconds = usage.cached_tokens, round(usage.seconds, 3)
     stats.reprocessed_steps = usage.reprocessed()
 
 
-def save(path: Path, run: Trajectory) -> None:
+def save(path: Path, trajectory: Trajectory) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(run.model_dump_json(indent=1), encoding="utf-8")
+    path.write_text(trajectory.model_dump_json(indent=1), encoding="utf-8")
 
 
 def cut_middle(text: str, limit: int) -> str:

@@ -16,7 +16,7 @@ import click
 from pydantic.fields import FieldInfo
 
 from ci_eval import __version__
-from ci_eval.config import Settings, load_settings
+from ci_eval.config import FORMERLY, Settings, load_settings
 from ci_eval.contracts.status import Status
 from ci_eval.errors import InputError
 from ci_eval.github import in_actions, write_outputs, write_summary
@@ -33,6 +33,7 @@ def _section(field: FieldInfo) -> str:
 def _flag(name: str, field: FieldInfo) -> Callable[[Any], Any]:
     """One click option for one Settings field: its name, its type, its description as help."""
     flag = "--" + name.replace("_", "-")
+    flags = [flag, *("--" + old.replace("_", "-") for old, new in FORMERLY.items() if new == name)]
     kind: Any = field.annotation
     if type(None) in get_args(kind):  # X | None: the option takes X; not given means "unset"
         kind = next(a for a in get_args(kind) if a is not type(None))
@@ -44,12 +45,12 @@ def _flag(name: str, field: FieldInfo) -> Callable[[Any], Any]:
     if kind is bool:
         return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
     if get_origin(kind) is Literal:
-        return click.option(flag, name, type=click.Choice(list(get_args(kind))), help=help_text)
+        return click.option(*flags, name, type=click.Choice(list(get_args(kind))), help=help_text)
     if get_origin(kind) is list:
-        return click.option(flag, name, multiple=True, help=help_text)
+        return click.option(*flags, name, multiple=True, help=help_text)
     if kind is Path:
-        return click.option(flag, name, type=click.Path(path_type=Path), help=help_text)
-    return click.option(flag, name, type=kind, help=help_text)
+        return click.option(*flags, name, type=click.Path(path_type=Path), help=help_text)
+    return click.option(*flags, name, type=kind, help=help_text)
 
 
 def _options(func: F, sections: tuple[str, ...], before: list[Callable[[Any], Any]],
@@ -270,14 +271,15 @@ def aggregate_command(paths: tuple[Path, ...], output: Path, allow_partial: bool
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), default=Path("preds.json"), show_default=True,
               help="The predictions file to write.")
-@click.option("--sample", type=click.IntRange(0), default=0, show_default=True, help="Which sample's patches.")
+@click.option("--epoch", "--sample", "epoch", type=click.IntRange(0), default=0, show_default=True,
+              help="Which epoch's patches.")
 @click.option("--model-name", help="model_name_or_path to write [the run's model].")
 @one_line_errors
-def export_command(paths: tuple[Path, ...], output: Path, sample: int, model_name: str | None) -> None:
+def export_command(paths: tuple[Path, ...], output: Path, epoch: int, model_name: str | None) -> None:
     """Write a run's patches as the official predictions file (swebench run_evaluation, sb-cli)."""
     from ci_eval.report.export import export
 
-    written = export(paths, output, sample=sample, model_name=model_name)
+    written = export(paths, output, epoch=epoch, model_name=model_name)
     click.echo(f"ci-eval: {written} prediction(s) written to {output}", err=True)
 
 

@@ -127,7 +127,7 @@ async def run(command: str, attempt: Attempt, scratch: Path, url: str, key: str,
             await process.wait()
         for task in kept:
             task.cancel()
-    attempt.run.agent_returncode = process.returncode
+    attempt.trajectory.agent_returncode = process.returncode
     if attempt.ended is not None:
         return attempt.ended
     return ExitReason.SUBMITTED if process.returncode == 0 else ExitReason.AGENT_FAILED
@@ -275,7 +275,7 @@ def _text_message(message: Any) -> bool:
 def record(attempt: Attempt, messages: list[Message], reply: str) -> None:
     """The conversation into the trajectory: what the request added to the last one (all of it
     after a cut), then the reply."""
-    said = attempt.run.messages
+    said = attempt.trajectory.messages
     plain = [{"role": m["role"], "content": m["content"]} for m in messages]
     new = plain[len(said):] if plain[: len(said)] == said else plain
     for message in [*new, {"role": "assistant", "content": reply}]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,6 +46,10 @@ def role(section: str = "run", hashed: bool = True) -> dict[str, Any]:
 UNHASHED = role(hashed=False)
 
 
+# Settings renamed, today's name by its former one: read under either (flag, key, variable).
+FORMERLY = {"samples": "epochs"}
+
+
 class Settings(BaseSettings):
     # Empty variables count as unset: the GitHub Action maps every input, given or not, to one.
     model_config = SettingsConfigDict(env_prefix="CI_EVAL_", extra="forbid", env_ignore_empty=True)
@@ -79,7 +84,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Baseline reports (files or folders, repeatable): draw --sample-size "
         "where their outcomes vary, stratified, instead of at random.", json_schema_extra=role("select", hashed=False))
     predictions: str | None = Field(None, description="'gold' or an official predictions .json/.jsonl file.")
-    samples: int = Field(1, ge=1, description="Independent attempts per instance.")
+    epochs: int = Field(1, ge=1, description="Independent attempts per instance, each at its own seed.")
 
     # where and how
     output: Path | None = Field(None, description="The shard's folder [ci-eval-results/shard-I].",
@@ -124,7 +129,7 @@ class Settings(BaseSettings):
                                json_schema_extra=role("none", hashed=False))
     temperature: float = Field(0.0, description="Sampling temperature.")
     max_tokens: int = Field(1024, description="Tokens per model reply.")
-    seed: int = Field(0, description="Model seed; sample k uses seed + k.")
+    seed: int = Field(0, description="Model seed; epoch k uses seed + k.")
     request_timeout: float = Field(300, description="Seconds per model request.", json_schema_extra=UNHASHED)
     model_down_minutes: float = Field(
         10, gt=0, description="When the model server goes down, no instance starts while it is probed this long; "
@@ -161,6 +166,22 @@ class Settings(BaseSettings):
             except re.error as exc:
                 raise ValueError(f"{value!r} is not a regular expression ({exc})") from None
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_names(cls, data: Any) -> Any:
+        """A setting under its former name (a TOML key, an argument, a CI_EVAL_ variable) is read
+        under today's, which wins when both are given."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in FORMERLY.items():
+            value = data.pop(old, None)
+            if value is None:
+                value = os.environ.get(f"CI_EVAL_{old.upper()}") or None
+            if value is not None and data.get(new) is None:
+                data[new] = value
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -242,6 +263,8 @@ class Settings(BaseSettings):
                 del data[name]
         if data["token_budget"] == self.step_limit * self.context_window:  # derived: hashed as unset, as before
             data["token_budget"] = None
+        for old, new in FORMERLY.items():  # hashed under the former name: a run keeps its config hash
+            data[old] = data.pop(new)
         dataset = Path(self.dataset)
         if dataset.is_file():  # what the file holds, however it was named (relative, absolute, elsewhere)
             data["dataset"] = "file:" + hashlib.sha256(dataset.read_bytes()).hexdigest()[:16]

@@ -1,5 +1,5 @@
 """A baseline history: earlier runs' reports, and each instance's frequency in them (resolved in
-r of n tries, every sample of every run a try)."""
+r of n tries, every epoch of every run a try)."""
 
 from __future__ import annotations
 
@@ -54,13 +54,13 @@ class Tries(NamedTuple):
 
 
 def tries_in(report: Report) -> dict[str, Tries]:
-    """One run's instances with a model verdict: its samples are its tries."""
+    """One run's instances with a model verdict: its epochs are its tries."""
     out = {}
     for iid, e in report.instances.items():
         if e.status.verdict is None:
             continue
-        resolved = e.resolved_samples if e.samples else int(e.status == Status.RESOLVED)
-        out[iid] = Tries(resolved, max(e.samples, 1))
+        resolved = e.resolved_epochs if e.epochs else int(e.status == Status.RESOLVED)
+        out[iid] = Tries(resolved, max(e.epochs, 1))
     return out
 
 

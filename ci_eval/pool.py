@@ -72,19 +72,19 @@ class Interrupted(Exception):
 
 
 def pending_jobs(
-    instances: Sequence[Instance], samples: int, done: Mapping[tuple[str, int], Record], max_attempts: int
+    instances: Sequence[Instance], epochs: int, done: Mapping[tuple[str, int], Record], max_attempts: int
 ) -> list[Job]:
     """What is left: never run, or ended by an infrastructure failure with attempts to spare."""
     jobs = []
     for inst in instances:
-        for sample in range(samples):
-            last = done.get((inst.instance_id, sample))
+        for epoch in range(epochs):
+            last = done.get((inst.instance_id, epoch))
             if last is None:
-                jobs.append(Job(inst, sample))
+                jobs.append(Job(inst, epoch))
             elif last.status == Status.NOT_ATTEMPTED:  # stopped by a deadline: its attempt did not count
-                jobs.append(Job(inst, sample, last.attempt))
+                jobs.append(Job(inst, epoch, last.attempt))
             elif last.is_infra_failure and last.attempt < max_attempts:
-                jobs.append(Job(inst, sample, last.attempt + 1))
+                jobs.append(Job(inst, epoch, last.attempt + 1))
     return jobs
 
 
@@ -133,7 +133,7 @@ class Draft:
     def record(self, status: Status, error: ErrorInfo | None = None, tests: Tests | None = None) -> Record:
         inst = self.job.instance
         self.timings.total = time.monotonic() - self.clock
-        return Record(instance_id=inst.instance_id, repo=inst.repo, sample=self.job.sample, attempt=self.job.attempt,
+        return Record(instance_id=inst.instance_id, repo=inst.repo, epoch=self.job.epoch, attempt=self.job.attempt,
                       status=status, error=error, patch=self.patch, tests=tests or Tests(), agent=self.agent,
                       timings=self.timings, started_at=self.started, finished_at=now(),
                       suspicious=suspicious(self.patch, inst.test_patch, inst.eval_script, inst.repo))
@@ -203,7 +203,7 @@ class Pool:
 
     async def watched(self, job: Job) -> Record:
         """The attempt, shown as running and stopped at the shard's deadline."""
-        run = Running(job.instance.instance_id + (f"#{job.sample}" if job.sample else ""))
+        run = Running(job.instance.instance_id + (f"#{job.epoch}" if job.epoch else ""))
         self.show.running.append(run)
         token = CURRENT.set(run)
         try:
@@ -214,7 +214,7 @@ class Pool:
 
     async def finished(self, job: Job, record: Record) -> None:
         if record.model_server_failed and job.attempt < self.max_attempts:
-            self.queue.appendleft(Job(job.instance, job.sample, job.attempt + 1))  # it is back: try again now
+            self.queue.appendleft(Job(job.instance, job.epoch, job.attempt + 1))  # it is back: try again now
             self.uses[job.instance.image] += 1
         self.uses[job.instance.image] -= 1
         if self.prune and self.uses[job.instance.image] == 0:  # its last job is done: free the disk
@@ -237,7 +237,7 @@ class Pool:
         """One attempt at one job, always ending in a record: infrastructure trouble becomes
         `error` or `timeout`, never a wrong answer."""
         draft = Draft(job)
-        logs = log_dir(self.root, job.instance.instance_id, job.sample)
+        logs = log_dir(self.root, job.instance.instance_id, job.epoch)
         try:
             async with asyncio.timeout(self.clocks.instance_timeout):
                 return await self.solved_and_graded(draft, logs)

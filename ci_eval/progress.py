@@ -60,8 +60,8 @@ class Display(Protocol):
 
 def line(record: Record, done: int, total: int) -> str:
     why = f"  ({record.error.kind}: {record.error.message})" if record.error else ""
-    sample = f"#{record.sample}" if record.sample else ""
-    return f"[{done}/{total}] {record.status:<12} {record.instance_id}{sample}  {record.timings.total:.1f}s{why}"
+    epoch = f"#{record.epoch}" if record.epoch else ""
+    return f"[{done}/{total}] {record.status:<12} {record.instance_id}{epoch}  {record.timings.total:.1f}s{why}"
 
 
 class PlainLog:

@@ -37,7 +37,6 @@ from ci_eval.sandbox import Backend
 from ci_eval.sandbox.choose import choose_backend
 from ci_eval.shard_folder import (
     LOCAL_MODEL_LOG,
-    TRAJECTORY,
     WRITE_PROBE,
     ResultStore,
     default_folder,
@@ -56,7 +55,7 @@ class ShardResult:
     folder: Path
     records: dict[tuple[str, int], Record]
     ran: int
-    planned: int  # instances x samples
+    planned: int  # instances x epochs
     stopped: str = ""  # why, if the shard stopped before its end
 
     @property
@@ -184,7 +183,7 @@ def solver_for(settings: Settings, agent_config: AgentConfig, planned: Sequence[
         return predictions.solver(predictions.load_predictions(settings.predictions, planned))
     assert model is not None, "the agent needs a model"
     return attempt.solver(agent_for(settings, agent_config), agent_limits(settings), model, seed=settings.seed,
-                          network=settings.agent_network == "bridge", config_hash=config_hash, trajectory=TRAJECTORY)
+                          network=settings.agent_network == "bridge", config_hash=config_hash)
 
 
 def agent_for(settings: Settings, agent_config: AgentConfig) -> Agent:
@@ -210,8 +209,8 @@ def _run_shard(settings: Settings, agent_config: AgentConfig, plan: Plan, index:
     done, set_aside = store.resume()
     if set_aside:
         log.info(f"set aside {set_aside} result line(s) of another run in {folder}: their instances run again")
-    jobs = pending_jobs(planned, settings.samples, done, settings.max_attempts)
-    total = len(planned) * settings.samples
+    jobs = pending_jobs(planned, settings.epochs, done, settings.max_attempts)
+    total = len(planned) * settings.epochs
     log.info(f"shard {index}/{plan.of}: {len(planned)} instances, {len(jobs)} to run, "
              f"{backend.name} sandbox, {settings.workers} workers, results in {folder}")
     gate = ModelGate(None if model is None else lambda: model.wait_until_up(settings.model_down_minutes))
@@ -263,7 +262,7 @@ def manifest(settings: Settings, plan: Plan, index: int, sandbox: str, config: d
         "config": config,
         "shard": {"index": index, "of": plan.of, "run_attempt": run_attempt()},
         "sandbox": sandbox,
-        "samples": settings.samples,
+        "epochs": settings.epochs,
         "planned": plan.shards[index],
         "plan": plan.shards,
         "sample": plan.sample,

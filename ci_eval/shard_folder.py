@@ -36,7 +36,7 @@ LOCK = ".lock"  # held by the one process writing the folder
 WRITE_PROBE = ".ci-eval-write-test"  # made and removed before any work: the folder takes files
 LOCAL_MODEL_LOG = "local-model.log"  # llama.cpp's output, with --local-model
 
-LOGS = "logs"  # below the shard folder: logs/<id>/sample-<k>/
+LOGS = "logs"  # below the shard folder: logs/<id>/epoch-<k>/
 
 # The files of one attempt, in its log_dir.
 PATCH = "patch.diff"
@@ -55,9 +55,14 @@ def within(root: Path, *parts: str) -> Path:
     return path
 
 
-def log_dir(root: Path, instance_id: str, sample: int) -> Path:
-    """logs/<id>/sample-<k>/: the patch, apply log, test log and trajectory of one attempt."""
-    return within(root / LOGS, instance_id, f"sample-{sample}")
+def epoch_folder(epoch: int) -> str:
+    """The folder of an epoch's attempt below logs/<id>/ (`sample-<k>` before schema version 2)."""
+    return f"epoch-{epoch}"
+
+
+def log_dir(root: Path, instance_id: str, epoch: int) -> Path:
+    """logs/<id>/epoch-<k>/: the patch, apply log, test log and trajectory of one attempt."""
+    return within(root / LOGS, instance_id, epoch_folder(epoch))
 
 
 def unlinked(root: Path, path: Path) -> bool:
@@ -126,7 +131,7 @@ def now() -> str:
 class ResultStore:
     """results.jsonl: one line per finished attempt, flushed and fsynced as it ends.
 
-    The newest line for an (instance, sample) is its result. A run killed mid-write can leave a
+    The newest line for an (instance, epoch) is its result. A run killed mid-write can leave a
     torn last line; opening the store cuts it off so that appends start on a clean line.
     """
 
@@ -144,12 +149,12 @@ class ResultStore:
         """This run's newest record per job, and how many lines another run wrote (another
         configuration, or before records were stamped), from one read of the file."""
         records = read_records(self.path)
-        mine = [r for r in records if self.config_hash is None or r.run == self.config_hash]
+        mine = [r for r in records if self.config_hash is None or r.config_hash == self.config_hash]
         return {r.key: r for r in mine}, len(records) - len(mine)
 
     def append(self, record: Record) -> None:
         if self.config_hash is not None:
-            record = record.model_copy(update={"run": self.config_hash})
+            record = record.model_copy(update={"config_hash": self.config_hash})
         self._file.write(record.model_dump_json() + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -298,7 +303,7 @@ def find_shards(paths: Iterable[Path]) -> list[ShardRun]:
             records, unreadable = scan_records(manifest.parent / RESULTS)
             # a line stamped by another run (its folder reused) is not this shard's result
             own = data.identity.get("config_hash")
-            records = [r for r in records if r.run is None or r.run == own]
+            records = [r for r in records if r.config_hash is None or r.config_hash == own]
             parts = manifest.parent.relative_to(root).parts
             artifact = root / parts[0] if parts and NAMED.fullmatch(parts[0]) else None
             runs.append(ShardRun(manifest.parent, data, {r.key: r for r in records}, unreadable,
@@ -310,7 +315,7 @@ LOG_TAIL_LINES, LOG_TAIL_BYTES = 30, 4096  # of a failing instance's log, into t
 
 
 def log_tails(folder: Path, records: list[Record]) -> dict[str, str]:
-    """For each instance whose first attempt (the lowest sample) did not resolve it, the end of
+    """For each instance whose first attempt (the lowest epoch) did not resolve it, the end of
     what says why: the test log, else the patch-apply log (regular files inside the shard folder
     only: an artifact's link to a host file is not followed)."""
     first: dict[str, Record] = {}
@@ -320,9 +325,10 @@ def log_tails(folder: Path, records: list[Record]) -> dict[str, str]:
     for iid, record in first.items():
         if record.status == Status.RESOLVED:
             continue
-        logs = folder / LOGS / iid / f"sample-{record.sample}"  # an id that leaves the folder reads nothing
+        logs = folder / LOGS / iid  # an id that leaves the folder reads nothing
         for name in (TEST_LOG, APPLY_LOG):
-            data = read_inside(folder, logs / name, tail=LOG_TAIL_BYTES)
+            data = next((d for sub in (epoch_folder(record.epoch), f"sample-{record.epoch}")  # and older folders'
+                         if (d := read_inside(folder, logs / sub / name, tail=LOG_TAIL_BYTES)) is not None), None)
             if data is not None:
                 tails[iid] = "\n".join(data.decode("utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:])
                 break

@@ -17,7 +17,7 @@ from ci_eval.sandbox import Backend
 @dataclass(frozen=True)
 class Job:
     instance: Instance
-    sample: int = 0
+    epoch: int = 0  # which repeat of the instance (--epochs)
     attempt: int = 1
 
 

@@ -75,7 +75,7 @@ def fixture(instance_id: str) -> Instance:
     return select(load_instances(str(INSTANCES)), [instance_id])[0]
 
 
-def attempt(instance_id: str, model: ScriptedModel, trajectory: Path, given: AgentLimits | None = None,
+def attempt(instance_id: str, model: ScriptedModel, logs: Path, given: AgentLimits | None = None,
             config: AgentConfig = PACKAGED) -> Trajectory:
     """One agent attempt on a fixture in a local sandbox, the model in this process."""
     instance = fixture(instance_id)
@@ -88,9 +88,8 @@ def attempt(instance_id: str, model: ScriptedModel, trajectory: Path, given: Age
             async with backend.create(instance, network=False) as sandbox:
                 task = Task(instance.instance_id, instance.repo, instance.base_commit, instance.problem_statement,
                             "/testbed", 0)
-                run = Trajectory(instance_id=instance.instance_id)
-                return await Attempt(task, sandbox, model, given, run).play(bash_agent(Options(given, config)),
-                                                                            trajectory)
+                made = Trajectory(instance_id=instance.instance_id)
+                return await Attempt(task, sandbox, model, given, made, logs).play(bash_agent(Options(given, config)))
         finally:
             await backend.close()
 

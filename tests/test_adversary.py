@@ -81,11 +81,11 @@ def test_results_without_a_manifest_are_refused_and_foreign_lines_set_aside(tmp_
                      "ci-eval-fixtures__calc-1")
     assert subprocess.run(gold, capture_output=True, text=True, timeout=120).returncode == 0
     lines = (out / "results.jsonl").read_text().splitlines()
-    assert {json.loads(line)["run"] for line in lines} == {json.loads((out / "manifest.json").read_text())[
+    assert {json.loads(line)["config_hash"] for line in lines} == {json.loads((out / "manifest.json").read_text())[
         "identity"]["config_hash"]}
 
     # another run's line in the folder (its manifest rewritten, say): set aside, its instance redone
-    stranger = {**json.loads(lines[0]), "run": "another-run", "status": "empty_patch"}
+    stranger = {**json.loads(lines[0]), "config_hash": "another-run", "status": "empty_patch"}
     (out / "results.jsonl").write_text(json.dumps(stranger) + "\n" + lines[1] + "\n")
     again = subprocess.run(gold, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "set aside 1 result line(s) of another run" in again.stderr, again.stderr
@@ -160,7 +160,7 @@ def test_an_isolated_local_agent_cannot_reach_the_grader_the_key_or_its_neighbou
         for planted in (site / "ci-eval-evil.pth", package / "owned.py"):
             planted.unlink(missing_ok=True)
     for iid in (CALC_2, "ci-eval-fixtures__calc-1"):
-        saved = json.loads((result.folder / "logs" / iid / "sample-0" / "trajectory.json").read_text())
+        saved = json.loads((result.folder / "logs" / iid / "epoch-0" / "trajectory.json").read_text())
         seen = saved["steps"][0]["output"]
         # its /tmp holds nothing but the Python it runs, when that lives under /tmp (a venv there)
         own = len({Path(t).parts[2] for t in {sys.prefix, sys.base_prefix} if Path(t).parts[1:2] == ("tmp",)})
@@ -274,7 +274,7 @@ def graded_locally(tmp_path: Path, instance_id: str, patch: str) -> Record:
 def test_words_in_the_test_log_cannot_turn_a_failure_into_no_verdict(tmp_path: Path) -> None:
     calc_1 = "ci-eval-fixtures__calc-1"
     record = graded_locally(tmp_path, calc_1, LAUNDER)
-    log = (tmp_path / "out" / "logs" / calc_1 / "sample-0" / "test_output.txt").read_text()
+    log = (tmp_path / "out" / "logs" / calc_1 / "epoch-0" / "test_output.txt").read_text()
     # the bait reached the log, its marker neutralised (only ci-eval's own frame what swebench reads)
     assert "Cannot allocate memory" in log and ">>>>>_Tests Errored" in log
     assert record.status == "unresolved" and record.error is None and record.attempt == 1
@@ -331,13 +331,13 @@ def test_the_aggregate_reads_no_file_an_artifact_links_to(tmp_path: Path) -> Non
     folder = per_artifact(root, 0, ["unresolved"] * 4)
     for n in (1, 2):
         per_artifact(root, n, ["unresolved"] * 4)
-    logs = folder / "logs" / PLAN[0][0] / "sample-0"
+    logs = folder / "logs" / PLAN[0][0] / "epoch-0"
     logs.mkdir(parents=True)
     (logs / "test_output.txt").symlink_to(secret)
     linked = folder / "logs" / PLAN[0][1]
-    linked.symlink_to(tmp_path, target_is_directory=True)  # a folder link: sample-0/… lies outside
-    (tmp_path / "sample-0").mkdir()
-    (tmp_path / "sample-0" / "test_output.txt").write_text("HOST SECRET\n")
+    linked.symlink_to(tmp_path, target_is_directory=True)  # a folder link: epoch-0/… lies outside
+    (tmp_path / "epoch-0").mkdir()
+    (tmp_path / "epoch-0" / "test_output.txt").write_text("HOST SECRET\n")
     other = per_artifact(tmp_path / "elsewhere", 1, ["resolved"] * 4)
     (root / "ci-eval-shard-1-attempt-1" / "shard-1-attempt-1" / "results.jsonl").unlink()
     (root / "ci-eval-shard-1-attempt-1" / "shard-1-attempt-1" / "results.jsonl").symlink_to(other / "results.jsonl")

@@ -116,7 +116,7 @@ def test_the_graded_section_is_framed_by_ci_evals_own_lines_and_the_observed_exi
 
 def test_forged_passed_lines_and_exit_code_grade_a_wrong_patch_unresolved_locally(tmp_path: Path) -> None:
     record = graded(tmp_path, calc_patch(FORGE), "local")
-    log = (tmp_path / "out" / "logs" / CALC_1 / "sample-0" / "test_output.txt").read_text()
+    log = (tmp_path / "out" / "logs" / CALC_1 / "epoch-0" / "test_output.txt").read_text()
     assert "PASSED tests/test_stats.py::test_median_even" in log  # the forgery ran and reached the log
     # The exit status ci-eval saw is pytest's 1: with no failure left in the log, swebench's own
     # cross-check finds a log that does not describe the run.
@@ -139,7 +139,7 @@ def test_forged_lines_and_a_faked_oom_kill_grade_a_wrong_patch_unresolved_in_doc
     forged = graded(tmp_path / "forged", calc_patch(FORGE), "docker")
     assert forged.status == Status.UNRESOLVED and forged.error is None, forged
     faked = graded(tmp_path / "oom", calc_patch(FAKE_OOM), "docker")
-    log = (tmp_path / "oom" / "out" / "logs" / CALC_1 / "sample-0" / "test_output.txt").read_text()
+    log = (tmp_path / "oom" / "out" / "logs" / CALC_1 / "epoch-0" / "test_output.txt").read_text()
     assert "FAILED tests/test_stats.py::test_median_even" in log
     # The container's own `cat` lies; ci-eval read the host's cgroup files, and no OOM happened.
     assert faked.status == Status.UNRESOLVED and faked.error is None, faked
@@ -241,7 +241,7 @@ def test_one_planted_baseline_report_is_set_aside_and_named(tmp_path: Path) -> N
         shard(tmp_path / name, 0, ["resolved", "unresolved"], plan=[ids], identity=IDENTITY)
     good = aggregate([tmp_path / "good"], tmp_path / "good-report").report
     planted = json.loads(good.model_dump_json())
-    planted["instances"]["org__repo0-1"].update({"resolved_samples": 2, "samples": 1})
+    planted["instances"]["org__repo0-1"].update({"resolved_epochs": 2, "epochs": 1})
     (tmp_path / "planted").mkdir()
     (tmp_path / "planted" / "report.json").write_text(json.dumps(planted))
     result = aggregate([tmp_path / "new"], tmp_path / "r", baselines=[tmp_path / "good-report", tmp_path / "planted"])

@@ -44,8 +44,8 @@ def agent_settings(tmp_path: Path, url: str, **overrides: Any) -> Any:
     return settings(tmp_path, **{**base, **overrides})
 
 
-def trajectory(folder: Path, iid: str = CALC_2, sample: int = 0) -> dict[str, Any]:
-    return json.loads((folder / "logs" / iid / f"sample-{sample}" / "trajectory.json").read_text())  # type: ignore[no-any-return]
+def trajectory(folder: Path, iid: str = CALC_2, epoch: int = 0) -> dict[str, Any]:
+    return json.loads((folder / "logs" / iid / f"epoch-{epoch}" / "trajectory.json").read_text())  # type: ignore[no-any-return]
 
 
 @pytest.mark.docker
@@ -67,7 +67,7 @@ def test_scripted_replies_solve_a_fixture_in_docker(docker_client: Any, tmp_path
 def test_garbage_replies_end_in_format_errors(tmp_path: Path) -> None:
     two = "```bash\nls\n```\nand\n```bash\npwd\n```"
     model = ScriptedModel(replies("I think the bug is in clamp.", two, "no block", then="still none"))
-    done = attempt(CALC_2, model, tmp_path / "trajectory.json")
+    done = attempt(CALC_2, model, tmp_path)
     assert (done.patch, done.stats.exit_reason, done.stats.format_errors) == ("", "format_errors", 3)
     messages = json.loads((tmp_path / "trajectory.json").read_text())["messages"]
     assert "it contained 0" in messages[3]["content"] and "it contained 2" in messages[5]["content"]
@@ -123,7 +123,7 @@ def test_server_gone_mid_run_is_an_infra_error(tmp_path: Path) -> None:
     record = asyncio.run(attempt())
     assert record.status == "error" and record.error is not None and record.error.kind == "model"
     assert "Connection error" in record.error.message
-    assert (tmp_path / "logs" / CALC_2 / "sample-0" / "trajectory.json").exists()  # what little happened is saved
+    assert (tmp_path / "logs" / CALC_2 / "epoch-0" / "trajectory.json").exists()  # what little happened is saved
 
 
 def test_dead_server_is_one_line_before_any_work(tmp_path: Path) -> None:
@@ -139,19 +139,19 @@ def test_dead_server_is_one_line_before_any_work(tmp_path: Path) -> None:
 def test_requests_never_exceed_the_context_window(tmp_path: Path) -> None:
     noisy = "Look at everything.\n```bash\nseq 1 30000\n```"
     model = ScriptedModel(replies(*[noisy] * 8), context_window=2048)
-    done = attempt(CALC_2, model, tmp_path / "trajectory.json", limits(context_window=2048, max_tokens=256))
+    done = attempt(CALC_2, model, tmp_path, limits(context_window=2048, max_tokens=256))
     assert len(model.requests) == 9 and model.violations == [] and done.stats.exit_reason == "submitted"
     assert len(model.requests[-1]) < 2 + 2 * 8 and done.stats.compactions >= 1  # old exchanges elided or dropped
     first = done.steps[0].output
     assert "characters cut" in first and first.startswith("1\n2\n") and first.rstrip().endswith("30000")
 
 
-def test_samples_use_different_seeds_and_no_secret_is_written(tmp_path: Path,
+def test_epochs_use_different_seeds_and_no_secret_is_written(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI_EVAL_API_KEY", "sk-test-secret-4711")
     with serve(replies(LOOK, FIX, LOOK, FIX)) as server:
-        result = run_shard(agent_settings(tmp_path, server.url, samples=2, workers=1, seed=7), 0, 1)
-    assert {r.sample for r in result.records.values()} == {0, 1}
+        result = run_shard(agent_settings(tmp_path, server.url, epochs=2, workers=1, seed=7), 0, 1)
+    assert {r.epoch for r in result.records.values()} == {0, 1}
     assert {r["seed"] for r in server.requests} == {7, 8}
     for path in result.folder.rglob("*"):
         if path.is_file():
@@ -244,7 +244,7 @@ def test_a_model_that_reads_for_24_steps_reaches_its_fix_in_an_8192_window(tmp_p
     earlier exchanges and this model started over until the step limit, never getting past step 10."""
     given = limits(context_window=8192)
     model = ScriptedModel(explorer(24), context_window=8192)
-    done = attempt(CALC_2, model, tmp_path / "trajectory.json", given)
+    done = attempt(CALC_2, model, tmp_path, given)
     assert done.stats.exit_reason == "submitted" and "return hi" in done.patch
     assert done.stats.steps == 26 and done.stats.compactions >= 2 and model.violations == []
     for n, request in enumerate(model.requests):  # every reply so far is in each request
@@ -260,7 +260,7 @@ def test_dense_output_never_passes_the_window(tmp_path: Path, usage: bool) -> No
     given = limits(step_limit=41)
     model = ScriptedModel(replies(*[numbers] * 40), context_window=given.context_window, tokenize=dense,
                           reports_usage=usage)
-    done = attempt(CALC_2, model, tmp_path / "trajectory.json", given)
+    done = attempt(CALC_2, model, tmp_path, given)
     assert len(model.requests) == 41 and done.stats.exit_reason == "submitted"
     assert model.violations == []
     budget = given.context_window - given.max_tokens
@@ -280,7 +280,7 @@ def test_prompts_are_data_and_cuts_are_marked() -> None:
 @pytest.mark.parametrize(("limit", "reason"),
                          [({"step_limit": 2}, "step_limit"), ({"token_budget": 10}, "token_budget")])
 def test_limits_end_the_attempt_with_their_reason(tmp_path: Path, limit: dict[str, int], reason: str) -> None:
-    done = attempt(CALC_2, ScriptedModel(replies(then=LOOK)), tmp_path / "trajectory.json", limits(**limit))
+    done = attempt(CALC_2, ScriptedModel(replies(then=LOOK)), tmp_path, limits(**limit))
     assert (done.patch, done.stats.exit_reason) == ("", reason)
     assert done.stats.steps == (2 if reason == "step_limit" else 1)
 
@@ -405,8 +405,8 @@ def test_the_manifest_the_store_and_the_trajectory_name_the_one_resolved_run(tmp
     run = manifest.identity["config_hash"]
     assert manifest.config["step_limit"] == 3 and manifest.config["agent_config"] != str(config)
     lines = [json.loads(line) for line in (result.folder / "results.jsonl").read_text().splitlines()]
-    assert lines and {line["run"] for line in lines} == {run}
-    saved = read_trajectory(result.folder / "logs" / CALC_2 / "sample-0" / "trajectory.json")
+    assert lines and {line["config_hash"] for line in lines} == {run}
+    saved = read_trajectory(result.folder / "logs" / CALC_2 / "epoch-0" / "trajectory.json")
     assert (saved.config_hash, saved.ci_eval_version, saved.instance_id, saved.attempt) == (run, __version__, CALC_2, 1)
     assert saved.stats.exit_reason == "submitted" and saved.usage.calls == len(saved.steps) == 3  # look, fix, submit
 
@@ -434,7 +434,7 @@ def test_a_heartbeat_names_each_running_instance_its_phase_step_and_time(tmp_pat
         beat = asyncio.create_task(heartbeat(show, 0.1))
         try:
             agent = solver(bash_agent(Options(limits(), PACKAGED)), limits(), model, seed=0, network=False,
-                           config_hash="", trajectory="trajectory.json")
+                           config_hash="")
             pool = Pool(backend, agent, ResultStore(tmp_path), tmp_path, Clocks(600, 120), show)
             await pool.run([Job(fixture(CALC_2))])
         finally:
@@ -481,7 +481,7 @@ def test_an_attempt_counts_the_steps_its_server_processed_whole_again(tmp_path: 
         return new * PROMPT_SECONDS + 20 * TOKEN_SECONDS
 
     model = ScriptedModel(replies(LOOK, LOOK, LOOK, LOOK, FIX), timing=timing)
-    done = attempt(CALC_2, model, tmp_path / "trajectory.json")
+    done = attempt(CALC_2, model, tmp_path)
     assert done.stats.exit_reason == "submitted" and done.stats.reprocessed_steps == 1
     saved = json.loads((tmp_path / "trajectory.json").read_text())["usage"]["per_call"]
     assert [c.get("reprocessed") for c in saved].index(True) == 2

@@ -50,7 +50,7 @@ def test_a_call_past_the_token_budget_is_refused_and_the_attempt_ends_token_budg
     calls = [r for r in server.requests if "messages" in r]
     assert record.agent.steps == len(calls) < 4  # the refused call never reached the server
     assert record.agent.prompt_tokens + record.agent.completion_tokens >= 400
-    stderr = (result.folder / "logs" / CALC_2 / "sample-0" / "agent.stderr").read_text()
+    stderr = (result.folder / "logs" / CALC_2 / "epoch-0" / "agent.stderr").read_text()
     assert "400" in stderr  # curl saw the refusal
 
 
@@ -70,7 +70,7 @@ def test_a_failing_agent_command_ends_agent_failed_with_its_output_kept(tmp_path
         result = run_shard(agent_settings(tmp_path, server.url, agent_command="echo out; echo err >&2; exit 3"), 0, 1)
     record = result.records[(CALC_2, 0)]
     assert record.agent.exit_reason == "agent_failed" and record.status == "empty_patch"
-    logs = result.folder / "logs" / CALC_2 / "sample-0"
+    logs = result.folder / "logs" / CALC_2 / "epoch-0"
     assert (logs / "agent.stdout").read_text() == "out\n" and (logs / "agent.stderr").read_text() == "err\n"
     assert trajectory(result.folder)["agent_returncode"] == 3
 
@@ -114,7 +114,7 @@ def test_no_ancestor_of_the_agent_holds_the_real_key_or_githubs_token(tmp_path: 
              "--agent-command", f"{sys.executable} {snoop}", "--output", str(out)],
             env=env, capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stderr
-    said = (out / "logs" / CALC_2 / "sample-0" / "agent.stdout").read_text()
+    said = (out / "logs" / CALC_2 / "epoch-0" / "agent.stdout").read_text()
     assert "found [] task /" in said, said
     assert int(said.split("read ")[1].split()[0]) >= 2  # itself and an ancestor: the walk went up
     for path in out.rglob("*"):

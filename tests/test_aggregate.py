@@ -26,12 +26,12 @@ PLAN = [[f"org__repo{n % 2}-{n}" for n in range(k * 4, k * 4 + 4)] for k in rang
 STATUSES = ["resolved", "unresolved", "resolved", "error"]
 
 
-def record(iid: str, status: str, sample: int = 0, seconds: float = 10.0) -> Record:
+def record(iid: str, status: str, epoch: int = 0, seconds: float = 10.0) -> Record:
     error = {"kind": "docker", "message": "daemon went away"} if status in ("error", "timeout") else None
     tests = {"FAIL_TO_PASS": {"success": [], "failure": ["t.py::test_x"]}} if status == "unresolved" else \
         {"FAIL_TO_PASS": {"success": ["t.py::test_x"]}} if status == "resolved" else {}
     return Record.model_validate({
-        "instance_id": iid, "repo": iid.rsplit("-", 1)[0].replace("__", "/"), "sample": sample, "status": status,
+        "instance_id": iid, "repo": iid.rsplit("-", 1)[0].replace("__", "/"), "epoch": epoch, "status": status,
         "error": error, "tests": tests, "patch": "diff --git a/x b/x\n" if status != "empty_patch" else "",
         "timings": {"total": seconds, "eval": seconds / 2},
         "agent": {"prompt_tokens": 100, "completion_tokens": 10}, "started_at": now(), "finished_at": now(),
@@ -39,15 +39,15 @@ def record(iid: str, status: str, sample: int = 0, seconds: float = 10.0) -> Rec
 
 
 def shard(folder: Path, index: int, statuses: list[str], attempt: int = 1, identity: dict[str, Any] | None = None,
-          plan: list[list[str]] = PLAN, samples: int = 1, extra: list[Record] = (),  # type: ignore[assignment]
+          plan: list[list[str]] = PLAN, epochs: int = 1, extra: list[Record] = (),  # type: ignore[assignment]
           config: dict[str, Any] | None = None) -> Path:
     folder.mkdir(parents=True)
-    manifest = {"schema": 1, "identity": identity or IDENTITY, "shard": {"index": index, "of": len(plan),
-                "run_attempt": attempt}, "planned": plan[index], "plan": plan, "samples": samples,
+    manifest = {"schema_version": 2, "identity": identity or IDENTITY, "shard": {"index": index, "of": len(plan),
+                "run_attempt": attempt}, "planned": plan[index], "plan": plan, "epochs": epochs,
                 "written_at": now(), "config": config or {}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     records = [record(iid, status, s) for iid, status in zip(plan[index], statuses, strict=False)
-               for s in range(samples)]
+               for s in range(epochs)]
     (folder / "results.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in [*records, *extra]))
     return folder
 
@@ -178,13 +178,13 @@ def test_rerun_keeps_newest_attempt_of_rerun_shard_only(tmp_path: Path, layout: 
     assert report["totals"]["by_status"] == {"error": 2, "resolved": 8, "unresolved": 2}
 
 
-def test_samples_give_pass_at_k(tmp_path: Path) -> None:
+def test_epochs_give_pass_at_k(tmp_path: Path) -> None:
     root = tmp_path / "artifacts"
     for n in range(3):
-        per_artifact(root, n, STATUSES, samples=3)
+        per_artifact(root, n, STATUSES, epochs=3)
     report = aggregate([root], tmp_path / "r").report.model_dump(mode="json")
     assert set(report["pass_at_k"]) == {"1", "2", "3"}
-    assert report["pass_at_k"]["1"] == 0.5 and report["instances"][PLAN[0][0]]["resolved_samples"] == 3
+    assert report["pass_at_k"]["1"] == 0.5 and report["instances"][PLAN[0][0]]["resolved_epochs"] == 3
 
 
 def test_baseline_verdict_and_github_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,7 +40,7 @@ def test_instance_ids_that_could_leave_the_folder_are_refused(tmp_path: Path, ba
 
 
 def test_every_log_path_is_built_inside_the_shard_folder(tmp_path: Path) -> None:
-    assert log_dir(tmp_path, CALC_1, 0) == tmp_path.resolve() / "logs" / CALC_1 / "sample-0"
+    assert log_dir(tmp_path, CALC_1, 0) == tmp_path.resolve() / "logs" / CALC_1 / "epoch-0"
     for escape in ("../../x", "/tmp/x", ".."):
         with pytest.raises(InputError, match="outside"):
             log_dir(tmp_path, escape, 0)

@@ -39,7 +39,7 @@ def test_real_shard_output_and_its_report_follow_the_schemas(tmp_path: Path) -> 
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     jsonschema.validate(manifest, json.loads((SCHEMAS / "manifest.schema.json").read_text()))
     jsonschema.validate(report, json.loads((SCHEMAS / "report.schema.json").read_text()))
-    assert manifest["schema_version"] == 1 and report["schema_version"] == 1
+    assert manifest["schema_version"] == 2 and report["schema_version"] == 2
     broken = dict(report, resolve_rate={"rate": "high"})
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, json.loads((SCHEMAS / "report.schema.json").read_text()))
@@ -59,10 +59,69 @@ def made_plan(path: Path) -> list[str]:
 def test_versions_are_read_by_their_one_name(tmp_path: Path) -> None:
     old = {"schema": 1, "identity": {}, "shard": {"index": 0, "of": 1, "attempt": 1}, "planned": [], "plan": [[]]}
     (tmp_path / "manifest.json").write_text(json.dumps(old))
-    assert read_manifest(tmp_path / "manifest.json").schema_version == 1  # an older artifact still reads
-    (tmp_path / "report.json").write_text(json.dumps({"schema_version": 2}))
+    assert read_manifest(tmp_path / "manifest.json").shard.run_attempt == 1  # an older artifact still reads
+    (tmp_path / "report.json").write_text(json.dumps({"schema_version": 3}))
     with pytest.raises(InputError, match="is not a ci-eval report"):
         read_report(tmp_path / "report.json")
+
+
+def test_version_1_files_read_under_todays_names(tmp_path: Path) -> None:
+    """Before schema version 2 a repeat of an attempt was a sample: a baseline report, a shard
+    folder to resume or aggregate, and a trajectory of then still read, their logs included."""
+    from ci_eval.contracts.shard import Record, Trajectory
+    from ci_eval.shard_folder import ResultStore, read_trajectory
+
+    cfg = settings(tmp_path, predictions="gold", sandbox="local", repos_dir=FIXTURES / "repos", epochs=2,
+                   instance_ids=["ci-eval-fixtures__calc-1"], output=tmp_path / "new" / "shard-0")
+    folder = run_shard(cfg, 0, 1).folder
+    aggregate([tmp_path / "new"], tmp_path / "new-report")
+    today = read_report(tmp_path / "new-report" / "report.json")
+    # The same report and shard folder as version 1 wrote them.
+    old = json.loads((tmp_path / "new-report" / "report.json").read_text())
+    old.update(schema_version=1, samples=old.pop("epochs"))
+    for entry in old["instances"].values():
+        entry.update(samples=entry.pop("epochs"), resolved_samples=entry.pop("resolved_epochs"))
+    (tmp_path / "old-report.json").write_text(json.dumps(old))
+    assert read_report(tmp_path / "old-report.json") == today
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(schema_version=1, samples=manifest.pop("epochs"))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    lines = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    old_lines = [{**{k: v for k, v in r.items() if k not in ("epoch", "config_hash")}, "sample": r["epoch"],
+                  "run": r["config_hash"]} for r in lines]
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old_lines))
+    store = ResultStore(folder, manifest["identity"]["config_hash"])
+    done, set_aside = store.resume()  # a resume keeps an old line of its own run
+    store.close()
+    assert sorted(done) == [("ci-eval-fixtures__calc-1", e) for e in (0, 1)] and set_aside == 0
+    assert {Record.model_validate(r).key for r in old_lines} == set(done)
+    traj = Trajectory(instance_id="x", epoch=1).model_dump()
+    (tmp_path / "t.json").write_text(json.dumps({**traj, "schema_version": 1, "sample": traj.pop("epoch")}))
+    assert read_trajectory(tmp_path / "t.json").epoch == 1
+    logs = folder / "logs" / "ci-eval-fixtures__calc-1"
+    (logs / "epoch-0").rename(logs / "sample-0")
+    (logs / "sample-0" / "test_output.txt").write_text("an old run's test log\n")
+    (folder / "results.jsonl").write_text((folder / "results.jsonl").read_text().replace('"resolved"', '"unresolved"')
+                                          .replace('"success": ["', '"failure": ["'))
+    reread = aggregate([tmp_path / "new"], tmp_path / "reread").report
+    assert reread.epochs == 2 and reread.instances["ci-eval-fixtures__calc-1"].epochs == 2
+    assert reread.instances["ci-eval-fixtures__calc-1"].log_tail == "an old run's test log"
+
+
+def test_a_renamed_setting_reads_under_its_former_name_and_keeps_the_hash(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from ci_eval.config import load_settings
+
+    toml = tmp_path / "old.toml"
+    toml.write_text("samples = 3\n")
+    assert load_settings({}, toml).epochs == load_settings({"samples": 3}).epochs == 3
+    assert load_settings({"epochs": 2, "samples": 3}).epochs == 2  # today's name wins
+    # hashed under the former name, as every run before the rename was: their config hash holds
+    assert load_settings({"samples": 3}).hashed()["samples"] == 3 and "epochs" not in load_settings({}).hashed()
+    monkeypatch.setenv("CI_EVAL_SAMPLES", "4")
+    assert load_settings({}).epochs == 4
+    help_text = CliRunner().invoke(main, ["shard", "--help"]).output
+    assert "--epochs" in help_text and "--samples" in help_text
 
 
 def test_every_way_an_attempt_ends_has_one_status() -> None:

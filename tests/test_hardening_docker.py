@@ -50,7 +50,7 @@ def test_a_long_test_log_is_bounded_and_still_graded_from_its_tail(docker_client
     dataset = with_eval_prefix(tmp_path, "head -c 100000000 /dev/zero | tr '\\0' x")  # 100 MB, one line
     result = run_shard(settings(tmp_path, dataset=str(dataset), predictions="gold", sandbox="docker"), 0, 1)
     assert result.records[(CALC_1, 0)].status == "resolved"
-    log = result.folder / "logs" / CALC_1 / "sample-0" / "test_output.txt"
+    log = result.folder / "logs" / CALC_1 / "epoch-0" / "test_output.txt"
     assert log.stat().st_size < EVAL.keep + 1000
     assert "bytes of output dropped here" in log.read_text()
 
@@ -60,7 +60,7 @@ def test_a_test_run_that_floods_is_stopped_and_judged(docker_client: Any, tmp_pa
     cfg = settings(tmp_path, dataset=str(dataset), predictions="gold", sandbox="docker", eval_timeout=600)
     record = run_shard(cfg, 0, 1).records[(CALC_1, 0)]
     assert record.status == "unresolved" and record.timings.eval < 300
-    log = tmp_path / "out" / "logs" / CALC_1 / "sample-0" / "test_output.txt"
+    log = tmp_path / "out" / "logs" / CALC_1 / "epoch-0" / "test_output.txt"
     assert log.stat().st_size < EVAL.keep + 1000 and "stopped after printing" in log.read_text()
 
 

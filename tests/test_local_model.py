@@ -66,7 +66,7 @@ def test_real_local_model_runs_a_shard(docker_client: Any, tmp_path: Path) -> No
         assert record.status != "error", record.error  # the server stayed up and answered
         assert record.agent.steps >= 1 and record.agent.prompt_tokens > 0
         assert record.agent.exit_reason in {"submitted", "step_limit", "format_errors"}
-        saved = json.loads((result.folder / "logs" / record.instance_id / "sample-0" / "trajectory.json").read_text())
+        saved = json.loads((result.folder / "logs" / record.instance_id / "epoch-0" / "trajectory.json").read_text())
         assert any(m["role"] == "assistant" for m in saved["messages"])
         # the first request carried the system prompt (~180 tokens) besides the issue
         assert saved["usage"]["per_call"][0]["prompt_tokens"] > 200, saved["usage"]["per_call"][0]

@@ -42,7 +42,7 @@ def test_resume_skips_finished_and_retries_infra_failures() -> None:
     jobs = pending_jobs(instances, 1, done, max_attempts=3)
     assert [(j.instance.instance_id, j.attempt) for j in jobs] == [(c, 2)] + [
         (i.instance_id, 1) for i in instances[4:]]
-    assert len(pending_jobs(instances, 2, {}, 3)) == 12  # samples multiply the jobs
+    assert len(pending_jobs(instances, 2, {}, 3)) == 12  # epochs multiply the jobs
 
 
 def test_manifest_refuses_another_configuration(tmp_path: Path) -> None:

@@ -74,14 +74,14 @@ def test_gold_patches_all_resolve(docker_client: Any, tmp_path: Path) -> None:
     assert statuses(result.folder) == {row["instance_id"]: "resolved" for row in rows()}
     for record in result.records.values():
         assert record.tests.FAIL_TO_PASS.failure == [] and record.tests.FAIL_TO_PASS.success
-        assert (result.folder / "logs" / record.instance_id / "sample-0" / "test_output.txt").stat().st_size > 0
+        assert (result.folder / "logs" / record.instance_id / "epoch-0" / "test_output.txt").stat().st_size > 0
     assert ours(docker_client, result.folder) == []
 
 
 def test_large_non_utf8_output_is_kept_and_graded(docker_client: Any, tmp_path: Path) -> None:
     iid = "ci-eval-fixtures__textkit-6"
     result = run_shard(settings(tmp_path, predictions="gold", sandbox="docker", instance_ids=[iid]), 0, 1)
-    log = result.folder / "logs" / iid / "sample-0" / "test_output.txt"
+    log = result.folder / "logs" / iid / "epoch-0" / "test_output.txt"
     assert log.stat().st_size > 4_000_000
     assert "\ufffd" in log.read_text(encoding="utf-8")  # bad bytes replaced, not fatal
     assert statuses(result.folder) == {iid: "resolved"}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ci_eval.config import Settings, load_settings
+from ci_eval.config import FORMERLY, Settings, load_settings
 from tests.composite import Player
 from tests.conftest import INSTANCES
 
@@ -97,12 +97,13 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, config: 
 
 def assert_v1_values(settings: Settings, given: dict[str, str]) -> None:
     expected: dict[str, Any] = {"dataset": str(INSTANCES), "split": "dev", "instance_ids": ["a__b-1", "c__d-2"],
-                                "predictions": "gold", "workers": 3, "model_slots": 2, "samples": 2,
+                                "predictions": "gold", "workers": 3, "model_slots": 2, "epochs": 2,
                                 "instance_timeout": 100.0, "eval_timeout": 50.0, "step_limit": 7,
                                 "context_window": 4096, "max_tokens": 256, "agent_config": Path("agent.toml"),
                                 "sample_size": 4, "revision": "abc123"}
     for name in given:
         field = name.replace("-", "_")
+        field = FORMERLY.get(field, field)
         assert getattr(settings, field) == expected[field], field
 
 

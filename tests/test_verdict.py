@@ -141,7 +141,7 @@ def test_the_exact_test_is_mcnemars_with_one_run_and_widens_with_the_history() -
     # Alpha spent over a pull request's pushes adds up to alpha at most.
     assert spent(0.05, 1) < 0.05 and sum(spent(0.05, k) for k in range(1, 10_000)) == pytest.approx(0.05, rel=1e-3)
     # Power grows with the drop, is alpha at most with none, and the detectable drop is where it is 80%.
-    power = Power(pairs, (0.45, 0.35), samples=1, alpha=0.05)  # the moments of these pairs' population
+    power = Power(pairs, (0.45, 0.35), epochs=1, alpha=0.05)  # the moments of these pairs' population
     assert power(0.0) <= 0.06 and power(0.2) < power(0.6) < power(1.0)
     drop = power.detectable()
     assert drop is not None and power(drop) == pytest.approx(0.8, abs=0.02)

@@ -1,5 +1,5 @@
 """The verdict in the conditions real projects meet, through the CLI: one baseline run, repeated
-samples, a changed server, many pushes, no baseline at all."""
+epochs, a changed server, many pushes, no baseline at all."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from tests.test_aggregate import IDENTITY, shard
 IDS = [f"org__repo{n % 3}-{n}" for n in range(30)]
 
 
-def report(root: Path, name: str, statuses: list[str], samples: int = 1,
+def report(root: Path, name: str, statuses: list[str], epochs: int = 1,
            environment: dict[str, str] | None = None) -> Path:
-    """One run's report.json: `statuses` per instance, each sample the same (temperature 0)."""
-    shard(root / name, 0, statuses, plan=[IDS], identity=IDENTITY, samples=samples)
+    """One run's report.json: `statuses` per instance, each epoch the same (temperature 0)."""
+    shard(root / name, 0, statuses, plan=[IDS], identity=IDENTITY, epochs=epochs)
     if environment is not None:
         manifest = json.loads((root / name / "manifest.json").read_text())
         (root / name / "manifest.json").write_text(json.dumps({**manifest, "environment": environment}))
@@ -41,7 +41,7 @@ BASE = ["resolved"] * 14 + ["unresolved"] * 16
 NEW = ["resolved"] * 6 + ["unresolved"] * 8 + ["resolved"] + ["unresolved"] * 15
 
 
-def test_one_baseline_run_is_mcnemars_exact_test_and_samples_are_one_run(tmp_path: Path) -> None:
+def test_one_baseline_run_is_mcnemars_exact_test_and_epochs_are_one_run(tmp_path: Path) -> None:
     base = report(tmp_path, "base", BASE)
     code, _, judged = compare(str(base), str(report(tmp_path, "new", NEW)))
     c = judged.comparison
@@ -49,9 +49,9 @@ def test_one_baseline_run_is_mcnemars_exact_test_and_samples_are_one_run(tmp_pat
     # Every discordant pair has the same total (one of two runs), so the weighed statistic is
     # McNemar's: P(Binomial(9, 1/2) <= 1) = 10/512, under 0.8 * alpha spent on a first push.
     assert c.p_worse == pytest.approx(10 / 512, abs=1e-6) and code == 1
-    # Four identical samples a run (temperature 0) are still one observation per instance.
-    base4 = report(tmp_path, "base4", BASE, samples=4)
-    _, _, judged4 = compare(str(base4), str(report(tmp_path, "new4", NEW, samples=4)))
+    # Four identical epochs a run (temperature 0) are still one observation per instance.
+    base4 = report(tmp_path, "base4", BASE, epochs=4)
+    _, _, judged4 = compare(str(base4), str(report(tmp_path, "new4", NEW, epochs=4)))
     assert judged4.comparison is not None and judged4.comparison.p_worse == pytest.approx(10 / 512, abs=1e-6)
     assert judged4.comparison.frequencies[IDS[0]].tries == 1
 

@@ -7,20 +7,21 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, model_validator
 
+from ci_eval.contracts.older import renamed
 from ci_eval.contracts.plan import SampleDesign
 from ci_eval.contracts.shard import UnreadableLine
 from ci_eval.contracts.status import ErrorInfo, ExitReason, Status
 from ci_eval.untrusted import UntrustedText
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: a repeat of an attempt is an epoch (`samples` before); version 1 still reads
 REPORT = "report.json"  # in the aggregate's folder, beside junit.xml and the summaries
 
 
 class InstanceResult(BaseModel):
     repo: str
     status: Status
-    samples: int = Field(default=0, ge=0)
-    resolved_samples: int = Field(default=0, ge=0)
+    epochs: int = Field(default=0, ge=0)
+    resolved_epochs: int = Field(default=0, ge=0)
     time: float = 0.0
     error: ErrorInfo | None = None
     failing_tests: list[UntrustedText] = Field(default_factory=list)
@@ -31,14 +32,19 @@ class InstanceResult(BaseModel):
     log_tail: UntrustedText = ""
     suspicious: list[UntrustedText] = Field(default_factory=list)  # what its patch touches of test collection
 
+    @model_validator(mode="before")
+    @classmethod
+    def _older_names(cls, data: Any) -> Any:
+        return renamed(data, {"samples": "epochs", "resolved_samples": "resolved_epochs"})
+
     @model_validator(mode="after")
     def _counts(self) -> InstanceResult:
         # A report is read from an artifact anyone's run may have written: its counts must add up.
-        if self.resolved_samples > self.samples:
-            raise ValueError(f"{self.resolved_samples} resolved samples of {self.samples}")
-        if self.samples == 1 and self.status.verdict is not None and (
-                self.resolved_samples == 1) != (self.status == Status.RESOLVED):
-            raise ValueError(f"status {self.status} with {self.resolved_samples} of 1 sample resolved")
+        if self.resolved_epochs > self.epochs:
+            raise ValueError(f"{self.resolved_epochs} resolved epochs of {self.epochs}")
+        if self.epochs == 1 and self.status.verdict is not None and (
+                self.resolved_epochs == 1) != (self.status == Status.RESOLVED):
+            raise ValueError(f"status {self.status} with {self.resolved_epochs} of 1 epoch resolved")
         return self
 
 
@@ -210,7 +216,7 @@ class Report(BaseModel):
     no_verdict: list[str] = Field(default_factory=list)
     unreadable: list[UnreadableLine] = Field(default_factory=list)
     usage: UsageTotals
-    samples: int = 1
+    epochs: int = 1
     warnings: list[UntrustedText] = Field(default_factory=list)
     instances: dict[str, InstanceResult]
     pass_at_k: dict[str, float] | None = None
@@ -220,3 +226,8 @@ class Report(BaseModel):
     finished_at: str = ""  # the last record's end: orders a baseline history
     comparison: Comparison | None = None  # against the baseline history, when there was one
     verdict: Verdict | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_names(cls, data: Any) -> Any:
+        return renamed(data, {"samples": "epochs"}, REPORT_VERSION)

@@ -8,11 +8,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ci_eval.contracts.older import renamed
 from ci_eval.contracts.plan import SampleDesign
 from ci_eval.contracts.status import INFRA_FAILURES, ErrorInfo, ErrorKind, ExitReason, Status
 
-MANIFEST_VERSION = 1
-TRAJECTORY_VERSION = 1
+# 2: a repeat of an attempt is an epoch (`samples`, `sample` before); version 1 files still read.
+MANIFEST_VERSION = 2
+TRAJECTORY_VERSION = 2
 
 
 class ShardInfo(BaseModel):
@@ -32,7 +34,7 @@ class Manifest(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     shard: ShardInfo
     sandbox: str = ""
-    samples: int = Field(default=1, ge=1)
+    epochs: int = Field(default=1, ge=1)
     planned: list[str]
     plan: list[list[str]]
     sample: SampleDesign | None = None  # the plan's sample design, carried to the report
@@ -44,13 +46,12 @@ class Manifest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _older_names(cls, data: Any) -> Any:
-        """Manifests of earlier 0.1.0 builds still read: their version field was `schema`, and
-        the GitHub run attempt was the shard's `attempt`."""
+        """Manifests of earlier versions still read: the version field was `schema` and the GitHub
+        run attempt the shard's `attempt` in early 0.1.0 builds; the epochs were `samples` in 1."""
         if not isinstance(data, dict):
             return data
-        data = dict(data)
-        if "schema" in data and "schema_version" not in data:
-            data["schema_version"] = data.pop("schema")
+        data = renamed(data, {"schema": "schema_version"})
+        data = renamed(data, {"samples": "epochs"}, MANIFEST_VERSION)
         shard = data.get("shard")
         if isinstance(shard, dict) and "attempt" in shard and "run_attempt" not in shard:
             data["shard"] = {**{k: v for k, v in shard.items() if k != "attempt"}, "run_attempt": shard["attempt"]}
@@ -138,7 +139,7 @@ class Trajectory(BaseModel):
     ci_eval_version: str = ""
     config_hash: str = ""  # the run's (the manifest's); empty off a shard
     instance_id: str
-    sample: int = 0
+    epoch: int = 0
     attempt: int = 1
     patch: str = ""
     stats: AgentStats = Field(default_factory=AgentStats)
@@ -147,13 +148,18 @@ class Trajectory(BaseModel):
     messages: list[dict[str, str]] = Field(default_factory=list)
     agent_returncode: int | None = None  # an agent command's exit status (the command seam)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _older_names(cls, data: Any) -> Any:
+        return renamed(data, {"sample": "epoch"}, TRAJECTORY_VERSION)
+
 
 class Record(BaseModel):
-    """One line of results.jsonl: one finished attempt at one (instance, sample)."""
+    """One line of results.jsonl: one finished attempt at one (instance, epoch)."""
 
     instance_id: str
     repo: str
-    sample: int = 0
+    epoch: int = 0
     status: Status
     error: ErrorInfo | None = None
     patch: str = ""
@@ -163,12 +169,17 @@ class Record(BaseModel):
     attempt: int = 1
     started_at: str
     finished_at: str
-    run: str | None = None  # the config hash of the run that wrote it (stamped by the store)
+    config_hash: str | None = None  # of the run that wrote it (stamped by the store)
     suspicious: list[str] = Field(default_factory=list)  # "path: why" of a patch that may game the grader
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_names(cls, data: Any) -> Any:
+        return renamed(data, {"sample": "epoch", "run": "config_hash"})  # lines written before schema version 2
 
     @property
     def key(self) -> tuple[str, int]:
-        return (self.instance_id, self.sample)
+        return (self.instance_id, self.epoch)
 
     @property
     def is_infra_failure(self) -> bool:

@@ -35,7 +35,7 @@ def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
 def pass_at_k(n: int, c: int, k: int) -> float:
     """The unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k)."""
     if k > n:
-        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+        raise ValueError(f"pass@{k} needs at least {k} epochs, got {n}")
     if n - c < k:
         return 1.0
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
@@ -69,10 +69,10 @@ def build_report(merged: Merged) -> Report:
         no_verdict=_having(instances, NO_VERDICT),
         unreadable=merged.unreadable,
         usage=_usage(list(merged.records.values())),
-        samples=merged.samples,
+        epochs=merged.epochs,
         warnings=merged.warnings,
         instances=instances,
-        pass_at_k=_pass_at_k(instances, merged.samples),
+        pass_at_k=_pass_at_k(instances, merged.epochs),
         suspicious=sorted(i for i, e in instances.items() if e.suspicious),
         sample=merged.sample,
         finished_at=max((r.finished_at for r in merged.records.values()), default=""),
@@ -91,12 +91,12 @@ def _per_repo(instances: dict[str, InstanceResult]) -> dict[str, RepoResult]:
             for repo, c in sorted(by_repo.items())}
 
 
-def _pass_at_k(instances: dict[str, InstanceResult], samples: int) -> dict[str, float] | None:
-    if samples <= 1:
+def _pass_at_k(instances: dict[str, InstanceResult], epochs: int) -> dict[str, float] | None:
+    if epochs <= 1:
         return None
     n = max(len(instances), 1)
-    return {str(k): round(sum(pass_at_k(samples, e.resolved_samples, k) for e in instances.values()) / n, 4)
-            for k in range(1, samples + 1)}
+    return {str(k): round(sum(pass_at_k(epochs, e.resolved_epochs, k) for e in instances.values()) / n, 4)
+            for k in range(1, epochs + 1)}
 
 
 def _usage(records: list[Record]) -> UsageTotals:
@@ -122,15 +122,15 @@ def _usage(records: list[Record]) -> UsageTotals:
 
 
 def _instance(iid: str, merged: Merged, damaged: bool) -> InstanceResult:
-    tries = [r for s in range(merged.samples) if (r := merged.records.get((iid, s))) is not None]
+    tries = [r for e in range(merged.epochs) if (r := merged.records.get((iid, e))) is not None]
     first: Record | None = merged.records.get((iid, 0)) or (tries[0] if tries else None)
     if first is None:
         return InstanceResult(repo=repo_from_id(iid), status=Status.UNREADABLE if damaged else Status.NOT_ATTEMPTED)
     return InstanceResult(
         repo=first.repo,
         status=first.status,
-        samples=len(tries),
-        resolved_samples=sum(r.status == Status.RESOLVED for r in tries),
+        epochs=len(tries),
+        resolved_epochs=sum(r.status == Status.RESOLVED for r in tries),
         time=round(first.timings.total, 3),
         error=first.error,
         failing_tests=first.tests.FAIL_TO_PASS.failure + first.tests.PASS_TO_PASS.failure,

@@ -30,13 +30,13 @@ def _rate(k: float, n: float) -> float:
 
 
 def shares(report: Report) -> dict[str, float]:
-    """One run's instances with a model verdict, each the share of its samples resolved: a run is
-    one observation per instance, however many samples it took."""
+    """One run's instances with a model verdict, each the share of its epochs resolved: a run is
+    one observation per instance, however many epochs it took."""
     out = {}
     for iid, e in report.instances.items():
         if e.status.verdict is None:
             continue
-        out[iid] = e.resolved_samples / e.samples if e.samples else float(e.status.verdict)
+        out[iid] = e.resolved_epochs / e.epochs if e.epochs else float(e.status.verdict)
     return out
 
 
@@ -81,16 +81,16 @@ def compare(history: Sequence[Report], new: Report, alpha: float = ALPHA, push: 
                          for i in open_])
     best = _with(test, [Paired.weighed(p.base, 1.0, p.chosen_for) for p in worst.items[len(items):]])
     first = _moments(runs, now, judged)
-    power = Power(items, first, max(new.samples, 1), level, spread)
+    power = Power(items, first, max(new.epochs, 1), level, spread)
     drop = power.detectable(POWER)
     share = {p_i: sum(p.base) / len(p.base) for p_i, p in zip(judged, items, strict=True)}
     lost = lost_verdicts(kept, new, both, alpha)
     return Comparison(
         baseline_runs=len(kept), set_aside=aside, compared=len(judged), push=push, alpha_spent=round(level, 6),
         base_rate=_rate(sum(share.values()), len(judged)), new_rate=_rate(sum(now[i] for i in judged), len(judged)),
-        resolved=sum(new.instances[i].resolved_samples for i in judged),
-        tries=sum(max(new.instances[i].samples, 1) for i in judged),
-        expected=round(sum(share[i] * max(new.instances[i].samples, 1) for i in judged), 3), test=TEST, alpha=alpha,
+        resolved=sum(new.instances[i].resolved_epochs for i in judged),
+        tries=sum(max(new.instances[i].epochs, 1) for i in judged),
+        expected=round(sum(share[i] * max(new.instances[i].epochs, 1) for i in judged), 3), test=TEST, alpha=alpha,
         p_worse=round(test.p_worse, 6), p_better=round(test.p_better, 6),
         p_worse_best_case=round(best.p_worse, 6), p_worse_worst_case=round(worst.p_worse, 6),
         overdispersion=round(spread.phi, 4), p_disagree=round(spread.p_disagree, 6),

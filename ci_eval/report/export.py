@@ -13,15 +13,15 @@ from ci_eval.report.merge import merge
 from ci_eval.shard_folder import find_shards
 
 
-def export(paths: Sequence[Path], out: Path, *, sample: int = 0, model_name: str | None = None) -> int:
-    """Write every attempted instance's patch of `sample`; returns how many were written."""
+def export(paths: Sequence[Path], out: Path, *, epoch: int = 0, model_name: str | None = None) -> int:
+    """Write every attempted instance's patch of `epoch`; returns how many were written."""
     merged = merge(find_shards(paths), allow_partial=True)
-    if not 0 <= sample < merged.samples:
-        raise InputError(f"--sample {sample} is out of range: the run has samples 0..{merged.samples - 1}")
+    if not 0 <= epoch < merged.epochs:
+        raise InputError(f"--epoch {epoch} is out of range: the run has epochs 0..{merged.epochs - 1}")
     name = model_name or str(merged.identity.get("model") or "ci-eval")
     predictions: list[dict[str, Any]] = [
         {"instance_id": iid, "model_name_or_path": name, "model_patch": record.patch}
-        for iid in merged.planned if (record := merged.records.get((iid, sample))) is not None
+        for iid in merged.planned if (record := merged.records.get((iid, epoch))) is not None
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(predictions, indent=1) + "\n", encoding="utf-8")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ci_eval.contracts.report import Comparison, InstanceResult, Report, Verdict
 from ci_eval.contracts.status import Status
+from ci_eval.shard_folder import LOGS, epoch_folder
 from ci_eval.untrusted import loggable, markdown_text
 
 SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses step summaries above 1 MiB
@@ -146,7 +147,7 @@ def changes_section(report: Report, c: Comparison, options: SummaryOptions) -> s
               "would: the test's null is widened by that." if c.overdispersion > 1 else "")
     out = ["### Against the baseline", "",
            f"Baseline: {c.baseline_runs} run(s) of the base branch like this one (same server, model digest, dataset "
-           "and network); each run counts once per instance, whatever its samples." + aside, "",
+           "and network); each run counts once per instance, whatever its epochs." + aside, "",
            "| | baseline | this run | change |", "| --- | ---: | ---: | ---: |", *rows, "",
            f"The question: did the compared instances get worse? This is run {c.push} of this pull request, which "
            f"may spend alpha {c.alpha_spent:.3g} of {c.alpha:g}. One-sided p = {c.p_worse:.3g} for a fall, "
@@ -176,7 +177,7 @@ def _change_row(iid: str, e: InstanceResult, c: Comparison, options: SummaryOpti
 
 
 def _logs(iid: str, options: SummaryOptions) -> str:
-    where = code(f"logs/{iid}/sample-0/")
+    where = code(f"{LOGS}/{iid}/{epoch_folder(0)}/")
     return f"[artifact]({options.logs_url}) {where}" if options.logs_url else where
 
 

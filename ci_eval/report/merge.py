@@ -16,7 +16,7 @@ from ci_eval.shard_folder import ShardRun
 class Merged:
     identity: dict[str, Any]
     plan: list[list[str]]
-    samples: int
+    epochs: int
     shards: dict[int, ShardRun]  # the newest attempt of each shard that arrived
     missing: list[int]
     records: dict[tuple[str, int], Record]
@@ -81,9 +81,8 @@ def merge(runs: list[ShardRun], allow_partial: bool = False) -> Merged:
                             "kept the result of the shard that planned it")
     unreadable = [u for _, run in sorted(newest.items()) for u in run.unreadable]
     warnings += [f"could not read {u}" for u in unreadable]
-    samples = first.manifest.samples
-    return Merged(first.manifest.identity, plan, samples, newest, missing, records, warnings, unreadable, log_tails,
-                  first.manifest.sample, first.manifest.environment)
+    return Merged(first.manifest.identity, plan, first.manifest.epochs, newest, missing, records, warnings,
+                  unreadable, log_tails, first.manifest.sample, first.manifest.environment)
 
 
 def same_run(a: Manifest, b: Manifest, where_a: object, where_b: object) -> None:

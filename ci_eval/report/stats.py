@@ -13,10 +13,10 @@ import numpy as np
 # --- The regression gate: runs as exchangeable units -------------------------------------------
 #
 # The unit is the run. Instance i was run by n_i baseline runs; run j resolved the share y_ij of
-# its samples there (0 or 1 with one sample), and this run the share x_i. Under "nothing changed"
+# its epochs there (0 or 1 with one epoch), and this run the share x_i. Under "nothing changed"
 # the n_i + 1 runs are exchangeable, so given the multiset of their values, x_i is any one of them
 # with equal chance (with one baseline run this is McNemar's exact test). No prior is fitted to
-# the data the test judges, and the samples of one run are one observation, never k tries: the
+# the data the test judges, and the epochs of one run are one observation, never k tries: the
 # null holds at any history depth, from one run up. An informative sample chose its instances by
 # those same baseline values ("resolved at least once", "never resolved"), which breaks the
 # symmetry: the null is conditioned on the choice too, so an instance chosen for its one
@@ -213,7 +213,7 @@ class Power:
 
     items: tuple[Paired, ...]
     moments: tuple[float, float]  # E[p] and E[p^2] over the instances
-    samples: int
+    epochs: int
     alpha: float
     spread: Spread = Spread()
     draws: int = 1000
@@ -229,7 +229,7 @@ class Power:
         a = m1 * strength + np.array([sum(p.base) for p in self.items])
         b = (1 - m1) * strength + np.array([len(p.base) - sum(p.base) for p in self.items])
         p = rng.beta(a, b, size=(self.draws, len(self.items)))
-        u = rng.random(size=(self.draws, len(self.items), self.samples))
+        u = rng.random(size=(self.draws, len(self.items), self.epochs))
         return p, u
 
     @cached_property
@@ -252,8 +252,8 @@ class Power:
         if not self.items:
             return 0.0
         p, u = self._draws
-        hits = (u < ((1 - drop) * p)[:, :, None]).sum(axis=2)  # each instance's resolved samples
-        levels = range(self.samples + 1)
+        hits = (u < ((1 - drop) * p)[:, :, None]).sum(axis=2)  # each instance's resolved epochs
+        levels = range(self.epochs + 1)
         counts = np.stack([(hits[:, idx] == k).sum(axis=1) for _, idx in self._groups for k in levels], axis=1)
         rows, inverse = np.unique(counts, axis=0, return_inverse=True)
         flagged = np.array([self._flags(row) for row in rows])
@@ -269,7 +269,7 @@ class Power:
     def _cells(self) -> list[tuple[tuple[int, ...], int]]:
         """For each group and each share this run can take there: the null's lattice values and
         the observed one, in the order of a draw's counts."""
-        test, n = self._test, self.samples
+        test, n = self._test, self.epochs
         out = []
         for member, _ in self._groups:
             for k in range(n + 1):
