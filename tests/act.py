@@ -13,6 +13,8 @@ GitHub API with no earlier runs, recording what it was asked.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import re
@@ -20,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.error
 import urllib.parse
@@ -152,6 +155,23 @@ def caller_repo(folder: Path, workflow: str) -> Path:
     return folder
 
 
+@functools.cache
+def action_checkout() -> Path:
+    """ci-eval as an action's checkout: the repository's files, copied once a process, never the
+    live tree. act tars the action's folder at each post step, and a file that grows meanwhile
+    (mypy's cache, a .pyc or the pytest cache another test writes) fails the job with
+    "archive/tar: write too long"."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    folder = Path(tempfile.mkdtemp(prefix="ci-eval-action-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():  # a file deleted in the work tree is listed until committed
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, folder / name)
+    return folder
+
+
 def play(repo: Path, event: str, payload: dict[str, Any], home: Path, timeout: float = 1200) -> Run:
     """act on the repository's workflow for `event` (a workflow_dispatch's inputs in the payload,
     as GitHub gives them), offline, jobs on this host."""
@@ -180,7 +200,7 @@ def play(repo: Path, event: str, payload: dict[str, Any], home: Path, timeout: f
             env.pop(name, None)
         done = subprocess.run(
             ["act", event, "-W", ".github/workflows/eval.yml", "-P", "ubuntu-latest=-self-hosted", *local,
-             "--local-repository", f"org/ci-eval@v2={ROOT}", "--artifact-server-path", str(artifacts),
+             "--local-repository", f"org/ci-eval@v2={action_checkout()}", "--artifact-server-path", str(artifacts),
              "--artifact-server-addr", "127.0.0.1", "--artifact-server-port", str(port), "--no-cache-server",
              "--eventpath", str(repo.parent / f"{repo.name}-event.json"),
              # GitHub names the caller's workflow file in every job; act names none
