@@ -283,6 +283,15 @@ class DockerSandbox:
             self._restart()
 
     def _pids(self) -> int:
+        # A busy engine can answer a container's stats with an empty body (seen under load, just
+        # after a restart): asked again, it counts.
+        for wait in (0.2, 0.5, 1.0):
+            with suppress(requests.exceptions.JSONDecodeError):
+                return self._counted()
+            time.sleep(wait)
+        return self._counted()
+
+    def _counted(self) -> int:
         stats: dict[str, Any] = self.container.stats(stream=False, one_shot=True)  # type: ignore[assignment]
         return int((stats.get("pids_stats") or {}).get("current") or 0)
 
